@@ -1,0 +1,157 @@
+//! Streams a model file into tensor memory: each chunk goes through the parser and each tensor's
+//! data is copied once, into its own allocation. The memory budget is checked from the header
+//! (before any tensor memory exists) and again before every tensor is allocated.
+
+use std::collections::HashMap;
+
+use super::{AlignedBuf, Model, Tensor};
+use crate::error::{Error, Result};
+use crate::format::{DType, FileHeader, Parser, Sink, TensorInfo, FILE_HEADER_BYTES};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Bytes the weights plus `reserve_bytes` may take; None = no limit.
+    pub limit_bytes: Option<u64>,
+    /// The file's size, when the source knows it (Content-Length, File.size, stat): the weights
+    /// then need at most this many bytes, and a model that cannot fit is refused after 24 bytes.
+    pub file_bytes: Option<u64>,
+    /// Memory the caller needs besides the weights (evaluation buffers, state).
+    pub reserve_bytes: u64,
+}
+
+pub struct ModelLoader {
+    parser: Parser,
+    sink: Collect,
+}
+
+struct Collect {
+    opts: LoadOptions,
+    header: Option<FileHeader>,
+    tensors: Vec<Tensor>,
+    index: HashMap<String, usize>,
+    allocated: u64,
+    current: Option<(TensorInfo, AlignedBuf, usize)>,
+}
+
+impl ModelLoader {
+    pub fn new(opts: LoadOptions) -> Self {
+        ModelLoader {
+            parser: Parser::new(),
+            sink: Collect {
+                opts,
+                header: None,
+                tensors: Vec::new(),
+                index: HashMap::new(),
+                allocated: 0,
+                current: None,
+            },
+        }
+    }
+
+    /// Feeds the next chunk. After an error the loader is spent: drop it (which frees everything).
+    pub fn push(&mut self, chunk: &[u8]) -> Result<()> {
+        self.parser.push(chunk, &mut self.sink)
+    }
+
+    pub fn header(&self) -> Option<&FileHeader> {
+        self.sink.header.as_ref()
+    }
+
+    pub fn bytes_consumed(&self) -> u64 {
+        self.parser.consumed()
+    }
+
+    /// Bytes the model is expected to need (weights + reserve), known once the header is read.
+    pub fn needed_bytes(&self) -> Option<u64> {
+        self.sink.header.map(|h| self.sink.estimate(&h))
+    }
+
+    /// The input has ended: checks that the file is complete and is a valid model.
+    pub fn finish(self) -> Result<Model> {
+        self.parser.finish()?;
+        let Collect { header, tensors, index, .. } = self.sink;
+        let header = header.expect("finish succeeded, so the header was read");
+        Model::from_tensors(header, self.parser.consumed(), tensors, index)
+    }
+}
+
+impl Collect {
+    /// Weights + reserve: from the file size when known (an upper bound within a few KB), else a
+    /// lower bound from the header (embedding, head and the four attention matrices per layer).
+    fn estimate(&self, h: &FileHeader) -> u64 {
+        let weights = match self.opts.file_bytes {
+            Some(n) => n.saturating_sub(FILE_HEADER_BYTES as u64),
+            None => {
+                let (e, v, l) = (h.n_embed as u64, h.n_vocab as u64, h.n_layer as u64);
+                let emb_elem = if h.dtype == DType::F32 { 4 } else { 2 };
+                let matrix = h.dtype.row_bytes(h.n_embed as usize).map_or(0, |r| r as u64) * e;
+                2 * e * v * emb_elem + 4 * l * matrix
+            }
+        };
+        weights.max(self.allocated) + self.opts.reserve_bytes
+    }
+
+    fn check_budget(&self, needed: u64) -> Result<()> {
+        match self.opts.limit_bytes {
+            Some(limit) if needed > limit => Err(Error::too_large(needed, limit)),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Sink for Collect {
+    fn header(&mut self, header: &FileHeader) -> Result<()> {
+        self.header = Some(*header);
+        self.check_budget(self.estimate(header))
+    }
+
+    fn begin_tensor(&mut self, info: &TensorInfo) -> Result<()> {
+        if self.index.contains_key(&info.name) {
+            return Err(Error::invalid_model(format!("tensor '{}' appears twice", info.name)));
+        }
+        let header = self.header.expect("the parser reads the header first");
+        let after = self.allocated + info.n_bytes as u64;
+        self.check_budget(self.estimate(&header).max(after + self.opts.reserve_bytes))?;
+        let buf = AlignedBuf::try_new(info.n_bytes).ok_or_else(|| Error::out_of_memory(&info.name, info.n_bytes))?;
+        self.allocated = after;
+        self.current = Some((info.clone(), buf, 0));
+        Ok(())
+    }
+
+    fn tensor_data(&mut self, bytes: &[u8]) -> Result<()> {
+        let (_, buf, filled) = self.current.as_mut().expect("data follows a tensor header");
+        buf.as_mut_slice()[*filled..*filled + bytes.len()].copy_from_slice(bytes);
+        *filled += bytes.len();
+        Ok(())
+    }
+
+    fn end_tensor(&mut self) -> Result<()> {
+        let (info, data, _) = self.current.take().expect("end follows a tensor header");
+        self.index.insert(info.name.clone(), self.tensors.len());
+        self.tensors.push(Tensor { info, data });
+        Ok(())
+    }
+}
+
+/// Loads a whole model from memory (tests, the CLI).
+pub fn load_bytes(bytes: &[u8], opts: LoadOptions) -> Result<Model> {
+    let mut loader = ModelLoader::new(LoadOptions { file_bytes: Some(bytes.len() as u64), ..opts });
+    loader.push(bytes)?;
+    loader.finish()
+}
+
+/// Loads a model from a reader in fixed-size chunks, never holding the file in memory.
+pub fn load_reader(mut reader: impl std::io::Read, opts: LoadOptions) -> Result<Model> {
+    let mut loader = ModelLoader::new(opts);
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = reader
+            .read(&mut chunk)
+            .map_err(|e| Error::new(crate::error::ErrorCode::LoadFailed, format!("reading the model failed: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        loader.push(&chunk[..n])?;
+    }
+    loader.finish()
+}
