@@ -136,27 +136,20 @@ impl Model {
     fn from_tensors(header: FileHeader, file_bytes: u64, tensors: Vec<Tensor>, index: HashMap<String, usize>) -> Result<Model> {
         let arch = schema::detect(|n| index.contains_key(n));
         let find = |n: &str| index.get(n).map(|&i| tensors[i].info.clone());
-        let n_ffn = schema::validate(arch, &header, find, tensors.len())?;
+        let dims = schema::validate(arch, &header, find, tensors.len())?;
         let e = header.n_embed as usize;
-        let ne = |name: &str, i: usize| tensors[index[name]].info.ne(i);
         let (n_head, head_size) = match arch {
             Arch::V4 => (1, 1),
-            Arch::V7 => (ne("blocks.0.att.r_k", 1), ne("blocks.0.att.r_k", 0)),
-            _ => {
-                let h = ne("blocks.0.att.time_decay", 2);
-                (h, e / h)
-            }
+            _ => (dims["H"], dims.get("S").copied().unwrap_or(e / dims["H"])),
         };
-        if arch != Arch::V4 && (n_head * head_size != e) {
-            return Err(Error::invalid_model(format!(
-                "{n_head} heads of size {head_size} do not make n_embed = {e}"
-            )));
+        if arch != Arch::V4 && n_head * head_size != e {
+            return Err(Error::invalid_model(format!("{n_head} heads of size {head_size} do not make n_embed = {e}")));
         }
         let hparams = Hparams {
             n_vocab: header.n_vocab as usize,
             n_embed: e,
             n_layer: header.n_layer as usize,
-            n_ffn,
+            n_ffn: dims["F"],
             n_head,
             head_size,
         };

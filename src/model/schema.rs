@@ -1,136 +1,127 @@
 //! Which tensors each RWKV architecture has, and the shapes they must have.
 
+use std::collections::HashMap;
+
 use super::Arch;
 use crate::error::{Error, Result};
 use crate::format::{FileHeader, TensorInfo};
 
-/// One dimension of an expected shape (ggml order).
-#[derive(Clone, Copy)]
-enum D {
-    /// n_embed
-    E,
-    /// n_vocab
-    V,
-    /// The FFN width, the same in every layer.
-    F,
-    /// A fixed size.
-    N(usize),
-    /// Any positive size (LoRA ranks, head layout: checked by element count where it matters).
-    Any,
-}
-use D::*;
+/// An expected shape, ggml order. Each dimension is a number, or a symbol: `E` n_embed, `V` n_vocab,
+/// `F` the FFN width, `S` head size, `H` head count, lower case a LoRA rank. A symbol takes one value
+/// throughout the model (the first tensor that has it fixes it).
+type Shape = &'static [&'static str];
 
 struct Spec {
     name: &'static str,
-    shape: &'static [D],
+    shape: Shape,
 }
 
-const fn s(name: &'static str, shape: &'static [D]) -> Spec {
+const fn s(name: &'static str, shape: Shape) -> Spec {
     Spec { name, shape }
 }
 
 const GLOBAL: &[Spec] = &[
-    s("emb.weight", &[E, V]),
-    s("blocks.0.ln0.weight", &[E]),
-    s("blocks.0.ln0.bias", &[E]),
-    s("ln_out.weight", &[E]),
-    s("ln_out.bias", &[E]),
-    s("head.weight", &[E, V]),
+    s("emb.weight", &["E", "V"]),
+    s("blocks.0.ln0.weight", &["E"]),
+    s("blocks.0.ln0.bias", &["E"]),
+    s("ln_out.weight", &["E"]),
+    s("ln_out.bias", &["E"]),
+    s("head.weight", &["E", "V"]),
 ];
 
 const LAYER_COMMON: &[Spec] = &[
-    s("ln1.weight", &[E]),
-    s("ln1.bias", &[E]),
-    s("ln2.weight", &[E]),
-    s("ln2.bias", &[E]),
-    s("att.key.weight", &[E, E]),
-    s("att.value.weight", &[E, E]),
-    s("att.receptance.weight", &[E, E]),
-    s("att.output.weight", &[E, E]),
-    s("ffn.key.weight", &[E, F]),
-    s("ffn.value.weight", &[F, E]),
+    s("ln1.weight", &["E"]),
+    s("ln1.bias", &["E"]),
+    s("ln2.weight", &["E"]),
+    s("ln2.bias", &["E"]),
+    s("att.key.weight", &["E", "E"]),
+    s("att.value.weight", &["E", "E"]),
+    s("att.receptance.weight", &["E", "E"]),
+    s("att.output.weight", &["E", "E"]),
+    s("ffn.key.weight", &["E", "F"]),
+    s("ffn.value.weight", &["F", "E"]),
 ];
 
 const V4: &[Spec] = &[
-    s("att.time_decay", &[E]),
-    s("att.time_first", &[E]),
-    s("att.time_mix_k", &[E]),
-    s("att.time_mix_v", &[E]),
-    s("att.time_mix_r", &[E]),
-    s("ffn.time_mix_k", &[E]),
-    s("ffn.time_mix_r", &[E]),
-    s("ffn.receptance.weight", &[E, E]),
+    s("att.time_decay", &["E"]),
+    s("att.time_first", &["E"]),
+    s("att.time_mix_k", &["E"]),
+    s("att.time_mix_v", &["E"]),
+    s("att.time_mix_r", &["E"]),
+    s("ffn.time_mix_k", &["E"]),
+    s("ffn.time_mix_r", &["E"]),
+    s("ffn.receptance.weight", &["E", "E"]),
 ];
 
 const V5_1: &[Spec] = &[
-    s("att.time_decay", &[N(1), N(1), Any]),
-    s("att.time_first", &[N(1), N(1), Any]),
-    s("att.time_mix_k", &[E]),
-    s("att.time_mix_v", &[E]),
-    s("att.time_mix_r", &[E]),
-    s("att.ln_x.weight", &[E]),
-    s("att.ln_x.bias", &[E]),
-    s("ffn.time_mix_k", &[E]),
-    s("ffn.time_mix_r", &[E]),
-    s("ffn.receptance.weight", &[E, E]),
+    s("att.time_decay", &["1", "1", "H"]),
+    s("att.time_first", &["1", "1", "H"]),
+    s("att.time_mix_k", &["E"]),
+    s("att.time_mix_v", &["E"]),
+    s("att.time_mix_r", &["E"]),
+    s("att.ln_x.weight", &["E"]),
+    s("att.ln_x.bias", &["E"]),
+    s("ffn.time_mix_k", &["E"]),
+    s("ffn.time_mix_r", &["E"]),
+    s("ffn.receptance.weight", &["E", "E"]),
 ];
 
 const V5_2: &[Spec] = &[
-    s("att.time_decay", &[N(1), Any, Any]),
-    s("att.time_faaaa", &[N(1), Any, Any]),
-    s("att.time_mix_k", &[E]),
-    s("att.time_mix_v", &[E]),
-    s("att.time_mix_r", &[E]),
-    s("att.time_mix_g", &[E]),
-    s("att.ln_x.weight", &[E]),
-    s("att.ln_x.bias", &[E]),
-    s("att.gate.weight", &[E, E]),
-    s("ffn.time_mix_k", &[E]),
-    s("ffn.time_mix_r", &[E]),
-    s("ffn.receptance.weight", &[E, E]),
+    s("att.time_decay", &["1", "S", "H"]),
+    s("att.time_faaaa", &["1", "S", "H"]),
+    s("att.time_mix_k", &["E"]),
+    s("att.time_mix_v", &["E"]),
+    s("att.time_mix_r", &["E"]),
+    s("att.time_mix_g", &["E"]),
+    s("att.ln_x.weight", &["E"]),
+    s("att.ln_x.bias", &["E"]),
+    s("att.gate.weight", &["E", "E"]),
+    s("ffn.time_mix_k", &["E"]),
+    s("ffn.time_mix_r", &["E"]),
+    s("ffn.receptance.weight", &["E", "E"]),
 ];
 
 const V6: &[Spec] = &[
-    s("att.time_maa_x", &[E]),
-    s("att.time_maa_w", &[E]),
-    s("att.time_maa_k", &[E]),
-    s("att.time_maa_v", &[E]),
-    s("att.time_maa_r", &[E]),
-    s("att.time_maa_g", &[E]),
-    s("att.time_maa_w1", &[E, Any]),
-    s("att.time_maa_w2", &[Any, E, N(5)]),
-    s("att.time_decay", &[N(1), Any, Any]),
-    s("att.time_decay_w1", &[E, Any]),
-    s("att.time_decay_w2", &[Any, E]),
-    s("att.time_faaaa", &[N(1), Any, Any]),
-    s("att.gate.weight", &[E, E]),
-    s("att.ln_x.weight", &[E]),
-    s("att.ln_x.bias", &[E]),
-    s("ffn.time_maa_k", &[E]),
-    s("ffn.time_maa_r", &[E]),
-    s("ffn.receptance.weight", &[E, E]),
+    s("att.time_maa_x", &["E"]),
+    s("att.time_maa_w", &["E"]),
+    s("att.time_maa_k", &["E"]),
+    s("att.time_maa_v", &["E"]),
+    s("att.time_maa_r", &["E"]),
+    s("att.time_maa_g", &["E"]),
+    s("att.time_maa_w1", &["E", "m5"]),
+    s("att.time_maa_w2", &["m", "E", "5"]),
+    s("att.time_decay", &["1", "S", "H"]),
+    s("att.time_decay_w1", &["E", "d"]),
+    s("att.time_decay_w2", &["d", "E"]),
+    s("att.time_faaaa", &["1", "S", "H"]),
+    s("att.gate.weight", &["E", "E"]),
+    s("att.ln_x.weight", &["E"]),
+    s("att.ln_x.bias", &["E"]),
+    s("ffn.time_maa_k", &["E"]),
+    s("ffn.time_maa_r", &["E"]),
+    s("ffn.receptance.weight", &["E", "E"]),
 ];
 
 const V7: &[Spec] = &[
-    s("att.x_rwkvag", &[E, N(1), N(6)]),
-    s("att.w0", &[E, N(1), N(1)]),
-    s("att.w1", &[E, Any]),
-    s("att.w2", &[Any, E]),
-    s("att.a0", &[E, N(1), N(1)]),
-    s("att.a1", &[E, Any]),
-    s("att.a2", &[Any, E]),
-    s("att.g1", &[E, Any]),
-    s("att.g2", &[Any, E]),
-    s("att.k_k", &[E, N(1), N(1)]),
-    s("att.k_a", &[E, N(1), N(1)]),
-    s("att.r_k", &[Any, Any]),
-    s("att.ln_x.weight", &[E]),
-    s("att.ln_x.bias", &[E]),
-    s("ffn.x_k", &[E, N(1), N(1)]),
+    s("att.x_rwkvag", &["E", "1", "6"]),
+    s("att.w0", &["E", "1", "1"]),
+    s("att.w1", &["E", "w"]),
+    s("att.w2", &["w", "E"]),
+    s("att.a0", &["E", "1", "1"]),
+    s("att.a1", &["E", "a"]),
+    s("att.a2", &["a", "E"]),
+    s("att.g1", &["E", "g"]),
+    s("att.g2", &["g", "E"]),
+    s("att.k_k", &["E", "1", "1"]),
+    s("att.k_a", &["E", "1", "1"]),
+    s("att.r_k", &["S", "H"]),
+    s("att.ln_x.weight", &["E"]),
+    s("att.ln_x.bias", &["E"]),
+    s("ffn.x_k", &["E", "1", "1"]),
 ];
 
 /// v7's value-residual tensors exist in every layer but the first.
-const V7_AFTER_FIRST: &[Spec] = &[s("att.v0", &[E, N(1), N(1)]), s("att.v1", &[E, Any]), s("att.v2", &[Any, E])];
+const V7_AFTER_FIRST: &[Spec] = &[s("att.v0", &["E", "1", "1"]), s("att.v1", &["E", "v"]), s("att.v2", &["v", "E"])];
 
 /// Detects the architecture from the tensor names, as rwkv.cpp does.
 pub fn detect(has: impl Fn(&str) -> bool) -> Arch {
@@ -146,7 +137,7 @@ pub fn detect(has: impl Fn(&str) -> bool) -> Arch {
 }
 
 /// Every tensor name the architecture needs, with its expected shape.
-fn expected(arch: Arch, n_layer: u32) -> Vec<(String, &'static [D])> {
+pub fn expected(arch: Arch, n_layer: usize) -> Vec<(String, Shape)> {
     let per_arch = match arch {
         Arch::V4 => V4,
         Arch::V5_1 => V5_1,
@@ -154,48 +145,43 @@ fn expected(arch: Arch, n_layer: u32) -> Vec<(String, &'static [D])> {
         Arch::V6 => V6,
         Arch::V7 => V7,
     };
-    let mut out: Vec<(String, &'static [D])> = GLOBAL.iter().map(|t| (t.name.to_string(), t.shape)).collect();
+    let mut out: Vec<(String, Shape)> = GLOBAL.iter().map(|t| (t.name.to_string(), t.shape)).collect();
     for layer in 0..n_layer {
         let extra = if arch == Arch::V7 && layer > 0 { V7_AFTER_FIRST } else { &[] };
         for t in LAYER_COMMON.iter().chain(per_arch).chain(extra) {
-            if arch == Arch::V7 && t.name == "ffn.receptance.weight" {
-                continue;
-            }
             out.push((format!("blocks.{layer}.{}", t.name), t.shape));
         }
     }
     out
 }
 
-/// Checks that exactly the expected tensors are present with the expected shapes; returns the
-/// FFN width.
-pub fn validate(arch: Arch, h: &FileHeader, find: impl Fn(&str) -> Option<TensorInfo>, count: usize) -> Result<usize> {
-    let expected = expected(arch, h.n_layer);
-    let mut ffn: Option<usize> = None;
+/// Values of the shape symbols.
+pub type Dims = HashMap<&'static str, usize>;
+
+/// The concrete shape for `dims` (every symbol of `shape` must be bound).
+pub fn resolve(shape: Shape, dims: &Dims) -> Vec<usize> {
+    shape.iter().map(|d| d.parse().unwrap_or_else(|_| dims[d])).collect()
+}
+
+/// Checks that exactly the expected tensors are present with consistent shapes; returns the
+/// values the symbols took (`F`, `S`, `H`, LoRA ranks), with `E` and `V` from the header.
+pub fn validate(arch: Arch, h: &FileHeader, find: impl Fn(&str) -> Option<TensorInfo>, count: usize) -> Result<Dims> {
+    let expected = expected(arch, h.n_layer as usize);
+    let mut dims = Dims::from([("E", h.n_embed as usize), ("V", h.n_vocab as usize)]);
     for (name, shape) in &expected {
         let t = find(name).ok_or_else(|| {
             Error::invalid_model(format!("tensor '{name}' is missing (the file looks like an RWKV {} model)", arch.name()))
         })?;
-        let bad = || {
-            Error::invalid_model(format!(
-                "tensor '{name}' has shape {:?}, which does not fit n_embed={} n_vocab={}",
+        let fits = t.shape.len() == shape.len()
+            && t.shape.iter().zip(shape.iter()).all(|(&got, sym)| match sym.parse::<usize>() {
+                Ok(n) => got == n,
+                Err(_) => *dims.entry(sym).or_insert(got) == got,
+            });
+        if !fits {
+            return Err(Error::invalid_model(format!(
+                "tensor '{name}' has shape {:?}, which does not fit n_embed={} n_vocab={} and the other tensors",
                 t.shape, h.n_embed, h.n_vocab
-            ))
-        };
-        if t.shape.len() != shape.len() {
-            return Err(bad());
-        }
-        for (&got, want) in t.shape.iter().zip(shape.iter()) {
-            let ok = match want {
-                E => got == h.n_embed as usize,
-                V => got == h.n_vocab as usize,
-                N(n) => got == *n,
-                Any => true,
-                F => *ffn.get_or_insert(got) == got,
-            };
-            if !ok {
-                return Err(bad());
-            }
+            )));
         }
     }
     if count != expected.len() {
@@ -206,7 +192,7 @@ pub fn validate(arch: Arch, h: &FileHeader, find: impl Fn(&str) -> Option<Tensor
             expected.len()
         )));
     }
-    Ok(ffn.unwrap_or(0))
+    Ok(dims)
 }
 
 /// Whether quantizing keeps this tensor as it is: rwkv.cpp quantizes only 2-D matrices, never the
