@@ -9,3 +9,7 @@ pub mod format;
 pub mod model;
 
 pub use error::{Error, ErrorCode, Result};
+pub mod quantize;
+pub mod synth;
+pub mod backend;
+pub mod cli;

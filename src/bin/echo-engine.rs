@@ -1,1 +1,58 @@
-fn main(){}
+//! Native `echo-engine` CLI: the same commands and output as the Node (wasm) CLI.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::time::Instant;
+
+use echo_engine::cli::{self, io_error, Io};
+use echo_engine::Result;
+
+struct NativeIo {
+    start: Instant,
+    readers: HashMap<String, File>,
+    writers: HashMap<String, File>,
+}
+
+impl Io for NativeIo {
+    fn open(&mut self, path: &str) -> Result<u64> {
+        let file = File::open(path).map_err(|e| io_error("open", path, e))?;
+        let size = file.metadata().map_err(|e| io_error("stat", path, e))?.len();
+        self.readers.insert(path.to_string(), file);
+        Ok(size)
+    }
+    fn read(&mut self, path: &str, buf: &mut [u8]) -> Result<usize> {
+        let file = self.readers.get_mut(path).ok_or_else(|| io_error("read", path, "not open"))?;
+        file.read(buf).map_err(|e| io_error("read", path, e))
+    }
+    fn create(&mut self, path: &str) -> Result<()> {
+        let file = File::create(path).map_err(|e| io_error("create", path, e))?;
+        self.writers.insert(path.to_string(), file);
+        Ok(())
+    }
+    fn append(&mut self, path: &str, bytes: &[u8]) -> Result<()> {
+        let file = self.writers.get_mut(path).ok_or_else(|| io_error("write", path, "not created"))?;
+        file.write_all(bytes).map_err(|e| io_error("write", path, e))
+    }
+    fn stdout(&mut self, line: &str) {
+        println!("{line}");
+    }
+    fn stderr(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
+    fn now_ms(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() * 1000.0
+    }
+    fn runtime(&self) -> &'static str {
+        "native"
+    }
+    fn peak_memory_bytes(&self) -> u64 {
+        echo_ggml_sys::mem::peak_bytes() as u64
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut io = NativeIo { start: Instant::now(), readers: HashMap::new(), writers: HashMap::new() };
+    std::process::exit(cli::run(&args, &mut io));
+}

@@ -1,0 +1,265 @@
+//! The `echo-engine` command line, written once for both runtimes: the native binary and the
+//! Node.js CLI (`bin/echo-engine.mjs`, which runs this code in wasm). Each runtime supplies an `Io`
+//! (files, output, clock); everything else — parsing, loading, evaluation, benchmarks — is here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::backend::{self, BackendKind};
+use crate::error::{Error, ErrorCode, Result};
+use crate::format::DType;
+use crate::model::{Arch, LoadOptions, Model, ModelLoader};
+use crate::quantize::Quantizer;
+use crate::synth::{self, SynthSpec};
+
+pub trait Io {
+    /// Opens a file for sequential reading; returns its size.
+    fn open(&mut self, path: &str) -> Result<u64>;
+    /// Reads the next bytes of an opened file into `buf`; 0 at the end.
+    fn read(&mut self, path: &str, buf: &mut [u8]) -> Result<usize>;
+    /// Creates (truncates) a file for `append`.
+    fn create(&mut self, path: &str) -> Result<()>;
+    fn append(&mut self, path: &str, bytes: &[u8]) -> Result<()>;
+    fn stdout(&mut self, line: &str);
+    fn stderr(&mut self, line: &str);
+    /// Milliseconds from an arbitrary origin.
+    fn now_ms(&self) -> f64;
+    /// "native" or "wasm".
+    fn runtime(&self) -> &'static str;
+    /// Peak bytes of memory the engine has used (the wasm instance's size in wasm).
+    fn peak_memory_bytes(&self) -> u64;
+}
+
+const USAGE: &str = "usage: echo-engine <info|logits|quantize|bench|synth> [options]
+  info     --model F
+  logits   --model F --tokens 34,105,110 [--mode serial|sequence] [--backend ggml|reference]
+  quantize --in F --out G --type Q4_0|Q4_1|Q5_0|Q5_1|Q8_0
+  bench    --model F [--decode 64] [--prompt 128] [--backend ggml|reference]
+  synth    --arch v4|v5.1|v5.2|v6|v7 --n-embed 768 --n-layer 12 --n-vocab 50277 --type FP16 --out F [--seed 1]";
+
+/// Runs one command; returns the process exit code. Errors go to stderr as one JSON line.
+pub fn run(args: &[String], io: &mut dyn Io) -> i32 {
+    match run_command(args, io) {
+        Ok(()) => 0,
+        Err(e) => {
+            io.stderr(&e.to_json());
+            1
+        }
+    }
+}
+
+struct Args {
+    values: HashMap<String, String>,
+}
+
+impl Args {
+    fn parse(args: &[String], allowed: &[&str]) -> Result<Args> {
+        let mut values = HashMap::new();
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let key = flag
+                .strip_prefix("--")
+                .filter(|k| allowed.contains(k))
+                .ok_or_else(|| Error::invalid_options(format!("unexpected argument '{flag}'\n{USAGE}")))?;
+            let value = it.next().ok_or_else(|| Error::invalid_options(format!("--{key} needs a value")))?;
+            values.insert(key.to_string(), value.clone());
+        }
+        Ok(Args { values })
+    }
+    fn required(&self, key: &str) -> Result<&str> {
+        self.values.get(key).map(String::as_str).ok_or_else(|| Error::invalid_options(format!("--{key} is required\n{USAGE}")))
+    }
+    fn optional(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+    fn number(&self, key: &str, default: u64) -> Result<u64> {
+        match self.optional(key) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| Error::invalid_options(format!("--{key} must be a whole number, got '{v}'"))),
+        }
+    }
+}
+
+fn run_command(args: &[String], io: &mut dyn Io) -> Result<()> {
+    let (cmd, rest) = args.split_first().ok_or_else(|| Error::invalid_options(USAGE))?;
+    match cmd.as_str() {
+        "info" => info(&Args::parse(rest, &["model"])?, io),
+        "logits" => logits(&Args::parse(rest, &["model", "tokens", "mode", "backend"])?, io),
+        "quantize" => quantize(&Args::parse(rest, &["in", "out", "type"])?, io),
+        "bench" => bench(&Args::parse(rest, &["model", "decode", "prompt", "backend"])?, io),
+        "synth" => synth_cmd(&Args::parse(rest, &["arch", "n-embed", "n-layer", "n-vocab", "type", "out", "seed"])?, io),
+        other => Err(Error::invalid_options(format!("unknown command '{other}'\n{USAGE}"))),
+    }
+}
+
+/// Streams a model file into memory; returns the model and the seconds it took.
+fn load(path: &str, io: &mut dyn Io) -> Result<(Arc<Model>, f64)> {
+    let start = io.now_ms();
+    let file_bytes = io.open(path)?;
+    let mut loader = ModelLoader::new(LoadOptions { file_bytes: Some(file_bytes), ..LoadOptions::default() });
+    for_each_chunk(io, path, |_, chunk| loader.push(chunk))?;
+    let model = loader.finish()?;
+    Ok((Arc::new(model), (io.now_ms() - start) / 1000.0))
+}
+
+fn info(args: &Args, io: &mut dyn Io) -> Result<()> {
+    let (model, _) = load(args.required("model")?, io)?;
+    let h = &model.hparams;
+    io.stdout(&format!(
+        "{{\"version\":{},\"arch\":\"{}\",\"n_vocab\":{},\"n_embed\":{},\"n_layer\":{},\"n_head\":{},\"head_size\":{},\
+         \"data_type\":\"{}\",\"file_bytes\":{},\"memory_bytes\":{}}}",
+        model.header.version,
+        model.arch.name(),
+        h.n_vocab,
+        h.n_embed,
+        h.n_layer,
+        h.n_head,
+        h.head_size,
+        model.header.dtype.name(),
+        model.file_bytes,
+        backend::memory_bytes(&model)
+    ));
+    Ok(())
+}
+
+fn parse_tokens(s: &str) -> Result<Vec<u32>> {
+    s.split(',')
+        .map(|t| t.trim().parse::<u32>().map_err(|_| Error::invalid_options(format!("--tokens: '{t}' is not a token id"))))
+        .collect()
+}
+
+fn backend_kind(args: &Args) -> Result<BackendKind> {
+    BackendKind::from_name(args.optional("backend").unwrap_or("ggml"))
+}
+
+fn logits(args: &Args, io: &mut dyn Io) -> Result<()> {
+    let tokens = parse_tokens(args.required("tokens")?)?;
+    let serial = match args.optional("mode").unwrap_or("serial") {
+        "serial" => true,
+        "sequence" => false,
+        m => return Err(Error::invalid_options(format!("--mode must be serial or sequence, got '{m}'"))),
+    };
+    let kind = backend_kind(args)?;
+    let (model, _) = load(args.required("model")?, io)?;
+    let mut backend = backend::create(kind, model.clone())?;
+    let mut state = model.initial_state();
+    let mut logits = vec![0.0f32; model.hparams.n_vocab];
+    if serial {
+        for (i, t) in tokens.iter().enumerate() {
+            let want = (i + 1 == tokens.len()).then_some(&mut logits[..]);
+            backend.eval(std::slice::from_ref(t), &mut state, want)?;
+        }
+    } else {
+        backend.eval(&tokens, &mut state, Some(&mut logits))?;
+    }
+    let list: Vec<String> = logits.iter().map(|v| format!("{v}")).collect();
+    io.stdout(&format!("{{\"logits\":[{}]}}", list.join(",")));
+    Ok(())
+}
+
+fn quantize(args: &Args, io: &mut dyn Io) -> Result<()> {
+    let (input, output) = (args.required("in")?, args.required("out")?);
+    let target = DType::from_name(args.required("type")?)?;
+    let mut q = Quantizer::new(target)?;
+    io.open(input)?;
+    io.create(output)?;
+    let mut written = 0u64;
+    for_each_chunk(io, input, |io, chunk| {
+        q.push(chunk)?;
+        let out = q.take_output();
+        written += out.len() as u64;
+        io.append(output, &out)
+    })?;
+    let (last, tensors, quantized) = q.finish()?;
+    io.append(output, &last)?;
+    written += last.len() as u64;
+    io.stdout(&format!(
+        "{{\"out\":{},\"type\":\"{}\",\"tensors\":{tensors},\"quantized\":{quantized},\"bytes\":{written}}}",
+        crate::error::json_string(output),
+        target.name()
+    ));
+    Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+fn bench(args: &Args, io: &mut dyn Io) -> Result<()> {
+    let path = args.required("model")?;
+    let n_decode = args.number("decode", 64)?.max(1) as usize;
+    let n_prompt = args.number("prompt", 128)?.max(1) as usize;
+    let kind = backend_kind(args)?;
+    let (model, load_s) = load(path, io)?;
+    let mut backend = backend::create(kind, model.clone())?;
+    let n_vocab = model.hparams.n_vocab as u32;
+    let token = |i: usize| (i as u32 * 7919 + 13) % n_vocab;
+
+    let mut state = model.initial_state();
+    let mut logits = vec![0.0f32; model.hparams.n_vocab];
+    let prompt: Vec<u32> = (0..n_prompt).map(token).collect();
+    let t0 = io.now_ms();
+    backend.eval(&prompt, &mut state, Some(&mut logits))?;
+    let prompt_ms = io.now_ms() - t0;
+
+    let mut times = Vec::with_capacity(n_decode);
+    for i in 0..n_decode {
+        let t = io.now_ms();
+        backend.eval(&[token(n_prompt + i)], &mut state, Some(&mut logits))?;
+        times.push(io.now_ms() - t);
+    }
+    if logits.iter().any(|v| !v.is_finite()) {
+        return Err(Error::new(ErrorCode::InvalidModel, "the model produced non-finite logits"));
+    }
+    io.stdout(&format!(
+        "{{\"runtime\":\"{}\",\"backend\":\"{}\",\"simd\":\"{}\",\"arch\":\"{}\",\"data_type\":\"{}\",\"file_mb\":{:.1},\
+         \"load_mb_per_s\":{:.1},\"prompt_tokens\":{n_prompt},\"prompt_tokens_per_s\":{:.1},\"decode_tokens\":{n_decode},\
+         \"decode_ms_per_token_median\":{:.3},\"peak_memory_bytes\":{}}}",
+        io.runtime(),
+        kind.name(),
+        backend::simd(),
+        model.arch.name(),
+        model.header.dtype.name(),
+        model.file_bytes as f64 / 1e6,
+        model.file_bytes as f64 / 1e6 / load_s.max(1e-9),
+        n_prompt as f64 / (prompt_ms / 1000.0).max(1e-9),
+        median(&mut times),
+        io.peak_memory_bytes()
+    ));
+    Ok(())
+}
+
+fn synth_cmd(args: &Args, io: &mut dyn Io) -> Result<()> {
+    let spec = SynthSpec {
+        arch: Arch::from_name(args.required("arch")?)?,
+        n_embed: args.number("n-embed", 768)? as usize,
+        n_layer: args.number("n-layer", 12)? as usize,
+        n_vocab: args.number("n-vocab", 50277)? as usize,
+        dtype: DType::from_name(args.optional("type").unwrap_or("FP16"))?,
+        seed: args.number("seed", 1)?,
+    };
+    let out = args.required("out")?;
+    let total = synth::file_bytes(&spec)?;
+    io.create(out)?;
+    synth::write(&spec, |bytes| io.append(out, bytes))?;
+    io.stdout(&format!("{{\"out\":{},\"bytes\":{total}}}", crate::error::json_string(out)));
+    Ok(())
+}
+
+/// Reads an opened file to its end in 1 MiB chunks.
+fn for_each_chunk(io: &mut dyn Io, path: &str, mut f: impl FnMut(&mut dyn Io, &[u8]) -> Result<()>) -> Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = io.read(path, &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        f(io, &buf[..n])?;
+    }
+}
+
+/// Errors from the runtime's file system, as the CLI reports them.
+pub fn io_error(what: &str, path: &str, detail: impl std::fmt::Display) -> Error {
+    Error::new(ErrorCode::LoadFailed, format!("cannot {what} '{path}': {detail}"))
+}

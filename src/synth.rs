@@ -1,0 +1,151 @@
+//! Deterministic random-weight models at any size, for benchmarks and memory tests. The weights
+//! are scaled so activations stay finite (unit-variance mat-vecs, decays inside (0, 1)); the file
+//! is produced row by row, so a model of any size is written with a few KB of memory.
+
+use crate::error::{Error, Result};
+use crate::format::{write_file_header, write_tensor_header, DType, FileHeader, TensorInfo, VERSION};
+use crate::model::schema::{self, keeps_precision, Dims};
+use crate::model::Arch;
+use crate::quantize::encode_row;
+
+#[derive(Debug, Clone, Copy)]
+pub struct SynthSpec {
+    pub arch: Arch,
+    pub n_embed: usize,
+    pub n_layer: usize,
+    pub n_vocab: usize,
+    pub dtype: DType,
+    pub seed: u64,
+}
+
+/// splitmix64: tiny, fast and the same on every platform.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [lo, hi).
+    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        let unit = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+        lo + (hi - lo) * unit
+    }
+}
+
+/// The shape symbols for a model of this size, as the RWKV training code sizes them.
+fn dims(spec: &SynthSpec) -> Dims {
+    let e = spec.n_embed;
+    let round32 = |x: f64| ((x / 32.0).round() as usize * 32).max(32);
+    let ffn = match spec.arch {
+        Arch::V5_2 | Arch::V6 => (e * 7 / 2) / 32 * 32,
+        _ => 4 * e,
+    };
+    let head_size = e.min(64);
+    let sqrt = (e as f64).sqrt();
+    Dims::from([
+        ("E", e),
+        ("V", spec.n_vocab),
+        ("F", ffn),
+        ("S", head_size),
+        ("H", e / head_size),
+        ("m", 32),
+        ("m5", 160),
+        ("d", 64),
+        ("w", round32(1.8 * sqrt)),
+        ("a", round32(1.8 * sqrt)),
+        ("v", round32(1.3 * sqrt)),
+        ("g", round32(0.6 * (e as f64).powf(0.8))),
+    ])
+}
+
+/// The range a tensor's values are drawn from, by what the tensor does.
+fn value_range(name: &str, shape: &[usize]) -> (f32, f32) {
+    let leaf = name.rsplit_once("blocks.").map_or(name, |(_, l)| l.split_once('.').map_or(l, |(_, l)| l));
+    match leaf {
+        "ln0.weight" | "ln1.weight" | "ln2.weight" | "att.ln_x.weight" | "ln_out.weight" => (0.9, 1.1),
+        l if l.ends_with(".bias") => (-0.05, 0.05),
+        "att.time_decay" | "att.w0" => (-2.0, -0.5),
+        "att.time_first" | "att.time_faaaa" => (-0.5, 0.5),
+        "att.k_k" | "att.k_a" => (0.8, 1.0),
+        "att.a0" | "att.v0" | "att.r_k" => (-0.1, 0.1),
+        l if l.contains("time_mix") || l.contains("time_maa") && shape.len() == 1 || l.contains("x_") => (0.0, 1.0),
+        _ if shape.len() >= 2 => {
+            // Unit variance after a mat-vec over `shape[0]` inputs; LoRA matrices much smaller.
+            let is_lora = !name.ends_with(".weight");
+            let a = (3.0 / shape[0] as f32).sqrt() * if is_lora { 0.1 } else { 1.0 };
+            (-a, a)
+        }
+        _ => (-0.1, 0.1),
+    }
+}
+
+/// The data type a tensor is stored in: rwkv.cpp's converter writes 2-D matrices in the model's
+/// float type and everything else in FP32; quantizing then follows `keeps_precision`.
+fn stored_dtype(info: &TensorInfo, target: DType) -> DType {
+    match target {
+        DType::F32 => DType::F32,
+        _ if info.shape.len() != 2 => DType::F32,
+        DType::F16 => DType::F16,
+        q if keeps_precision(info) || info.shape[0] % q.block_len() != 0 => DType::F16,
+        q => q,
+    }
+}
+
+/// The tensors of the model, in file order, with their stored types and sizes.
+pub fn plan(spec: &SynthSpec) -> Result<(FileHeader, Vec<TensorInfo>)> {
+    if spec.n_embed == 0 || spec.n_layer == 0 || spec.n_vocab == 0 || spec.n_embed % 32 != 0 {
+        return Err(Error::invalid_options("n_embed must be a positive multiple of 32, n_layer and n_vocab positive"));
+    }
+    let dims = dims(spec);
+    let header = FileHeader {
+        version: VERSION,
+        n_vocab: spec.n_vocab as u32,
+        n_embed: spec.n_embed as u32,
+        n_layer: spec.n_layer as u32,
+        dtype: spec.dtype,
+    };
+    let tensors = schema::expected(spec.arch, spec.n_layer)
+        .into_iter()
+        .map(|(name, shape)| {
+            let mut info = TensorInfo { name, dtype: DType::F32, shape: schema::resolve(shape, &dims), n_bytes: 0 };
+            info.dtype = stored_dtype(&info, spec.dtype);
+            info.n_bytes = info.dtype.row_bytes(info.shape[0]).expect("row fits") * info.shape[1..].iter().product::<usize>();
+            info
+        })
+        .collect();
+    Ok((header, tensors))
+}
+
+/// Total bytes of the file `write` produces.
+pub fn file_bytes(spec: &SynthSpec) -> Result<u64> {
+    let (_, tensors) = plan(spec)?;
+    Ok(24 + tensors.iter().map(|t| (t.header_bytes() + t.n_bytes) as u64).sum::<u64>())
+}
+
+/// Writes the model, handing each piece of the file to `emit` (at most one row plus a header).
+pub fn write(spec: &SynthSpec, mut emit: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    let (header, tensors) = plan(spec)?;
+    let mut rng = Rng(spec.seed);
+    let mut out = Vec::new();
+    write_file_header(&mut out, &header);
+    let mut row = Vec::new();
+    for info in &tensors {
+        write_tensor_header(&mut out, info);
+        let (lo, hi) = value_range(&info.name, &info.shape);
+        let rows: usize = info.shape[1..].iter().product();
+        for _ in 0..rows {
+            row.clear();
+            row.extend((0..info.shape[0]).map(|_| rng.uniform(lo, hi)));
+            encode_row(info.dtype, &row, &mut out);
+            if out.len() >= 1 << 16 {
+                emit(&out)?;
+                out.clear();
+            }
+        }
+    }
+    emit(&out)
+}
