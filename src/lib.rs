@@ -13,3 +13,5 @@ pub mod quantize;
 pub mod synth;
 pub mod backend;
 pub mod cli;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;

@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+// The echo-engine CLI on Node.js: runs the wasm build (pkg/) with Node's file system.
+// Same commands and output as the native binary; see `echo-engine` without arguments.
+import { openSync, readSync, writeSync, closeSync, fstatSync, readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import init, { runCli } from '../pkg/echo_engine.js';
+
+const wasmPath = fileURLToPath(new URL('../pkg/echo_engine_bg.wasm', import.meta.url));
+await init({ module_or_path: readFileSync(wasmPath) });
+
+const readers = new Map();
+const writers = new Map();
+const io = {
+  open(path) {
+    const fd = openSync(path, 'r');
+    readers.set(path, fd);
+    return fstatSync(fd).size;
+  },
+  read(path, max) {
+    const buf = new Uint8Array(max);
+    const n = readSync(readers.get(path), buf, 0, max, null);
+    return buf.subarray(0, n);
+  },
+  create(path) {
+    writers.set(path, openSync(path, 'w'));
+  },
+  append(path, bytes) {
+    writeSync(writers.get(path), bytes);
+  },
+  stdout(line) { process.stdout.write(line + '\n'); },
+  stderr(line) { process.stderr.write(line + '\n'); },
+  now() { return performance.now(); },
+};
+
+const code = runCli(process.argv.slice(2), io);
+for (const fd of [...readers.values(), ...writers.values()]) closeSync(fd);
+process.exitCode = code;

@@ -1,0 +1,71 @@
+//! `runCli(args, io)`: the shared CLI (`crate::cli`) driven from Node.js, with the file system
+//! and clock supplied by `bin/echo-engine.mjs`.
+
+use js_sys::Uint8Array;
+use wasm_bindgen::prelude::*;
+
+use crate::cli::{io_error, Io};
+use crate::error::Result;
+
+#[wasm_bindgen]
+extern "C" {
+    /// The JS object `bin/echo-engine.mjs` passes in.
+    pub type CliIo;
+    #[wasm_bindgen(method, catch)]
+    fn open(this: &CliIo, path: &str) -> std::result::Result<f64, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn read(this: &CliIo, path: &str, max: u32) -> std::result::Result<Uint8Array, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn create(this: &CliIo, path: &str) -> std::result::Result<(), JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn append(this: &CliIo, path: &str, bytes: &[u8]) -> std::result::Result<(), JsValue>;
+    #[wasm_bindgen(method)]
+    fn stdout(this: &CliIo, line: &str);
+    #[wasm_bindgen(method)]
+    fn stderr(this: &CliIo, line: &str);
+    #[wasm_bindgen(method)]
+    fn now(this: &CliIo) -> f64;
+}
+
+fn js_detail(e: JsValue) -> String {
+    js_sys::Error::from(e).message().into()
+}
+
+impl Io for CliIo {
+    fn open(&mut self, path: &str) -> Result<u64> {
+        CliIo::open(self, path).map(|n| n as u64).map_err(|e| io_error("open", path, js_detail(e)))
+    }
+    fn read(&mut self, path: &str, buf: &mut [u8]) -> Result<usize> {
+        let chunk = CliIo::read(self, path, buf.len() as u32).map_err(|e| io_error("read", path, js_detail(e)))?;
+        let n = (chunk.length() as usize).min(buf.len());
+        chunk.subarray(0, n as u32).copy_to(&mut buf[..n]);
+        Ok(n)
+    }
+    fn create(&mut self, path: &str) -> Result<()> {
+        CliIo::create(self, path).map_err(|e| io_error("create", path, js_detail(e)))
+    }
+    fn append(&mut self, path: &str, bytes: &[u8]) -> Result<()> {
+        CliIo::append(self, path, bytes).map_err(|e| io_error("write", path, js_detail(e)))
+    }
+    fn stdout(&mut self, line: &str) {
+        CliIo::stdout(self, line)
+    }
+    fn stderr(&mut self, line: &str) {
+        CliIo::stderr(self, line)
+    }
+    fn now_ms(&self) -> f64 {
+        self.now()
+    }
+    fn runtime(&self) -> &'static str {
+        "wasm"
+    }
+    fn peak_memory_bytes(&self) -> u64 {
+        echo_ggml_sys::mem::wasm_memory_bytes() as u64
+    }
+}
+
+/// Runs one CLI command; returns the exit code (errors are printed as JSON on stderr).
+#[wasm_bindgen(js_name = runCli)]
+pub fn run_cli(args: Vec<String>, mut io: CliIo) -> i32 {
+    crate::cli::run(&args, &mut io)
+}

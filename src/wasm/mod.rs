@@ -1,0 +1,35 @@
+//! The JavaScript boundary (wasm32 only). Nothing here panics across it: every export returns a
+//! `Result` whose error is a JS object `{code, message, …}` built from our typed `Error`.
+
+mod cli;
+
+use wasm_bindgen::prelude::*;
+
+use crate::error::Error;
+
+#[wasm_bindgen(start)]
+fn start() {
+    echo_ggml_sys::wasm::init();
+    console_error_panic_hook::set_once();
+}
+
+/// Our typed error as a JS `Error` with `code` (and byte counts for `model_too_large`).
+pub(crate) fn js_error(e: Error) -> JsValue {
+    let err = js_sys::Error::new(&e.message);
+    let set = |k: &str, v: JsValue| {
+        let _ = js_sys::Reflect::set(&err, &JsValue::from_str(k), &v);
+    };
+    set("name", JsValue::from_str("EchoError"));
+    set("code", JsValue::from_str(e.code.as_str()));
+    if let (Some(n), Some(l)) = (e.needed_bytes, e.limit_bytes) {
+        set("neededBytes", JsValue::from_f64(n as f64));
+        set("limitBytes", JsValue::from_f64(l as f64));
+    }
+    err.into()
+}
+
+/// Whether ggml was built with wasm SIMD128 (`ggml_cpu_has_wasm_simd()`).
+#[wasm_bindgen(js_name = hasWasmSimd)]
+pub fn has_wasm_simd() -> bool {
+    crate::backend::simd() == "wasm-simd128"
+}
