@@ -1,0 +1,29 @@
+//! Root build script: caps the wasm module's memory, and tells the wasm tests where the fixtures are.
+
+use std::path::Path;
+
+/// The engine's hard memory cap (600 MiB) as the wasm module's maximum memory. The JS API can only
+/// lower it at run time.
+const MAX_MEMORY_BYTES: u64 = 600 * 1024 * 1024;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=ECHO_MAX_MEMORY_MB");
+    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("wasm32") {
+        let bytes = std::env::var("ECHO_MAX_MEMORY_MB")
+            .ok()
+            .and_then(|mb| mb.parse::<u64>().ok())
+            .map_or(MAX_MEMORY_BYTES, |mb| mb * 1024 * 1024);
+        println!("cargo:rustc-link-arg-cdylib=--max-memory={bytes}");
+    }
+
+    // Wasm tests cannot read files at run time (no file system in a browser), so they embed the
+    // fixtures; without them the tests print SKIPPED.
+    println!("cargo::rustc-check-cfg=cfg(echo_fixtures)");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/rwkv-tiny");
+    println!("cargo:rerun-if-changed={}", fixtures.display());
+    if fixtures.is_dir() {
+        println!("cargo:rustc-cfg=echo_fixtures");
+        println!("cargo:rustc-env=ECHO_FIXTURES={}", fixtures.canonicalize().unwrap().display());
+    }
+}

@@ -1,0 +1,136 @@
+// The Node (wasm) CLI against the fixtures and against the native CLI: conformance in serial and
+// sequence mode, wasm/native agreement, quantization, typed errors, and the module's imports.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const fixtures = join(root, '../shared/fixtures/rwkv-tiny');
+const nodeCli = join(root, 'bin/echo-engine.mjs');
+const nativeCli = join(root, 'target/release/echo-engine');
+const PROMPT = '34,105,110';
+
+// The fixture README's diff_sum bounds.
+const BOUNDS = {
+  '4v0-660K': { FP32: 0.001, FP16: -0.013652, Q5_0: -0.170404, Q5_1: 0.278034 },
+  '5v1-730K': { FP32: 0.001, FP16: -0.289921, Q5_0: -163.439407, Q5_1: -18.017435 },
+  '5v2-730K': { FP32: 0.001, FP16: 0.455912, Q5_0: 25.273308, Q5_1: 48.068733 },
+  '6v0-3m': { Q5_1: 3.576909 },
+  '7v0-834K': { FP32: 0.001, FP16: 0.005766, Q5_0: -0.063645, Q5_1: -0.064663 },
+};
+
+const haveFixtures = existsSync(fixtures);
+if (!haveFixtures) console.log(`SKIPPED: fixtures not found at ${fixtures}`);
+
+function run(cli, args) {
+  const [cmd, argv] = cli === 'node' ? [process.execPath, [nodeCli, ...args]] : [nativeCli, args];
+  const r = spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 1 << 26 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function json(cli, args) {
+  const r = run(cli, args);
+  assert.equal(r.status, 0, `${cli} ${args.join(' ')}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+function expected(tag) {
+  const b = readFileSync(join(fixtures, `expected-logits-${tag}.bin`));
+  return new Float32Array(b.buffer, b.byteOffset, 256);
+}
+
+const models = haveFixtures
+  ? readdirSync(fixtures).filter((f) => f.startsWith('tiny-rwkv-')).sort()
+  : [];
+
+test('conformance in Node (wasm) and agreement with native, every fixture', { skip: !haveFixtures }, () => {
+  const rows = [];
+  for (const file of models) {
+    const [, tag, dtype] = file.match(/^tiny-rwkv-(.+)-(FP32|FP16|Q5_0|Q5_1)\.bin$/);
+    const bound = BOUNDS[tag][dtype];
+    const want = expected(tag);
+    const path = join(fixtures, file);
+    const row = [file];
+    for (const mode of ['serial', 'sequence']) {
+      const wasm = json('node', ['logits', '--model', path, '--tokens', PROMPT, '--mode', mode]).logits;
+      const native = json('native', ['logits', '--model', path, '--tokens', PROMPT, '--mode', mode]).logits;
+      assert.equal(wasm.length, 256);
+      const diffSum = wasm.reduce((s, v, i) => s + (v - want[i]), 0);
+      assert.ok(Math.abs(diffSum) <= Math.abs(bound) * 1.05, `${file} ${mode}: diff_sum ${diffSum} vs bound ${bound}`);
+      if (dtype === 'FP32') {
+        wasm.forEach((v, i) => assert.ok(Math.abs(v - want[i]) <= 1e-3, `${file} ${mode} logit ${i}: ${v} vs ${want[i]}`));
+      }
+      const maxDiff = Math.max(...wasm.map((v, i) => Math.abs(v - native[i])));
+      assert.ok(maxDiff <= 1e-3, `${file} ${mode}: wasm and native differ by ${maxDiff}`);
+      row.push(diffSum.toFixed(6), maxDiff.toExponential(2));
+    }
+    rows.push(row.join('\t'));
+  }
+  console.log('file\tserial diff_sum\twasm-native max|d|\tsequence diff_sum\twasm-native max|d|\n' + rows.join('\n'));
+});
+
+test('info reports the model', { skip: !haveFixtures }, () => {
+  const info = json('node', ['info', '--model', join(fixtures, 'tiny-rwkv-6v0-3m-Q5_1.bin')]);
+  assert.equal(info.arch, 'v6');
+  assert.equal(info.n_vocab, 256);
+  assert.equal(info.n_embed, 128);
+  assert.equal(info.n_layer, 12);
+  assert.equal(info.data_type, 'Q5_1');
+  assert.equal(info.version, 101);
+  assert.ok(info.memory_bytes > info.file_bytes * 0.9);
+});
+
+test('quantizing in wasm writes the same bytes as native', { skip: !haveFixtures }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'echo-q-'));
+  try {
+    for (const type of ['Q4_0', 'Q5_1', 'Q8_0']) {
+      const input = join(fixtures, 'tiny-rwkv-5v2-730K-FP16.bin');
+      const a = join(dir, `node-${type}.bin`);
+      const b = join(dir, `native-${type}.bin`);
+      json('node', ['quantize', '--in', input, '--out', a, '--type', type]);
+      json('native', ['quantize', '--in', input, '--out', b, '--type', type]);
+      assert.ok(readFileSync(a).equals(readFileSync(b)), `${type}: wasm and native files differ`);
+      const out = json('node', ['logits', '--model', a, '--tokens', PROMPT]).logits;
+      assert.ok(out.every(Number.isFinite));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('bad input gives one JSON error line and a non-zero exit', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'echo-e-'));
+  try {
+    const r1 = run('node', ['info', '--model', join(dir, 'missing.bin')]);
+    assert.notEqual(r1.status, 0);
+    assert.equal(JSON.parse(r1.stderr.trim()).code, 'load_failed');
+    const r2 = run('node', ['info', '--model', nodeCli]);
+    assert.equal(JSON.parse(r2.stderr.trim()).code, 'invalid_model');
+    const r3 = run('node', ['frobnicate']);
+    assert.equal(JSON.parse(r3.stderr.trim()).code, 'invalid_options');
+    if (haveFixtures) {
+      const model = join(fixtures, 'tiny-rwkv-4v0-660K-FP32.bin');
+      const r4 = run('node', ['logits', '--model', model, '--tokens', '1,999']);
+      assert.equal(JSON.parse(r4.stderr.trim()).code, 'invalid_options');
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the wasm module imports only wasm-bindgen glue, and has SIMD128', async () => {
+  const bytes = readFileSync(join(root, 'pkg/echo_engine_bg.wasm'));
+  const mod = new WebAssembly.Module(bytes);
+  const modules = new Set(WebAssembly.Module.imports(mod).map((i) => i.module));
+  assert.ok(modules.size > 0);
+  for (const m of modules) assert.ok(m === 'wbg' || m === './echo_engine_bg.js', `unexpected import module ${m}`);
+  const maxPages = execFileSync('wasm-objdump', ['-x', '-j', 'Memory', join(root, 'pkg/echo_engine_bg.wasm')], { encoding: 'utf8' });
+  assert.match(maxPages, /max=9600\b/, 'the module is capped at 600 MiB');
+  const { default: init, hasWasmSimd } = await import(join(root, 'pkg/echo_engine.js'));
+  await init({ module_or_path: bytes });
+  assert.equal(hasWasmSimd(), true);
+});
