@@ -1,0 +1,259 @@
+//! Builds ggml (CPU backend only) for the host and for wasm32-unknown-unknown.
+//!
+//! ggml's sources are never committed: they come from the pinned crates.io package
+//! `llama-cpp-sys-2` (declared as a never-enabled optional dependency, so `cargo fetch`
+//! downloads it and Cargo.lock pins its checksum). We unpack its `llama.cpp/ggml/`
+//! folder into OUT_DIR, apply our documented patches, and compile it with `cc`.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PKG: &str = "llama-cpp-sys-2-0.1.161";
+/// Bump when the patches change, so an already unpacked tree is replaced.
+const STAMP: &str = "llama-cpp-sys-2-0.1.161 ggml, patches v1";
+
+/// The wasm SIMD quantizers of the activations (Q8_0 for Q4_0/Q5_0/Q8_0 weights, Q8_1 for
+/// Q4_1/Q5_1) differ from ggml's x86 AVX/AVX2 versions in two ways:
+/// 1. they truncate toward zero (`wasm_i32x4_trunc_sat_f32x4`) where x86 rounds to nearest,
+///    ties to even (`_mm256_round_ps(.., _MM_ROUND_NEAREST)`), which biases every quantized
+///    activation toward zero (less accurate, and not the same numbers as native);
+/// 2. they scale by `1.0f/d` with `d = amax/127`, where x86 uses `127.f/amax` (can differ
+///    by one ulp, which flips values sitting on a rounding boundary).
+///
+/// `wasm_f32x4_nearest` is IEEE roundeven, the same as `_MM_ROUND_NEAREST`, so after both
+/// replacements the wasm quantizers produce the same bytes as native x86 AVX2 (the native
+/// generic code uses roundf, ties away from zero, which is what x86 does *not* do).
+/// Each (from, to, expected count) must match exactly, or the build fails.
+const WASM_QUANTS_PATCHES: &[(&str, &str, usize)] = &[
+    (
+        "wasm_i32x4_trunc_sat_f32x4(v);",
+        "wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_nearest(v)); /* echo: round like x86 */",
+        2, // quantize_row_q8_0 and quantize_row_q8_1
+    ),
+    (
+        "const float id = d ? 1.0f/d : 0.0f;",
+        "const float id = amax != 0.0f ? 127.f/amax : 0.0f; /* echo: scale like x86 */",
+        2, // same two functions
+    ),
+];
+
+fn main() {
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
+    let wasm = env::var("CARGO_CFG_TARGET_ARCH").unwrap() == "wasm32";
+    let shim = manifest.join("shim");
+
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=shim");
+    println!("cargo:rerun-if-env-changed=CARGO_HOME");
+    println!("cargo:rerun-if-env-changed=ECHO_GGML_HOST_CFLAGS");
+
+    let crate_file = find_crate_archive();
+    println!("cargo:rerun-if-changed={}", crate_file.display());
+    let ggml = unpack(&crate_file, &out);
+    let src = ggml.join("src");
+
+    let mut c_files: Vec<PathBuf> = ["ggml.c", "ggml-alloc.c", "ggml-quants.c", "ggml-cpu/ggml-cpu.c", "ggml-cpu/quants.c"]
+        .iter()
+        .map(|f| src.join(f))
+        .collect();
+    let mut cpp_files: Vec<PathBuf> = [
+        "ggml-backend.cpp",
+        "ggml-backend-meta.cpp",
+        "ggml-cpu/ggml-cpu.cpp",
+        "ggml-cpu/repack.cpp",
+        "ggml-cpu/traits.cpp",
+        "ggml-cpu/binary-ops.cpp",
+        "ggml-cpu/unary-ops.cpp",
+        "ggml-cpu/vec.cpp",
+        "ggml-cpu/ops.cpp",
+        "ggml-cpu/hbm.cpp",
+        "ggml-cpu/tiled/tiled.cpp",
+        "ggml-cpu/tiled/tiled-kernel.cpp",
+    ]
+    .iter()
+    .map(|f| src.join(f))
+    .collect();
+    // Our own small C helpers (by-pointer wrappers, layout probe), all targets.
+    c_files.push(shim.join("echo_ggml.c"));
+
+    let target_arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap();
+    if wasm {
+        c_files.push(src.join("ggml-cpu/arch/wasm/quants.c"));
+        // ggml-threading.cpp needs std::mutex; one thread needs no lock.
+        c_files.push(shim.join("critical_section.c"));
+    } else {
+        cpp_files.push(src.join("ggml-threading.cpp"));
+        match target_arch.as_str() {
+            "x86_64" | "x86" => {
+                c_files.push(src.join("ggml-cpu/arch/x86/quants.c"));
+                cpp_files.push(src.join("ggml-cpu/arch/x86/repack.cpp"));
+                // Compiled to nothing unless the CPU flags include AMX-INT8 + AVX512-VNNI.
+                cpp_files.push(src.join("ggml-cpu/amx/amx.cpp"));
+                cpp_files.push(src.join("ggml-cpu/amx/mmq.cpp"));
+            }
+            "aarch64" | "arm" => {
+                c_files.push(src.join("ggml-cpu/arch/arm/quants.c"));
+                cpp_files.push(src.join("ggml-cpu/arch/arm/repack.cpp"));
+            }
+            _ => {} // generic scalar code, see GGML_CPU_GENERIC below
+        }
+    }
+
+    let base = |cpp: bool| {
+        let mut b = cc::Build::new();
+        b.cpp(cpp)
+            .opt_level(3) // always: a debug-profile ggml is unusably slow
+            .debug(false)
+            .warnings(false)
+            .flag("-w") // third-party code; its warnings are not ours to fix
+            .include(&shim)
+            .include(ggml.join("include"))
+            .include(&src)
+            .include(src.join("ggml-cpu"))
+            .define("NDEBUG", None)
+            .define("GGML_SCHED_MAX_COPIES", "4")
+            .define("_XOPEN_SOURCE", "600")
+            .flag("-fno-math-errno");
+        if cpp {
+            b.std("c++17");
+        } else {
+            b.std("c11");
+        }
+        if wasm {
+            // clang-19 from Debian with wasi-libc headers; libc++ for the C++ parts.
+            if env::var_os("CC_wasm32_unknown_unknown").is_none() {
+                b.compiler(if cpp { "clang++-19" } else { "clang-19" });
+            }
+            if env::var_os("AR_wasm32_unknown_unknown").is_none() {
+                b.archiver("llvm-ar-19");
+            }
+            // Added after cc's own --target=wasm32-unknown-unknown: the last one wins, and
+            // wasm32-wasi makes clang use the wasi-libc headers.
+            b.flag("--target=wasm32-wasi")
+                .flag("-msimd128")
+                .include(shim.join("wasm")) // our single-threaded pthread.h
+                .define("_WASI_EMULATED_SIGNAL", None);
+            if cpp {
+                b.flag("-fno-exceptions").flag("-fno-rtti").cpp_link_stdlib(None);
+            }
+        } else {
+            b.define("_GNU_SOURCE", None);
+            if !matches!(target_arch.as_str(), "x86_64" | "x86" | "aarch64" | "arm") {
+                b.define("GGML_CPU_GENERIC", None);
+            }
+            // Host CPU flags: native by default (fastest for tests and the CLI);
+            // ECHO_GGML_HOST_CFLAGS overrides, e.g. "-march=x86-64-v3" for portable builds.
+            match env::var("ECHO_GGML_HOST_CFLAGS") {
+                Ok(flags) => {
+                    for f in flags.split_whitespace() {
+                        b.flag(f);
+                    }
+                }
+                Err(_) => {
+                    b.flag_if_supported("-march=native");
+                }
+            }
+        }
+        b
+    };
+
+    // One archive for C and C++ objects: they reference each other both ways, which
+    // GNU ld cannot resolve across two separate static libraries.
+    let c_objects = base(false).files(&c_files).compile_intermediates();
+    base(true).files(&cpp_files).objects(&c_objects).compile("echo_ggml");
+
+    if wasm {
+        // libc++/libc++abi for ggml's C++ parts and wasi-libc for the C library; our Rust
+        // code provides malloc & co. and the WASI imports (see src/wasm.rs).
+        // `rustc-link-lib` (unlike `rustc-link-arg`) propagates from this dependency to
+        // the final cdylib/test binary. Unbundled: the final link finds them via -L.
+        // /usr/lib/wasm32-wasi/libc++{,abi}.a are links to LLVM 19's wasm32-wasi libc++.
+        let libdir = env::var("ECHO_WASI_LIBDIR").unwrap_or_else(|_| "/usr/lib/wasm32-wasi".into());
+        println!("cargo:rerun-if-env-changed=ECHO_WASI_LIBDIR");
+        for lib in ["c++", "c++abi", "c"] {
+            let path = Path::new(&libdir).join(format!("lib{lib}.a"));
+            if !path.exists() {
+                panic!(
+                    "{} not found: install wasi-libc, libc++-19-dev-wasm32 and libc++abi-19-dev-wasm32 \
+                     (or set ECHO_WASI_LIBDIR to a folder with libc.a, libc++.a and libc++abi.a)",
+                    path.display()
+                );
+            }
+        }
+        println!("cargo:rustc-link-search=native={libdir}");
+        println!("cargo:rustc-link-lib=static:-bundle=c++");
+        println!("cargo:rustc-link-lib=static:-bundle=c++abi");
+        println!("cargo:rustc-link-lib=static:-bundle=c");
+    }
+}
+
+/// `$CARGO_HOME/registry/cache/*/llama-cpp-sys-2-0.1.161.crate` (a .tar.gz).
+fn find_crate_archive() -> PathBuf {
+    let cargo_home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .expect("neither CARGO_HOME nor HOME is set");
+    let cache = cargo_home.join("registry").join("cache");
+    let name = format!("{PKG}.crate");
+    let found = fs::read_dir(&cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join(&name))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!(
+            "ggml sources not found: {name} is not in {}/*/.\n\
+             Run `cargo fetch` in the workspace (it downloads the pinned package listed in Cargo.lock).",
+            cache.display()
+        )
+    })
+}
+
+/// Unpacks `llama.cpp/ggml/{include,src}` into `out/ggml` once (stamp file) and patches it.
+fn unpack(crate_file: &Path, out: &Path) -> PathBuf {
+    let ggml = out.join("ggml");
+    let stamp = out.join("ggml.stamp");
+    if fs::read_to_string(&stamp).ok().as_deref() == Some(STAMP) && ggml.is_dir() {
+        return ggml;
+    }
+    let tmp = out.join("ggml-unpack");
+    let _ = fs::remove_dir_all(&tmp);
+    let _ = fs::remove_dir_all(&ggml);
+    fs::create_dir_all(&tmp).unwrap();
+    let inner = format!("{PKG}/llama.cpp/ggml");
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(crate_file)
+        .arg("-C")
+        .arg(&tmp)
+        .arg(format!("{inner}/include"))
+        .arg(format!("{inner}/src"))
+        .status()
+        .expect("failed to run `tar` (needed to unpack the ggml sources)");
+    assert!(status.success(), "tar failed to unpack {}", crate_file.display());
+    fs::rename(tmp.join(&inner), &ggml).unwrap();
+    let _ = fs::remove_dir_all(&tmp);
+
+    patch(&ggml.join("src/ggml-cpu/arch/wasm/quants.c"), WASM_QUANTS_PATCHES);
+    fs::write(&stamp, STAMP).unwrap();
+    ggml
+}
+
+fn patch(file: &Path, patches: &[(&str, &str, usize)]) {
+    let mut text = fs::read_to_string(file).unwrap();
+    for (from, to, count) in patches {
+        let found = text.matches(from).count();
+        assert!(
+            found == *count,
+            "patching {}: expected {count} occurrence(s) of `{from}`, found {found}. \
+             The pinned ggml sources changed; review the patch in build.rs.",
+            file.display()
+        );
+        text = text.replace(from, to);
+    }
+    fs::write(file, text).unwrap();
+}

@@ -1,0 +1,80 @@
+//! wasm tests, run in node by wasm-bindgen-test-runner:
+//! `CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+//!  cargo test -p echo-ggml-sys --target wasm32-unknown-unknown`
+#![cfg(target_arch = "wasm32")]
+
+mod common;
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+#[wasm_bindgen_test]
+fn simd128_build() {
+    echo_ggml_sys::init();
+    assert_eq!(unsafe { echo_ggml_sys::ggml_cpu_has_wasm_simd() }, 1);
+}
+
+/// Nothing may import from WASI or `env` (no browser provides them): only wasm-bindgen glue.
+#[wasm_bindgen_test]
+fn no_wasi_or_env_imports() {
+    let module: js_sys::WebAssembly::Module = wasm_bindgen::module().unchecked_into();
+    let imports = js_sys::WebAssembly::Module::imports(&module);
+    for imp in imports.iter() {
+        let m = js_sys::Reflect::get(&imp, &"module".into()).unwrap().as_string().unwrap();
+        let n = js_sys::Reflect::get(&imp, &"name".into()).unwrap().as_string().unwrap();
+        assert!(m != "wasi_snapshot_preview1" && m != "env", "forbidden import {m}.{n}");
+    }
+}
+
+#[wasm_bindgen_test]
+fn layout() {
+    common::layout();
+}
+
+#[wasm_bindgen_test]
+fn mul_mat_f32() {
+    common::mul_mat_f32();
+}
+
+/// Same activation bytes as native x86 (the truncation fix), checked by hash.
+#[wasm_bindgen_test]
+fn mul_mat_q8_0() {
+    assert_eq!(common::mul_mat_q8_0(), common::Q8_0_ACT_HASH);
+}
+
+#[wasm_bindgen_test]
+fn mul_mat_q5_1() {
+    assert_eq!(common::mul_mat_q5_1(), common::Q8_1_ACT_HASH);
+}
+
+#[wasm_bindgen_test]
+fn rwkv_wkv7() {
+    common::rwkv_wkv7();
+}
+
+#[wasm_bindgen_test]
+fn custom_op() {
+    common::custom_op();
+}
+
+/// C malloc goes through Rust's allocator, so it is counted and obeys the limit.
+#[wasm_bindgen_test]
+fn memory_limit_and_c_malloc() {
+    common::memory_limit();
+    unsafe {
+        let before = echo_ggml_sys::mem::used_bytes();
+        let p = echo_ggml_sys::wasm::malloc(1 << 20);
+        assert!(!p.is_null());
+        assert!(echo_ggml_sys::mem::used_bytes() >= before + (1 << 20));
+        echo_ggml_sys::mem::set_limit(Some(echo_ggml_sys::mem::used_bytes() + (1 << 20)));
+        assert!(echo_ggml_sys::wasm::malloc(4 << 20).is_null(), "C malloc over the limit returns NULL");
+        let q = echo_ggml_sys::wasm::realloc(p, 4 << 20);
+        assert!(q.is_null(), "realloc over the limit returns NULL and keeps the block");
+        echo_ggml_sys::mem::set_limit(None);
+        let q = echo_ggml_sys::wasm::realloc(p, 4 << 20);
+        assert!(!q.is_null());
+        echo_ggml_sys::wasm::free(q);
+        assert!(echo_ggml_sys::mem::used_bytes() <= before + 64);
+    }
+    assert!(echo_ggml_sys::mem::wasm_memory_bytes() > 0);
+}
