@@ -4,14 +4,17 @@
 //! validation), the backends (`ggml` — the engine; `reference` — plain Rust f32, the oracle),
 //! `quantize`, and the JS API in `wasm` (wasm32 only).
 
-pub mod error;
-pub mod format;
-pub mod model;
-
-pub use error::{Error, ErrorCode, Result};
-pub mod quantize;
-pub mod synth;
 pub mod backend;
 pub mod cli;
+pub mod error;
+pub mod format;
+pub mod ggml;
+pub mod model;
+pub mod quantize;
+pub mod reference;
+pub mod sampler;
+pub mod synth;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
+
+pub use error::{Error, ErrorCode, Result};

@@ -105,6 +105,34 @@ impl Model {
         self.hparams.state_len(self.arch)
     }
 
+    /// The arguments every backend's `eval` checks before changing anything: at least one
+    /// token, every token `< n_vocab`, a state and a logits buffer of this model's sizes.
+    pub fn check_eval(&self, tokens: &[u32], state: &[f32], logits: Option<&[f32]>) -> Result<()> {
+        let n_vocab = self.hparams.n_vocab;
+        if tokens.is_empty() {
+            return Err(Error::invalid_options("no tokens to evaluate: pass at least one token"));
+        }
+        if let Some((i, t)) = tokens.iter().enumerate().find(|(_, &t)| t as usize >= n_vocab) {
+            return Err(Error::invalid_options(format!(
+                "token {t} (at position {i}) is out of range: the model's vocabulary has {n_vocab} tokens (0..{n_vocab})"
+            )));
+        }
+        if state.len() != self.state_len() {
+            return Err(Error::invalid_options(format!(
+                "the state has {} floats but this model's state has {}; start from the model's initial state",
+                state.len(),
+                self.state_len()
+            )));
+        }
+        match logits {
+            Some(l) if l.len() != n_vocab => Err(Error::invalid_options(format!(
+                "the logits buffer has {} floats but the model has {n_vocab} tokens",
+                l.len()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     pub fn tensors(&self) -> &[Tensor] {
         &self.tensors
     }

@@ -50,33 +50,8 @@ use crate::model::{Arch, Model, Tensor};
 /// of the wrong length (nothing is changed then); `InvalidModel` when a tensor's shape does not
 /// fit its use (the state is then unspecified).
 pub fn eval(model: &Model, tokens: &[u32], state: &mut [f32], logits: Option<&mut [f32]>) -> Result<()> {
+    model.check_eval(tokens, state, logits.as_deref())?;
     let h = &model.hparams;
-    if tokens.is_empty() {
-        return Err(Error::invalid_options("no tokens to evaluate: pass at least one token"));
-    }
-    if let Some((i, t)) = tokens.iter().enumerate().find(|(_, &t)| t as usize >= h.n_vocab) {
-        return Err(Error::invalid_options(format!(
-            "token {t} (at position {i}) is out of range: the model's vocabulary has {} tokens (0..{})",
-            h.n_vocab, h.n_vocab
-        )));
-    }
-    if state.len() != model.state_len() {
-        return Err(Error::invalid_options(format!(
-            "the state has {} floats but this model's state has {}; use Model::initial_state()",
-            state.len(),
-            model.state_len()
-        )));
-    }
-    if let Some(l) = &logits {
-        if l.len() != h.n_vocab {
-            return Err(Error::invalid_options(format!(
-                "the logits buffer has {} floats but the model has {} tokens",
-                l.len(),
-                h.n_vocab
-            )));
-        }
-    }
-
     let e = h.n_embed;
     let per_layer = h.state_per_layer(model.arch);
     let global = |name: &str| vector(model.tensor(name), e);

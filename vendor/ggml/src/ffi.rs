@@ -101,6 +101,16 @@ pub struct ggml_backend_buffer {
 pub struct ggml_threadpool {
     _private: [u8; 0],
 }
+#[repr(C)]
+pub struct ggml_backend_buffer_type {
+    _private: [u8; 0],
+}
+/// A graph allocator (`ggml-alloc.h`): places a graph's intermediate tensors in one buffer,
+/// reusing memory of tensors no longer needed.
+#[repr(C)]
+pub struct ggml_gallocr {
+    _private: [u8; 0],
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -458,6 +468,14 @@ extern "C" {
         n_tasks: c_int,
         userdata: *mut c_void,
     ) -> T;
+
+    // --- graph allocation (ggml-alloc.h, ggml-backend.h)
+    pub fn ggml_backend_cpu_buffer_type() -> *mut ggml_backend_buffer_type;
+    pub fn ggml_gallocr_new(buft: *mut ggml_backend_buffer_type) -> *mut ggml_gallocr;
+    pub fn ggml_gallocr_free(galloc: *mut ggml_gallocr);
+    /// Allocates every tensor of `graph` that has no data yet; false when out of memory.
+    pub fn ggml_gallocr_alloc_graph(galloc: *mut ggml_gallocr, graph: *mut ggml_cgraph) -> bool;
+    pub fn ggml_gallocr_get_buffer_size(galloc: *mut ggml_gallocr, buffer_id: c_int) -> usize;
 
     // --- graphs
     pub fn ggml_new_graph(ctx: Ctx) -> *mut ggml_cgraph;

@@ -1,0 +1,261 @@
+//! The ggml backend: RWKV forward passes as ggml graphs, computed by ggml's CPU kernels (AVX2
+//! natively, SIMD128 in wasm).
+//!
+//! - [`GgmlModel`]: ggml tensor headers over a loaded [`Model`]'s weights. Matrices are used in
+//!   place, in their stored type (no copy); the small vectors are converted to f32 once, because
+//!   ggml's element-wise kernels want f32 operands. One `GgmlModel` can serve many contexts.
+//! - [`GgmlContext`]: one evaluation context — a graph allocator and a work buffer. Each `eval`
+//!   builds the graph for up to [`SEQ_CHUNK`] tokens (`graph.rs`), lets ggml-alloc place the
+//!   intermediate tensors in one reused buffer, and computes it. The state is read and written
+//!   in place; logits, when asked for, are copied straight into the caller's slice.
+
+mod graph;
+mod wkv4;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use echo_ggml_sys as sys;
+use sys::{ggml_gallocr, ggml_tensor, Context};
+
+use crate::error::{Error, Result};
+use crate::model::{Arch, Hparams, Model};
+
+/// Tokens per graph when evaluating a sequence: longer inputs go chunk by chunk, which bounds
+/// the compute memory while keeping the matrix products batched.
+pub const SEQ_CHUNK: usize = 32;
+
+/// Upper bound of graph nodes per layer (v7, the largest graph, needs about 110).
+const NODES_PER_LAYER: usize = 192;
+
+/// The matrices, used by `ggml_mul_mat`/`ggml_get_rows` in their stored type. Every other
+/// tensor is a small vector, converted to f32.
+const MATRICES: &[&str] = &[
+    "emb.weight",
+    "head.weight",
+    "att.key.weight",
+    "att.value.weight",
+    "att.receptance.weight",
+    "att.output.weight",
+    "att.gate.weight",
+    "ffn.key.weight",
+    "ffn.value.weight",
+    "ffn.receptance.weight",
+    "att.time_maa_w1",
+    "att.time_maa_w2",
+    "att.time_decay_w1",
+    "att.time_decay_w2",
+    "att.w1",
+    "att.w2",
+    "att.a1",
+    "att.a2",
+    "att.g1",
+    "att.g2",
+    "att.v1",
+    "att.v2",
+];
+
+fn is_matrix(name: &str) -> bool {
+    let leaf = name.strip_prefix("blocks.").and_then(|rest| rest.split_once('.')).map_or(name, |(_, leaf)| leaf);
+    MATRICES.contains(&leaf)
+}
+
+/// A model's weights as ggml tensors.
+pub struct GgmlModel {
+    model: Arc<Model>,
+    tensors: HashMap<String, *mut ggml_tensor>,
+    /// The f32 copies of the vectors (the tensors above point into them).
+    _vectors: Vec<Vec<f32>>,
+    /// Holds the tensor headers; must outlive nothing but `tensors`.
+    _ctx: Context,
+}
+
+// SAFETY: the tensors are read-only after construction, and the memory they point to (the
+// model's buffers, `_vectors`) is owned by this struct and never mutated.
+unsafe impl Send for GgmlModel {}
+unsafe impl Sync for GgmlModel {}
+
+impl GgmlModel {
+    pub fn new(model: Arc<Model>) -> Result<GgmlModel> {
+        let n = model.tensors().len();
+        let ctx = Context::new(sys::context_size(n, 0, 0), true).map_err(|e| Error::out_of_memory("ggml tensor headers", e.bytes))?;
+        let mut tensors = HashMap::with_capacity(n);
+        let mut vectors = Vec::new();
+        for t in model.tensors() {
+            let mut ne = [1i64; 4];
+            for (i, &d) in t.info.shape.iter().enumerate() {
+                ne[i] = d as i64;
+            }
+            let matrix = is_matrix(&t.info.name);
+            let ty = if matrix { t.info.dtype.ggml_type() as sys::ggml_type } else { sys::GGML_TYPE_F32 };
+            // SAFETY: `ctx` has room for one header per model tensor (no data: no_alloc).
+            let tensor = unsafe { sys::ggml_new_tensor(ctx.as_ptr(), ty, t.info.shape.len() as i32, ne.as_ptr()) };
+            if tensor.is_null() {
+                return Err(Error::out_of_memory("ggml tensor headers", 0));
+            }
+            let data: *const u8 = if matrix {
+                t.data.as_ptr()
+            } else {
+                let v = crate::reference::tensor_to_f32(t);
+                let p = v.as_ptr().cast();
+                vectors.push(v);
+                p
+            };
+            let bytes = if matrix { t.data.len() } else { t.info.n_elements() * 4 };
+            // SAFETY: `tensor` is a valid header; `data` holds `bytes` bytes that live as long as `self`.
+            unsafe {
+                if sys::ggml_nbytes(tensor) != bytes {
+                    return Err(Error::invalid_model(format!("tensor '{}': size does not match its shape", t.info.name)));
+                }
+                (*tensor).data = data as *mut _;
+            }
+            tensors.insert(t.info.name.clone(), tensor);
+        }
+        Ok(GgmlModel { model, tensors, _vectors: vectors, _ctx: ctx })
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// A global tensor. The loader validated the tensor set against the architecture, so every
+    /// name the graphs ask for exists.
+    fn get(&self, name: &str) -> *mut ggml_tensor {
+        self.tensors[name]
+    }
+
+    fn layer(&self, layer: usize, leaf: &str) -> *mut ggml_tensor {
+        self.get(&format!("blocks.{layer}.{leaf}"))
+    }
+}
+
+/// One evaluation context over a shared [`GgmlModel`].
+pub struct GgmlContext {
+    model: Arc<GgmlModel>,
+    galloc: *mut ggml_gallocr,
+    work: Vec<u8>,
+    threads: usize,
+}
+
+// SAFETY: the graph allocator is owned and only used through `&mut self`.
+unsafe impl Send for GgmlContext {}
+
+impl GgmlContext {
+    pub fn new(model: Arc<GgmlModel>) -> Result<GgmlContext> {
+        sys::init();
+        // SAFETY: plain constructor; null on allocation failure.
+        let galloc = unsafe { sys::ggml_gallocr_new(sys::ggml_backend_cpu_buffer_type()) };
+        if galloc.is_null() {
+            return Err(Error::out_of_memory("the ggml graph allocator", 0));
+        }
+        Ok(GgmlContext { model, galloc, work: Vec::new(), threads: 1 })
+    }
+
+    pub fn model(&self) -> &Arc<GgmlModel> {
+        &self.model
+    }
+
+    /// Threads for ggml's kernels (native only; wasm builds are single-threaded).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = if cfg!(target_arch = "wasm32") { 1 } else { threads.max(1) };
+    }
+
+    /// Bytes of the compute buffer the graph allocator holds now.
+    pub fn compute_buffer_bytes(&self) -> usize {
+        // SAFETY: `galloc` is valid; buffer 0 is its only buffer.
+        unsafe { sys::ggml_gallocr_get_buffer_size(self.galloc, 0) + self.work.capacity() }
+    }
+
+    /// Feeds `tokens` in order from `state` (updated in place) and writes the last token's
+    /// logits when asked. Same contract and errors as [`crate::reference::eval`].
+    pub fn eval(&mut self, tokens: &[u32], state: &mut [f32], mut logits: Option<&mut [f32]>) -> Result<()> {
+        self.model.model.check_eval(tokens, state, logits.as_deref())?;
+        let chunks = tokens.len().div_ceil(SEQ_CHUNK);
+        for (i, chunk) in tokens.chunks(SEQ_CHUNK).enumerate() {
+            let out = if i + 1 == chunks { logits.take() } else { None };
+            self.eval_chunk(chunk, state, out)?;
+        }
+        Ok(())
+    }
+
+    fn eval_chunk(&mut self, tokens: &[u32], state: &mut [f32], logits: Option<&mut [f32]>) -> Result<()> {
+        let hp = &self.model.model.hparams;
+        let nodes = graph_nodes(hp);
+        let ctx = Context::new(sys::context_size(nodes, nodes, 0), true)
+            .map_err(|e| Error::out_of_memory("the ggml graph", e.bytes))?;
+        let c = ctx.as_ptr();
+        // SAFETY: every tensor below lives in `ctx`, which outlives the computation. The input
+        // tensors point at the caller's slices, valid and exclusively ours for this call.
+        unsafe {
+            let graph = sys::ggml_new_graph_custom(c, nodes, false);
+            let tok = sys::ggml_new_tensor_1d(c, sys::GGML_TYPE_I32, tokens.len() as i64);
+            (*tok).data = tokens.as_ptr() as *mut _; // token ids < n_vocab fit in i32
+            let st = sys::ggml_new_tensor_1d(c, sys::GGML_TYPE_F32, state.len() as i64);
+            (*st).data = state.as_mut_ptr().cast();
+            let out = logits.map(|l| {
+                let t = sys::ggml_new_tensor_1d(c, sys::GGML_TYPE_F32, l.len() as i64);
+                (*t).data = l.as_mut_ptr().cast();
+                t
+            });
+            graph::build(&self.model, c, graph, tok, st, out);
+
+            if !sys::ggml_gallocr_alloc_graph(self.galloc, graph) {
+                return Err(Error::out_of_memory("ggml compute buffers", 0));
+            }
+            let mut plan: sys::ggml_cplan = std::mem::zeroed();
+            sys::echo_ggml_graph_plan(graph, self.threads as i32, &mut plan);
+            if self.work.len() < plan.work_size {
+                let extra = plan.work_size - self.work.len();
+                self.work.try_reserve_exact(extra).map_err(|_| Error::out_of_memory("the ggml work buffer", plan.work_size))?;
+                self.work.resize(plan.work_size, 0);
+            }
+            plan.work_data = self.work.as_mut_ptr();
+            let status = sys::ggml_graph_compute(graph, &mut plan);
+            if status != sys::GGML_STATUS_SUCCESS {
+                return Err(Error::out_of_memory("ggml graph computation", 0));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for GgmlContext {
+    fn drop(&mut self) {
+        // SAFETY: created in `new`, freed once.
+        unsafe { sys::ggml_gallocr_free(self.galloc) };
+    }
+}
+
+fn graph_nodes(hp: &Hparams) -> usize {
+    64 + NODES_PER_LAYER * hp.n_layer
+}
+
+/// Memory an evaluation context needs beyond the weights, for the budget check before
+/// loading: f32 copies of the vectors, graph headers, intermediate activations of one
+/// [`SEQ_CHUNK`] (ggml-alloc reuses them across layers), the work buffer and the logits.
+pub fn compute_bytes(hp: &Hparams, arch: Arch) -> usize {
+    let (e, f, v, t) = (hp.n_embed, hp.n_ffn, hp.n_vocab, SEQ_CHUNK);
+    let vectors = 4 * e * hp.n_layer * if arch == Arch::V7 { 24 } else { 16 };
+    let headers = sys::context_size(graph_nodes(hp), graph_nodes(hp), 0);
+    let activations = 4 * t * (48 * e + 4 * f) + 4 * (t + hp.head_size) * e;
+    let work = 4 * t * e.max(f) + 4 * v;
+    vectors + headers + activations + work + 4 * v
+}
+
+/// The SIMD instruction set ggml's kernels were compiled for.
+pub fn simd_info() -> &'static str {
+    // SAFETY: feature queries without side effects.
+    unsafe {
+        if sys::ggml_cpu_has_wasm_simd() != 0 {
+            "wasm-simd128"
+        } else if sys::ggml_cpu_has_avx2() != 0 {
+            "avx2"
+        } else if sys::ggml_cpu_has_avx() != 0 {
+            "avx"
+        } else if sys::ggml_cpu_has_neon() != 0 {
+            "neon"
+        } else {
+            "none"
+        }
+    }
+}
