@@ -124,7 +124,12 @@ pub struct ggml_init_params {
 }
 
 /// `struct ggml_tensor` of ggml 0.26.0 (336 bytes on 64-bit targets, 256 on wasm32).
+///
+/// On wasm32 ggml places objects in its pools with 4-byte alignment (`GGML_MEM_ALIGN`), less
+/// than the 8 that the `i64` fields ask for; `packed(4)` gives the same layout there (checked by
+/// the layout test) with an alignment that makes field access through such pointers sound.
 #[repr(C)]
+#[cfg_attr(target_arch = "wasm32", repr(packed(4)))]
 pub struct ggml_tensor {
     pub type_: ggml_type,
     pub buffer: *mut ggml_backend_buffer,

@@ -139,7 +139,7 @@ pub fn layout() {
         let t = ggml_new_tensor_4d(ctx.as_ptr(), GGML_TYPE_F16, 6, 5, 4, 3);
         let r = &*t;
         assert_eq!(r.type_, GGML_TYPE_F16);
-        assert_eq!(r.ne, [6, 5, 4, 3]);
+        assert_eq!({ r.ne }, [6, 5, 4, 3]);
         assert_eq!(r.nb, [2, 12, 60, 240]);
         assert_eq!(ggml_nbytes(t), 720);
         assert_eq!(ggml_nelements(t), 360);
@@ -323,7 +323,7 @@ pub fn rwkv_wkv7() {
         let st = ggml_new_tensor_2d(c, GGML_TYPE_F32, (s * s * h) as i64, 1);
         fill_f32(st, &state0);
         let out = ggml_rwkv_wkv7(c, rt, wt, kt, vt, at, bt, st);
-        assert_eq!((*out).ne, [(s * h) as i64, (t + s) as i64, 1, 1]);
+        assert_eq!({ (*out).ne }, [(s * h) as i64, (t + s) as i64, 1, 1]);
         let g = ggml_new_graph_custom(c, 16, false);
         ggml_build_forward_expand(g, out);
         assert_eq!(ggml_graph_compute_with_ctx(c, g, 1), GGML_STATUS_SUCCESS);
