@@ -1,0 +1,251 @@
+//! Choosing the next token from logits, with the controls RWKV users know from ChatRWKV and the
+//! `rwkv` pip package: repetition penalties with decay, bias and bans, then temperature, top-k,
+//! top-p and min-p, from a seeded generator (same seed + same logits = same token everywhere).
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+
+/// Sampling settings. Defaults follow the `rwkv` package's `PIPELINE_ARGS`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplerOptions {
+    /// 0 = greedy (always the most likely token).
+    pub temperature: f32,
+    /// Keep the smallest set of tokens whose probabilities add up to `top_p` (1 = off).
+    pub top_p: f32,
+    /// Keep the `top_k` most likely tokens (0 = off).
+    pub top_k: usize,
+    /// Drop tokens less likely than `min_p` × the most likely one (0 = off).
+    pub min_p: f32,
+    /// Subtracted once from a token's logit if it occurred (ChatRWKV's alpha_presence).
+    pub presence_penalty: f32,
+    /// Subtracted per (decayed) occurrence (ChatRWKV's alpha_frequency).
+    pub frequency_penalty: f32,
+    /// Every generated token multiplies all occurrence counts by this (ChatRWKV's alpha_decay).
+    pub penalty_decay: f32,
+    /// Added to the logits of these tokens.
+    pub logit_bias: Vec<(u32, f32)>,
+    /// Never sampled.
+    pub banned_tokens: Vec<u32>,
+    pub seed: u64,
+}
+
+impl Default for SamplerOptions {
+    fn default() -> Self {
+        SamplerOptions {
+            temperature: 1.0,
+            top_p: 0.85,
+            top_k: 0,
+            min_p: 0.0,
+            presence_penalty: 0.2,
+            frequency_penalty: 0.2,
+            penalty_decay: 0.996,
+            logit_bias: Vec::new(),
+            banned_tokens: Vec::new(),
+            seed: 42,
+        }
+    }
+}
+
+impl SamplerOptions {
+    pub fn validate(&self, n_vocab: usize) -> Result<()> {
+        let check = |ok: bool, what: &str| if ok { Ok(()) } else { Err(Error::invalid_options(what.to_string())) };
+        check(self.temperature.is_finite() && self.temperature >= 0.0, "temperature must be a number >= 0")?;
+        check(self.top_p > 0.0 && self.top_p <= 1.0, "top_p must be in (0, 1]")?;
+        check((0.0..=1.0).contains(&self.min_p), "min_p must be in [0, 1]")?;
+        check(self.presence_penalty.is_finite() && self.frequency_penalty.is_finite(), "penalties must be finite")?;
+        check((0.0..=1.0).contains(&self.penalty_decay), "penalty_decay must be in [0, 1]")?;
+        for &(t, b) in &self.logit_bias {
+            check((t as usize) < n_vocab && b.is_finite(), "logit_bias: token out of range or bias not finite")?;
+        }
+        check(self.banned_tokens.iter().all(|&t| (t as usize) < n_vocab), "banned_tokens: token out of range")?;
+        check(self.banned_tokens.len() < n_vocab, "banned_tokens bans every token")
+    }
+}
+
+/// splitmix64, for a stream of uniform numbers that is identical on every platform.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    opts: SamplerOptions,
+    rng: Rng,
+    /// Decayed occurrence count of each generated token.
+    occurrences: HashMap<u32, f32>,
+}
+
+impl Sampler {
+    pub fn new(opts: SamplerOptions, n_vocab: usize) -> Result<Sampler> {
+        opts.validate(n_vocab)?;
+        let rng = Rng(opts.seed);
+        Ok(Sampler { opts, rng, occurrences: HashMap::new() })
+    }
+
+    /// Applies penalties, bias and bans to `logits` in place (what the distribution is sampled from).
+    pub fn adjust(&self, logits: &mut [f32]) {
+        for (&t, &count) in &self.occurrences {
+            logits[t as usize] -= self.opts.presence_penalty + count * self.opts.frequency_penalty;
+        }
+        for &(t, b) in &self.opts.logit_bias {
+            logits[t as usize] += b;
+        }
+        for &t in &self.opts.banned_tokens {
+            logits[t as usize] = f32::NEG_INFINITY;
+        }
+    }
+
+    /// Picks the next token from raw logits (adjusting a copy) and records it for the penalties.
+    pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        let mut adjusted = logits.to_vec();
+        self.adjust(&mut adjusted);
+        let token = self.pick(&adjusted);
+        self.accept(token);
+        token
+    }
+
+    /// Records a token as generated: decays all counts, then counts it.
+    pub fn accept(&mut self, token: u32) {
+        for c in self.occurrences.values_mut() {
+            *c *= self.opts.penalty_decay;
+        }
+        *self.occurrences.entry(token).or_insert(0.0) += 1.0;
+    }
+
+    fn pick(&mut self, logits: &[f32]) -> u32 {
+        let argmax = logits.iter().enumerate().fold(0, |best, (i, &v)| if v > logits[best] { i } else { best });
+        if self.opts.temperature == 0.0 {
+            return argmax as u32;
+        }
+        // Softmax in f64, then the cuts on the probabilities, then temperature, as `rwkv` does.
+        let max = logits[argmax] as f64;
+        let mut probs: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
+        let total: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
+
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        let mut keep = order.len();
+        if self.opts.top_k > 0 {
+            keep = keep.min(self.opts.top_k);
+        }
+        let mut cumulative = 0.0;
+        for (rank, &i) in order.iter().enumerate().take(keep) {
+            cumulative += probs[i];
+            if cumulative >= self.opts.top_p as f64 {
+                keep = rank + 1;
+                break;
+            }
+        }
+        let floor = self.opts.min_p as f64 * probs[argmax];
+        let kept: Vec<usize> = order[..keep].iter().copied().filter(|&i| probs[i] >= floor && probs[i] > 0.0).collect();
+
+        let inv_t = 1.0 / self.opts.temperature as f64;
+        let weights: Vec<f64> = kept.iter().map(|&i| probs[i].powf(inv_t)).collect();
+        let sum: f64 = weights.iter().sum();
+        if !(sum > 0.0 && sum.is_finite()) {
+            return argmax as u32;
+        }
+        let mut r = self.rng.next_f64() * sum;
+        for (&i, &w) in kept.iter().zip(&weights) {
+            if r < w {
+                return i as u32;
+            }
+            r -= w;
+        }
+        *kept.last().unwrap_or(&argmax) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits() -> Vec<f32> {
+        vec![2.0, 1.0, 0.5, 0.0, -1.0, 3.0, 0.1, 0.2]
+    }
+
+    #[test]
+    fn greedy_takes_the_argmax() {
+        let mut s = Sampler::new(SamplerOptions { temperature: 0.0, ..Default::default() }, 8).unwrap();
+        assert_eq!(s.sample(&logits()), 5);
+    }
+
+    #[test]
+    fn same_seed_same_tokens_and_other_seed_differs() {
+        let opts = SamplerOptions { top_p: 1.0, presence_penalty: 0.0, frequency_penalty: 0.0, ..Default::default() };
+        let run = |seed| {
+            let mut s = Sampler::new(SamplerOptions { seed, ..opts.clone() }, 8).unwrap();
+            (0..64).map(|_| s.sample(&logits())).collect::<Vec<_>>()
+        };
+        assert_eq!(run(1), run(1));
+        assert_ne!(run(1), run(2));
+    }
+
+    #[test]
+    fn top_k_and_top_p_and_min_p_restrict_the_support() {
+        let sample_set = |opts: SamplerOptions| {
+            let mut s = Sampler::new(opts, 8).unwrap();
+            let mut seen: Vec<u32> = (0..500).map(|_| s.sample(&logits())).collect();
+            seen.sort();
+            seen.dedup();
+            seen
+        };
+        let base = SamplerOptions { top_p: 1.0, presence_penalty: 0.0, frequency_penalty: 0.0, ..Default::default() };
+        assert_eq!(sample_set(SamplerOptions { top_k: 2, ..base.clone() }), vec![0, 5]);
+        // p(5) ≈ 0.58, p(0) ≈ 0.21: top_p 0.5 keeps only token 5.
+        assert_eq!(sample_set(SamplerOptions { top_p: 0.5, ..base.clone() }), vec![5]);
+        // min_p 0.3: keeps tokens with p >= 0.3 * p(5) ≈ 0.17: tokens 5 and 0.
+        assert_eq!(sample_set(SamplerOptions { min_p: 0.3, ..base.clone() }), vec![0, 5]);
+        assert_eq!(sample_set(base).len(), 8);
+    }
+
+    #[test]
+    fn penalties_bias_and_bans_change_the_logits() {
+        let mut s = Sampler::new(
+            SamplerOptions {
+                presence_penalty: 0.5,
+                frequency_penalty: 0.25,
+                penalty_decay: 0.5,
+                logit_bias: vec![(3, 10.0)],
+                banned_tokens: vec![5],
+                ..Default::default()
+            },
+            8,
+        )
+        .unwrap();
+        s.accept(1);
+        s.accept(1); // count of 1: 1 * 0.5 + 1 = 1.5
+        let mut l = logits();
+        s.adjust(&mut l);
+        assert_eq!(l[1], 1.0 - (0.5 + 1.5 * 0.25));
+        assert_eq!(l[3], 10.0);
+        assert_eq!(l[5], f32::NEG_INFINITY);
+        assert_eq!(l[0], 2.0);
+        // The ban holds in sampling too, even greedy.
+        let mut g = Sampler::new(SamplerOptions { temperature: 0.0, banned_tokens: vec![5], ..Default::default() }, 8).unwrap();
+        assert_eq!(g.sample(&logits()), 0);
+    }
+
+    #[test]
+    fn invalid_options_are_refused() {
+        for bad in [
+            SamplerOptions { temperature: -1.0, ..Default::default() },
+            SamplerOptions { top_p: 0.0, ..Default::default() },
+            SamplerOptions { banned_tokens: vec![8], ..Default::default() },
+            SamplerOptions { logit_bias: vec![(0, f32::NAN)], ..Default::default() },
+        ] {
+            assert_eq!(Sampler::new(bad, 8).unwrap_err().code, crate::ErrorCode::InvalidOptions);
+        }
+    }
+}
