@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod malformed;
+
 /// `../shared/fixtures/rwkv-tiny` from the crate root, or None (after printing SKIPPED).
 pub fn fixtures_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/rwkv-tiny");
