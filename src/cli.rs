@@ -196,9 +196,17 @@ fn bench(args: &Args, io: &mut dyn Io) -> Result<()> {
     let n_vocab = model.hparams.n_vocab as u32;
     let token = |i: usize| (i as u32 * 7919 + 13) % n_vocab;
 
-    let mut state = model.initial_state();
     let mut logits = vec![0.0f32; model.hparams.n_vocab];
     let prompt: Vec<u32> = (0..n_prompt).map(token).collect();
+    // Warm-up, not timed: the first calls pay for one-time work (a wasm engine compiles hot
+    // functions again with its optimizing tier; buffers are allocated), which is not throughput.
+    let mut state = model.initial_state();
+    backend.eval(&prompt[..n_prompt.min(2 * crate::ggml::SEQ_CHUNK)], &mut state, Some(&mut logits))?;
+    for i in 0..4 {
+        backend.eval(&[token(i)], &mut state, Some(&mut logits))?;
+    }
+
+    let mut state = model.initial_state();
     let t0 = io.now_ms();
     backend.eval(&prompt, &mut state, Some(&mut logits))?;
     let prompt_ms = io.now_ms() - t0;

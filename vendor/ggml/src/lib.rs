@@ -26,8 +26,24 @@ pub fn init() {
     ONCE.call_once(|| {
         #[cfg(target_arch = "wasm32")]
         wasm::init();
-        unsafe { ggml_cpu_init() };
+        unsafe {
+            ggml_log_set(Some(log), core::ptr::null_mut());
+            ggml_cpu_init();
+        }
     });
+}
+
+/// ggml's log: warnings and errors go to stderr (the console in wasm); its debug and info
+/// messages (e.g. the graph allocator's on every reallocation) are dropped.
+unsafe extern "C" fn log(level: ggml_log_level, text: *const core::ffi::c_char, _: *mut core::ffi::c_void) {
+    if !(level == GGML_LOG_LEVEL_WARN || level == GGML_LOG_LEVEL_ERROR) || text.is_null() {
+        return;
+    }
+    let text = core::ffi::CStr::from_ptr(text).to_string_lossy();
+    #[cfg(target_arch = "wasm32")]
+    wasm::console_error(text.trim_end());
+    #[cfg(not(target_arch = "wasm32"))]
+    eprint!("{text}");
 }
 
 /// A memory allocation that could not be made (over the `mem` limit or out of memory).

@@ -22,7 +22,7 @@ extern "C" {
     #[wasm_bindgen(js_namespace = console, js_name = log)]
     fn console_log(s: &str);
     #[wasm_bindgen(js_namespace = console, js_name = error)]
-    fn console_error(s: &str);
+    pub(crate) fn console_error(s: &str);
     #[wasm_bindgen(js_namespace = Date, js_name = now)]
     fn date_now() -> f64;
     // `catch`: a JS scope without `performance` throws, and we fall back to Date.now().
