@@ -14,6 +14,7 @@ pub mod quantize;
 pub mod reference;
 pub mod sampler;
 pub mod synth;
+pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 
