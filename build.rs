@@ -15,6 +15,8 @@ fn main() {
             .and_then(|mb| mb.parse::<u64>().ok())
             .map_or(MAX_MEMORY_BYTES, |mb| mb * 1024 * 1024);
         println!("cargo:rustc-link-arg-cdylib=--max-memory={bytes}");
+        // The engine reads the cap too: a run-time memory limit may only lower it.
+        println!("cargo:rustc-env=ECHO_MAX_MEMORY_BYTES={bytes}");
     }
 
     // Wasm tests cannot read files at run time (no file system in a browser), so they embed the

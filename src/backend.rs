@@ -1,5 +1,6 @@
-//! The evaluation backends behind one interface: `ggml` (the engine) and `reference` (plain Rust
-//! f32, the oracle for tests and a fallback).
+//! The evaluation backends behind one interface: `ggml` (the engine), `reference` (plain Rust
+//! f32, the oracle for tests and a fallback) and `mock` (deterministic fake logits, so user
+//! interfaces can be tested fast and repeatably on any model file).
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use crate::model::Model;
 pub enum BackendKind {
     Ggml,
     Reference,
+    Mock,
 }
 
 impl BackendKind {
@@ -17,6 +19,7 @@ impl BackendKind {
         match self {
             BackendKind::Ggml => "ggml",
             BackendKind::Reference => "reference",
+            BackendKind::Mock => "mock",
         }
     }
 
@@ -24,7 +27,8 @@ impl BackendKind {
         match name {
             "ggml" => Ok(BackendKind::Ggml),
             "reference" => Ok(BackendKind::Reference),
-            _ => Err(Error::invalid_options(format!("unknown backend '{name}'; use ggml or reference"))),
+            "mock" => Ok(BackendKind::Mock),
+            _ => Err(Error::invalid_options(format!("unknown backend '{name}'; use ggml, reference or mock"))),
         }
     }
 }
@@ -47,6 +51,32 @@ impl Backend for Reference {
     }
 }
 
+/// Fake logits that depend only on the tokens fed so far: one favourite token per step, in
+/// 32..=126 (printable ASCII in the byte vocabulary), so greedy output is readable and repeatable.
+/// The state's first float counts the tokens, so saving and restoring a state changes what follows.
+struct Mock(Arc<Model>);
+
+impl Backend for Mock {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Mock
+    }
+    fn eval(&mut self, tokens: &[u32], state: &mut [f32], logits: Option<&mut [f32]>) -> Result<()> {
+        self.0.check_eval(tokens, state, logits.as_deref())?;
+        // Every model's state has at least one float per layer and channel.
+        state[0] += tokens.len() as f32;
+        if let Some(logits) = logits {
+            let last = *tokens.last().expect("check_eval requires a token") as u64;
+            let mix = (last.wrapping_mul(0x9E37_79B9) ^ state[0] as u64).wrapping_mul(0x85EB_CA6B) >> 7;
+            let favourite = (32 + mix % 95) as usize % logits.len();
+            for (i, l) in logits.iter_mut().enumerate() {
+                *l = -(((i as u64).wrapping_mul(2_654_435_761).wrapping_add(mix) % 1000) as f32) / 1000.0;
+            }
+            logits[favourite] = 10.0;
+        }
+        Ok(())
+    }
+}
+
 impl Backend for crate::ggml::GgmlContext {
     fn kind(&self) -> BackendKind {
         BackendKind::Ggml
@@ -59,6 +89,7 @@ impl Backend for crate::ggml::GgmlContext {
 pub fn create(kind: BackendKind, model: Arc<Model>) -> Result<Box<dyn Backend>> {
     Ok(match kind {
         BackendKind::Reference => Box::new(Reference(model)),
+        BackendKind::Mock => Box::new(Mock(model)),
         BackendKind::Ggml => {
             let shared = Arc::new(crate::ggml::GgmlModel::new(model)?);
             Box::new(crate::ggml::GgmlContext::new(shared)?)

@@ -2,6 +2,10 @@
 //! `Result` whose error is a JS object `{code, message, …}` built from our typed `Error`.
 
 mod cli;
+mod engine;
+mod js;
+mod load;
+mod metrics;
 
 use wasm_bindgen::prelude::*;
 
@@ -26,6 +30,18 @@ pub(crate) fn js_error(e: Error) -> JsValue {
         set("limitBytes", JsValue::from_f64(l as f64));
     }
     err.into()
+}
+
+#[wasm_bindgen]
+extern "C" {
+    // `catch`: a scope without `performance` throws, and we fall back to Date.now().
+    #[wasm_bindgen(js_namespace = performance, js_name = now, catch)]
+    fn performance_now() -> Result<f64, JsValue>;
+}
+
+/// Milliseconds from an arbitrary origin, for timings.
+pub(crate) fn now_ms() -> f64 {
+    performance_now().unwrap_or_else(|_| js_sys::Date::now())
 }
 
 /// Whether ggml was built with wasm SIMD128 (`ggml_cpu_has_wasm_simd()`).

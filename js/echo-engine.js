@@ -1,0 +1,202 @@
+// `EchoEngine`: the main-thread side of the engine, a thin typed proxy to its worker
+// (`worker.js`), so inference never blocks the page. Requests are answered in order; bytes cross
+// by transfer, not by copy; if the worker dies, every pending and later call rejects with
+// `worker_crashed` and a new engine can be created.
+
+const isNode = typeof window === 'undefined' && typeof process !== 'undefined' && !!process.versions?.node;
+
+export class EchoError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   * @param {{neededBytes?: number, limitBytes?: number, status?: number}} [extra]
+   */
+  constructor(code, message, extra = {}) {
+    super(message);
+    this.name = 'EchoError';
+    this.code = code;
+    for (const [k, v] of Object.entries(extra)) if (v !== undefined) this[k] = v;
+  }
+}
+
+/** The browser's Worker or Node's worker_threads Worker, behind one small interface. */
+async function spawnWorker(url) {
+  if (isNode) {
+    const { Worker } = await import('node:worker_threads');
+    const w = new Worker(url);
+    return {
+      post: (msg, transfer) => w.postMessage(msg, transfer),
+      onMessage: (fn) => w.on('message', fn),
+      onCrash: (fn) => {
+        w.on('error', (e) => fn(e.message));
+        w.on('exit', (code) => fn(`the worker exited with code ${code}`));
+      },
+      terminate: () => w.terminate(),
+    };
+  }
+  const w = new Worker(url, { type: 'module' });
+  return {
+    post: (msg, transfer) => w.postMessage(msg, transfer),
+    onMessage: (fn) => w.addEventListener('message', (e) => fn(e.data)),
+    onCrash: (fn) => {
+      w.addEventListener('error', (e) => fn(e.message || 'the worker failed to start or threw'));
+      w.addEventListener('messageerror', () => fn('a message from the worker could not be read'));
+    },
+    terminate: () => w.terminate(),
+  };
+}
+
+/** A source as the worker takes it, plus what to transfer. */
+async function describeSource(source) {
+  if (typeof source === 'string') {
+    if (isNode && !/^[a-z][a-z0-9+.-]*:/i.test(source)) return [{ path: source }, []];
+    source = new URL(source, globalThis.location?.href);
+  }
+  if (source instanceof URL) {
+    if (isNode && source.protocol === 'file:') {
+      const { fileURLToPath } = await import('node:url');
+      return [{ path: fileURLToPath(source) }, []];
+    }
+    return [{ url: source.href }, []];
+  }
+  if (typeof Blob !== 'undefined' && source instanceof Blob) return [{ blob: source }, []];
+  if (typeof ReadableStream !== 'undefined' && source instanceof ReadableStream) return [{ stream: source }, [source]];
+  if (source instanceof ArrayBuffer) return [{ bytes: new Uint8Array(source) }, [source]];
+  if (ArrayBuffer.isView(source)) {
+    const bytes = new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
+    // Only a view of a whole, transferable buffer can move without a copy.
+    const whole = source.buffer instanceof ArrayBuffer && source.byteOffset === 0 && source.byteLength === source.buffer.byteLength;
+    return whole ? [{ bytes }, [source.buffer]] : [{ bytes: bytes.slice() }, []];
+  }
+  throw new EchoError('invalid_options', 'the source must be a URL, a Blob or File, an ArrayBuffer, a Uint8Array, a ReadableStream or (in Node) a file path');
+}
+
+function checkSignal(signal) {
+  if (signal?.aborted) throw new EchoError('aborted', 'the request was aborted before it was sent');
+}
+
+export class EchoEngine {
+  #worker;
+  #nextId = 1;
+  /** id → { resolve, reject, onEvent } */
+  #pending = new Map();
+  #crashed = null;
+
+  constructor(worker) {
+    this.#worker = worker;
+    worker.onMessage((msg) => this.#receive(msg));
+    worker.onCrash((why) => this.#crash(why));
+  }
+
+  /**
+   * @param {{memoryLimitMb?: number, backend?: 'auto'|'ggml'|'reference'|'mock', workerUrl?: string|URL}} [options]
+   */
+  static async create(options = {}) {
+    const { memoryLimitMb, backend = 'auto', workerUrl = new URL('./worker.js', import.meta.url) } = options;
+    const engine = new EchoEngine(await spawnWorker(workerUrl));
+    try {
+      await engine.#call('create', { memoryLimitMb, backend });
+    } catch (e) {
+      engine.terminate();
+      throw e;
+    }
+    return engine;
+  }
+
+  #receive(msg) {
+    if (msg.crashed) {
+      this.#crash(msg.message);
+      return;
+    }
+    const p = this.#pending.get(msg.id);
+    if (!p) return;
+    if (msg.event) {
+      p.onEvent?.(msg);
+      return;
+    }
+    this.#pending.delete(msg.id);
+    if (msg.ok) p.resolve(msg.value);
+    else p.reject(new EchoError(msg.error.code, msg.error.message, msg.error));
+  }
+
+  #crash(why) {
+    if (this.#crashed) return;
+    this.#crashed = `the engine's worker stopped (${why}); create a new engine with EchoEngine.create()`;
+    this.#worker.terminate();
+    for (const p of this.#pending.values()) p.reject(new EchoError('worker_crashed', this.#crashed));
+    this.#pending.clear();
+  }
+
+  /** Sends one request; `signal` aborts it, `onEvent` receives its progress and chunks. */
+  #call(op, args = {}, { transfer = [], signal, onEvent } = {}) {
+    if (this.#crashed) return Promise.reject(new EchoError('worker_crashed', this.#crashed));
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, onEvent });
+      this.#worker.post({ id, op, args }, transfer);
+      if (signal) {
+        const abort = () => this.#crashed || this.#worker.post({ op: 'abort', target: id });
+        signal.addEventListener('abort', abort, { once: true });
+        const done = () => signal.removeEventListener('abort', abort);
+        this.#pending.get(id).resolve = (v) => (done(), resolve(v));
+        this.#pending.get(id).reject = (e) => (done(), reject(e));
+      }
+    });
+  }
+
+  /**
+   * Streams a model into the engine (replacing the loaded one). ArrayBuffer and Uint8Array
+   * sources are transferred to the worker: they are detached afterwards.
+   */
+  async loadModel(source, options = {}) {
+    const { tokenizer = 'auto', vocab, onProgress, signal } = options;
+    checkSignal(signal);
+    const [src, transfer] = await describeSource(source);
+    const [voc, vocTransfer] = vocab === undefined ? [undefined, []] : await describeSource(vocab);
+    const onEvent = onProgress && (({ phase, loaded, total }) => onProgress({ phase, loaded, total }));
+    return this.#call('loadModel', { source: src, tokenizer, vocab: voc }, { transfer: [...transfer, ...vocTransfer], signal, onEvent });
+  }
+
+  /** Tokens of `text` under the model's tokenizer. */
+  tokenize(text) {
+    return this.#call('tokenize', { text });
+  }
+
+  detokenize(ids) {
+    return this.#call('detokenize', { ids: Array.from(ids) });
+  }
+
+  /** Feeds `ids` from the current state (which advances); resolves to the last token's logits. */
+  evalTokens(ids) {
+    return this.#call('evalTokens', { ids: Array.from(ids) });
+  }
+
+  saveState() {
+    return this.#call('saveState');
+  }
+
+  /** Restores a state from `saveState` (the bytes are transferred). */
+  loadState(bytes) {
+    const view = bytes instanceof ArrayBuffer ? new Uint8Array(bytes) : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const owned = view.byteOffset === 0 && view.byteLength === view.buffer.byteLength ? view : view.slice();
+    return this.#call('loadState', { bytes: owned }, { transfer: [owned.buffer] });
+  }
+
+  memory() {
+    return this.#call('memory');
+  }
+
+  metrics() {
+    return this.#call('metrics');
+  }
+
+  /** Frees the model's memory (the wasm memory itself keeps its size, for the next model). */
+  unloadModel() {
+    return this.#call('unloadModel');
+  }
+
+  /** Stops the worker at once; pending calls reject with `worker_crashed`. */
+  terminate() {
+    this.#crash('terminated');
+  }
+}

@@ -1,0 +1,134 @@
+// Where a model (or a vocabulary) comes from, as the worker reads it: one interface over a URL
+// (fetch), a Blob or File, bytes, a ReadableStream and, in Node, a file path. Each yields the
+// file as chunks, so the worker can hand them to the engine one by one and never hold the file.
+
+/** Chunks of in-memory bytes and of files: big enough to amortise the call, small enough to copy. */
+const CHUNK_BYTES = 1 << 20;
+
+export function echoError(code, message, extra = {}) {
+  return Object.assign(new Error(message), { name: 'EchoError', code, ...extra });
+}
+
+const aborted = () => echoError('aborted', 'loading was aborted');
+
+/**
+ * @param {{url?: string, blob?: Blob, bytes?: Uint8Array, stream?: ReadableStream, path?: string}} spec
+ * @param {AbortSignal} signal
+ * @returns {Promise<{total: number|undefined, chunks(): AsyncIterable<Uint8Array>, cancel(): Promise<void>}>}
+ */
+export async function openSource(spec, signal) {
+  if (spec.url !== undefined) return openUrl(spec.url, signal);
+  if (spec.blob !== undefined) return fromStream(spec.blob.stream(), spec.blob.size, signal, 'the Blob');
+  if (spec.stream !== undefined) return fromStream(spec.stream, undefined, signal, 'the stream');
+  if (spec.bytes !== undefined) return fromBytes(spec.bytes);
+  if (spec.path !== undefined) return openPath(spec.path, signal);
+  throw echoError('invalid_options', 'unknown source');
+}
+
+async function openUrl(url, signal) {
+  let res;
+  try {
+    res = await fetch(url, { signal });
+  } catch (e) {
+    if (signal.aborted) throw aborted();
+    throw echoError('load_failed', `could not fetch ${url} (${e.message}); check the address and the network`);
+  }
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw echoError('load_failed', `fetching ${url} failed with HTTP ${res.status} ${res.statusText}; check the address`, {
+      status: res.status,
+    });
+  }
+  // With a content encoding, Content-Length counts the compressed bytes, not the file's.
+  const length = res.headers.get('content-encoding') ? null : res.headers.get('content-length');
+  return fromStream(res.body, length === null ? undefined : Number(length), signal, url);
+}
+
+function fromStream(stream, total, signal, what) {
+  const reader = stream.getReader();
+  const cancel = () => reader.cancel().catch(() => {});
+  // A read waiting on a stalled network ends as soon as the caller aborts.
+  signal.addEventListener('abort', cancel, { once: true });
+  return {
+    total,
+    cancel,
+    async *chunks() {
+      for (;;) {
+        let r;
+        try {
+          r = await reader.read();
+        } catch (e) {
+          if (signal.aborted) throw aborted();
+          throw echoError('load_failed', `reading ${what} failed (${e.message}); retry, or check the source`);
+        }
+        if (signal.aborted) throw aborted();
+        if (r.done) return;
+        if (!(r.value instanceof Uint8Array)) throw echoError('invalid_options', `${what} must yield Uint8Array chunks`);
+        yield r.value;
+      }
+    },
+  };
+}
+
+function fromBytes(bytes) {
+  return {
+    total: bytes.byteLength,
+    cancel: async () => {},
+    async *chunks() {
+      for (let at = 0; at < bytes.byteLength; at += CHUNK_BYTES) yield bytes.subarray(at, at + CHUNK_BYTES);
+    },
+  };
+}
+
+async function openPath(path, signal) {
+  const { open } = await import('node:fs/promises');
+  let file;
+  try {
+    file = await open(path, 'r');
+  } catch (e) {
+    throw echoError('load_failed', `cannot open '${path}' (${e.code ?? e.message}); check the path`);
+  }
+  const { size } = await file.stat();
+  let closed = false;
+  const cancel = async () => {
+    if (!closed) {
+      closed = true;
+      await file.close();
+    }
+  };
+  return {
+    total: size,
+    cancel,
+    async *chunks() {
+      // One buffer, reused: the engine copies each chunk before the next read.
+      const buf = new Uint8Array(CHUNK_BYTES);
+      try {
+        for (;;) {
+          if (signal.aborted) throw aborted();
+          const { bytesRead } = await file.read(buf, 0, buf.byteLength, null);
+          if (bytesRead === 0) return;
+          yield buf.subarray(0, bytesRead);
+        }
+      } finally {
+        await cancel();
+      }
+    },
+  };
+}
+
+/** The whole source in one buffer (vocabulary files: a few MB). */
+export async function readAll(src) {
+  const parts = [];
+  let n = 0;
+  for await (const chunk of src.chunks()) {
+    parts.push(chunk.slice());
+    n += chunk.byteLength;
+  }
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}

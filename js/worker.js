@@ -1,0 +1,130 @@
+// The engine's worker: a module Web Worker in browsers, a worker_threads worker in Node. It owns
+// the wasm instance and answers `EchoEngine`'s requests one at a time, in order. Only `abort`
+// messages skip the queue, so a load or a generation in progress can be stopped: both run as
+// loops that return to the event loop between chunks and between tokens.
+import init, { Engine } from '../pkg/echo_engine.js';
+import { echoError, openSource, readAll } from './sources.js';
+
+const isNode = typeof self === 'undefined';
+const { parentPort } = isNode ? await import('node:worker_threads') : {};
+const post = isNode ? (msg, transfer) => parentPort.postMessage(msg, transfer) : (msg, transfer) => self.postMessage(msg, transfer);
+
+/** @type {Engine | undefined} */
+let engine;
+/** One per request not yet answered, so an abort can reach it queued or running. */
+const controllers = new Map();
+let queue = Promise.resolve();
+
+function onMessage(msg) {
+  if (msg.op === 'abort') {
+    controllers.get(msg.target)?.abort();
+    return;
+  }
+  controllers.set(msg.id, new AbortController());
+  queue = queue.then(() => handle(msg));
+}
+if (isNode) parentPort.on('message', onMessage);
+else self.onmessage = (e) => onMessage(e.data);
+
+async function handle({ id, op, args }) {
+  const signal = controllers.get(id).signal;
+  try {
+    if (signal.aborted) throw echoError('aborted', 'the request was aborted before it started');
+    const [value, transfer] = await run(id, op, args, signal);
+    post({ id, ok: true, value }, transfer);
+  } catch (e) {
+    reply(id, e);
+  } finally {
+    controllers.delete(id);
+  }
+}
+
+function reply(id, e) {
+  if (typeof e?.code === 'string') {
+    const { code, message, neededBytes, limitBytes, status } = e;
+    post({ id, ok: false, error: { code, message, neededBytes, limitBytes, status } });
+    return;
+  }
+  // A trap (a bug in the engine) leaves the wasm instance unusable; anything else untyped is a
+  // bug here. Either way the worker stops, and the main thread rejects with `worker_crashed`.
+  post({ crashed: true, message: String(e?.stack ?? e) });
+  if (isNode) process.exit(1);
+  else self.close();
+}
+
+function requireEngine() {
+  if (!engine) throw echoError('no_model', 'the engine is not created yet');
+  return engine;
+}
+
+/** Runs one request; returns [value, transferList]. */
+async function run(id, op, args, signal) {
+  switch (op) {
+    case 'create': return [await create(args), []];
+    case 'loadModel': return [await loadModel(id, args, signal), []];
+    case 'memory': return [requireEngine().memory(), []];
+    case 'metrics': return [requireEngine().metrics(), []];
+    case 'info': return [requireEngine().info(), []];
+    case 'tokenize': return [Array.from(requireEngine().tokenize(args.text)), []];
+    case 'detokenize': return [requireEngine().detokenize(Uint32Array.from(args.ids)), []];
+    case 'evalTokens': {
+      const logits = requireEngine().evalTokens(Uint32Array.from(args.ids));
+      return [logits, [logits.buffer]];
+    }
+    case 'saveState': {
+      const bytes = requireEngine().saveState();
+      return [bytes, [bytes.buffer]];
+    }
+    case 'loadState': return [requireEngine().loadState(args.bytes), []];
+    case 'unloadModel': return [requireEngine().unloadModel(), []];
+    default: throw echoError('invalid_options', `unknown request '${op}'`);
+  }
+}
+
+async function create({ memoryLimitMb, backend }) {
+  if (engine) throw echoError('busy', 'the engine is already created');
+  const wasmUrl = new URL('../pkg/echo_engine_bg.wasm', import.meta.url);
+  if (isNode) {
+    const { readFile } = await import('node:fs/promises');
+    await init({ module_or_path: await readFile(wasmUrl) });
+  } else {
+    await init({ module_or_path: wasmUrl });
+  }
+  engine = new Engine(memoryLimitMb, backend);
+  return { simd: true };
+}
+
+/** Progress events at most this often (plus the first and the last). */
+const PROGRESS_MS = 50;
+
+async function loadModel(id, { source, tokenizer, vocab }, signal) {
+  const e = requireEngine();
+  const vocabBytes = vocab ? await readAll(await openSource(vocab, signal)) : undefined;
+  const src = await openSource(source, signal);
+  const progress = (phase, loaded) => post({ id, event: 'progress', phase, loaded, total: src.total });
+  let lastProgress = 0;
+  try {
+    e.beginLoad(src.total, tokenizer, vocabBytes);
+    progress('download', 0);
+    let loaded = 0;
+    for await (const chunk of src.chunks()) {
+      if (signal.aborted) throw echoError('aborted', 'loading the model was aborted');
+      e.pushChunk(chunk);
+      loaded += chunk.byteLength;
+      const now = performance.now();
+      if (now - lastProgress >= PROGRESS_MS) {
+        progress('download', loaded);
+        lastProgress = now;
+      }
+    }
+    progress('download', loaded);
+    progress('prepare', loaded);
+    const info = e.finishLoad();
+    progress('ready', loaded);
+    return info;
+  } catch (err) {
+    e.abortLoad();
+    await src.cancel();
+    throw err;
+  }
+}

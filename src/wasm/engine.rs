@@ -1,0 +1,347 @@
+//! `Engine`: the wasm-bindgen class the worker (`js/worker.js`) drives. One engine per wasm
+//! instance: it owns the instance's memory limit, at most one model (plus a load in progress),
+//! the backend and the evaluation state. Every method returns a typed `EchoError` on failure and
+//! leaves the engine usable.
+
+use std::sync::Arc;
+
+use echo_ggml_sys::mem;
+use wasm_bindgen::prelude::*;
+
+use super::js::{num, object};
+use super::js_error;
+use super::load::StreamingLoad;
+use super::metrics::Metrics;
+use crate::backend::{self, Backend, BackendKind};
+use crate::error::{Error, ErrorCode, Result};
+use crate::format::FileHeader;
+use crate::model::{Arch, Hparams, Model};
+use crate::tokenizer::{self, Tokenizer, TokenizerKind};
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Room for the chunk being copied in (wasm-bindgen copies each pushed chunk into wasm memory)
+/// and small allocations made while loading.
+const LOAD_SLACK_BYTES: u64 = 4 << 20;
+
+/// The build-time cap (`build.rs`): the wasm module's maximum memory.
+fn build_cap_bytes() -> u64 {
+    env!("ECHO_MAX_MEMORY_BYTES").parse().unwrap_or(600 << 20)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum BackendChoice {
+    Auto,
+    Fixed(BackendKind),
+}
+
+/// A load in progress: the chunks' destination and the tokenizer it will be paired with.
+struct Pending {
+    load: StreamingLoad,
+    tokenizer_name: String,
+    vocab: Option<Box<[u8]>>,
+    tokenizer: Option<Tokenizer>,
+}
+
+struct Loaded {
+    model: Arc<Model>,
+    backend: Box<dyn Backend>,
+    /// Why `auto` did not get ggml, if it did not.
+    fallback: Option<String>,
+    tokenizer: Option<Tokenizer>,
+    state: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+#[wasm_bindgen]
+pub struct Engine {
+    limit_bytes: u64,
+    choice: BackendChoice,
+    pending: Option<Pending>,
+    loaded: Option<Loaded>,
+    metrics: Metrics,
+}
+
+fn js<T>(r: Result<T>) -> std::result::Result<T, JsValue> {
+    r.map_err(js_error)
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// `memoryLimitMb` (default: the build-time cap) may only lower the cap; `backend` is
+    /// 'auto' (default: ggml, or reference if ggml cannot start), 'ggml', 'reference' or 'mock'.
+    #[wasm_bindgen(constructor)]
+    pub fn new(memory_limit_mb: Option<f64>, backend: Option<String>) -> std::result::Result<Engine, JsValue> {
+        js(Engine::create(memory_limit_mb, backend.as_deref().unwrap_or("auto")))
+    }
+
+    fn create(memory_limit_mb: Option<f64>, backend: &str) -> Result<Engine> {
+        let cap = build_cap_bytes();
+        let limit_bytes = match memory_limit_mb {
+            None => cap,
+            Some(mb) if mb.is_finite() && mb > 0.0 && mb * MIB <= cap as f64 => (mb * MIB) as u64,
+            Some(mb) => {
+                return Err(Error::invalid_options(format!(
+                    "memoryLimitMb must be a number above 0 and at most the build-time cap of {} MB (got {mb}); \
+                     to raise the cap, rebuild with ECHO_MAX_MEMORY_MB",
+                    cap as f64 / MIB
+                )))
+            }
+        };
+        let choice = match backend {
+            "auto" => BackendChoice::Auto,
+            name => BackendChoice::Fixed(BackendKind::from_name(name).map_err(|_| {
+                Error::invalid_options(format!("unknown backend '{name}'; use auto, ggml, reference or mock"))
+            })?),
+        };
+        mem::set_limit(Some(limit_bytes as usize));
+        Ok(Engine { limit_bytes, choice, pending: None, loaded: None, metrics: Metrics::default() })
+    }
+
+    /// Starts loading a model (dropping the loaded one first, so both never need to fit).
+    /// `totalBytes` is the file size when the source knows it: a model that cannot fit is then
+    /// refused from its 24-byte header. `tokenizer` is 'auto', 'world', 'neox' or 'byte';
+    /// `vocab` the vocabulary file's bytes (World and NeoX).
+    #[wasm_bindgen(js_name = beginLoad)]
+    pub fn begin_load(
+        &mut self,
+        total_bytes: Option<f64>,
+        tokenizer: Option<String>,
+        vocab: Option<Box<[u8]>>,
+    ) -> std::result::Result<(), JsValue> {
+        self.pending = None;
+        self.loaded = None;
+        let tokenizer_name = tokenizer.unwrap_or_else(|| "auto".into());
+        if tokenizer_name != "auto" {
+            js(TokenizerKind::from_name(&tokenizer_name))?;
+        }
+        mem::reset_peak();
+        let total = total_bytes.filter(|n| n.is_finite() && *n >= 0.0).map(|n| n as u64);
+        self.pending = Some(Pending { load: StreamingLoad::new(self.limit_bytes, total), tokenizer_name, vocab, tokenizer: None });
+        Ok(())
+    }
+
+    /// The next bytes of the file. After an error the load is over and everything it took is freed.
+    #[wasm_bindgen(js_name = pushChunk)]
+    pub fn push_chunk(&mut self, chunk: &[u8]) -> std::result::Result<(), JsValue> {
+        let Some(p) = self.pending.as_mut() else {
+            return js(Err(Error::invalid_options("pushChunk without beginLoad: start a load first")));
+        };
+        let (name, vocab, slot) = (&p.tokenizer_name, &mut p.vocab, &mut p.tokenizer);
+        let cache = state_cache_bytes(self.limit_bytes);
+        let result = p.load.push(chunk, |header| {
+            // The tokenizer is built now, before any tensor memory, so it counts as used.
+            *slot = make_tokenizer(name, vocab.take(), header.n_vocab as usize)?;
+            Ok(mem::used_bytes() as u64 + eval_bytes(header) + cache + LOAD_SLACK_BYTES)
+        });
+        if result.is_err() {
+            self.pending = None;
+        }
+        js(result)
+    }
+
+    /// Bytes of the file taken so far by the load in progress.
+    #[wasm_bindgen(js_name = loadedBytes)]
+    pub fn loaded_bytes(&self) -> f64 {
+        self.pending.as_ref().map_or(0.0, |p| p.load.received() as f64)
+    }
+
+    /// The source has ended: validates the model, starts the backend; returns `info()`.
+    #[wasm_bindgen(js_name = finishLoad)]
+    pub fn finish_load(&mut self) -> std::result::Result<JsValue, JsValue> {
+        let Some(p) = self.pending.take() else {
+            return js(Err(Error::invalid_options("finishLoad without beginLoad: start a load first")));
+        };
+        let model = Arc::new(js(p.load.finish())?);
+        let (backend, fallback) = js(start_backend(self.choice, &model))?;
+        let n_vocab = model.hparams.n_vocab;
+        self.loaded = Some(Loaded {
+            state: model.initial_state(),
+            logits: vec![0.0; n_vocab],
+            model,
+            backend,
+            fallback,
+            tokenizer: p.tokenizer,
+        });
+        self.info()
+    }
+
+    /// Drops a load in progress and everything it allocated.
+    #[wasm_bindgen(js_name = abortLoad)]
+    pub fn abort_load(&mut self) {
+        self.pending = None;
+    }
+
+    /// `{ arch, nVocab, nEmbed, nLayer, dataType, fileBytes, memoryBytes, tokenizer, backend, backendFallback }`.
+    pub fn info(&self) -> std::result::Result<JsValue, JsValue> {
+        let l = js(self.loaded())?;
+        let (m, h) = (&l.model, &l.model.hparams);
+        Ok(object(&[
+            ("arch", m.arch.name().into()),
+            ("nVocab", num(h.n_vocab as f64)),
+            ("nEmbed", num(h.n_embed as f64)),
+            ("nLayer", num(h.n_layer as f64)),
+            ("dataType", m.header.dtype.name().into()),
+            ("fileBytes", num(m.file_bytes as f64)),
+            ("memoryBytes", num(backend::memory_bytes(m) as f64)),
+            ("tokenizer", l.tokenizer.as_ref().map_or(JsValue::NULL, |t| t.name().into())),
+            ("backend", l.backend.kind().name().into()),
+            ("backendFallback", l.fallback.as_deref().map_or(JsValue::NULL, JsValue::from_str)),
+        ]))
+    }
+
+    /// `{ usedBytes, peakBytes, limitBytes, wasmMemoryBytes }`: bytes allocated now, the most
+    /// allocated since the last load began, the limit, and the wasm memory's size (what the
+    /// instance holds; it never shrinks).
+    pub fn memory(&self) -> JsValue {
+        object(&[
+            ("usedBytes", num(mem::used_bytes() as f64)),
+            ("peakBytes", num(mem::peak_bytes() as f64)),
+            ("limitBytes", num(self.limit_bytes as f64)),
+            ("wasmMemoryBytes", num(mem::wasm_memory_bytes() as f64)),
+        ])
+    }
+
+    pub fn metrics(&self) -> JsValue {
+        self.metrics.to_js()
+    }
+
+    pub fn tokenize(&self, text: &str) -> std::result::Result<Vec<u32>, JsValue> {
+        js(self.tokenizer().map(|t| t.encode(text)))
+    }
+
+    /// Text of `ids`; bytes that are not valid UTF-8 become U+FFFD.
+    pub fn detokenize(&self, ids: Vec<u32>) -> std::result::Result<String, JsValue> {
+        let bytes = js(self.tokenizer().and_then(|t| t.decode(&ids)))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Feeds `ids` from the current state (which advances) and returns the last token's logits.
+    #[wasm_bindgen(js_name = evalTokens)]
+    pub fn eval_tokens(&mut self, ids: Vec<u32>) -> std::result::Result<Vec<f32>, JsValue> {
+        let start = super::now_ms();
+        let l = js(self.loaded_mut())?;
+        let result = l.backend.eval(&ids, &mut l.state, Some(&mut l.logits)).map(|()| l.logits.clone());
+        let name = l.backend.kind().name();
+        self.metrics.record(name, super::now_ms() - start, ids.len(), result.is_ok());
+        js(result)
+    }
+
+    /// The evaluation state as bytes (little-endian f32), for `loadState`.
+    #[wasm_bindgen(js_name = saveState)]
+    pub fn save_state(&self) -> std::result::Result<Vec<u8>, JsValue> {
+        let l = js(self.loaded())?;
+        Ok(l.state.iter().flat_map(|f| f.to_le_bytes()).collect())
+    }
+
+    #[wasm_bindgen(js_name = loadState)]
+    pub fn load_state(&mut self, bytes: &[u8]) -> std::result::Result<(), JsValue> {
+        let l = js(self.loaded_mut())?;
+        if bytes.len() != l.state.len() * 4 {
+            return js(Err(Error::invalid_options(format!(
+                "the state has {} bytes but this model's state has {}: load a state saved from the same model",
+                bytes.len(),
+                l.state.len() * 4
+            ))));
+        }
+        for (f, b) in l.state.iter_mut().zip(bytes.chunks_exact(4)) {
+            *f = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        Ok(())
+    }
+
+    /// Frees the model (and any load in progress).
+    #[wasm_bindgen(js_name = unloadModel)]
+    pub fn unload_model(&mut self) {
+        self.pending = None;
+        self.loaded = None;
+    }
+}
+
+impl Engine {
+    fn loaded(&self) -> Result<&Loaded> {
+        self.loaded.as_ref().ok_or_else(no_model)
+    }
+
+    fn loaded_mut(&mut self) -> Result<&mut Loaded> {
+        self.loaded.as_mut().ok_or_else(no_model)
+    }
+
+    fn tokenizer(&self) -> Result<&Tokenizer> {
+        self.loaded()?.tokenizer.as_ref().ok_or_else(|| {
+            Error::invalid_options(
+                "this model has no tokenizer: pass loadModel(source, { tokenizer, vocab }) with its vocabulary \
+                 file (World models: rwkv_vocab_v20230424.txt; 20B models: tokenizer.json)",
+            )
+        })
+    }
+}
+
+fn no_model() -> Error {
+    Error::new(ErrorCode::NoModel, "no model is loaded: call loadModel first")
+}
+
+/// The tokenizer for a model with `n_vocab` outputs. 'auto' picks by vocabulary size and, when
+/// that one needs a vocabulary file that was not given, leaves the model without a tokenizer
+/// (token-level calls still work); a tokenizer asked for by name must be complete.
+fn make_tokenizer(name: &str, vocab: Option<Box<[u8]>>, n_vocab: usize) -> Result<Option<Tokenizer>> {
+    let kind = match name {
+        "auto" => match tokenizer::kind_for_vocab(n_vocab) {
+            Some(kind) if kind == TokenizerKind::Byte || vocab.is_some() => kind,
+            _ => return Ok(None),
+        },
+        name => TokenizerKind::from_name(name)?,
+    };
+    let tok = match (kind, vocab) {
+        (TokenizerKind::Byte, _) => Tokenizer::byte(),
+        (kind, Some(file)) => Tokenizer::load(kind, &file)?,
+        (kind, None) => {
+            return Err(Error::invalid_options(format!(
+                "the {} tokenizer needs its vocabulary file: pass it as loadModel's `vocab` option",
+                kind.name()
+            )))
+        }
+    };
+    if tok.vocab_size() > n_vocab {
+        return Err(Error::invalid_options(format!(
+            "the {} tokenizer has {} tokens but the model only {n_vocab}: choose the model's tokenizer",
+            tok.name(),
+            tok.vocab_size()
+        )));
+    }
+    Ok(Some(tok))
+}
+
+/// An upper bound, from the file header alone, of what evaluation needs besides the weights: the
+/// hidden sizes not in the header are taken at their largest (FFN 4× n_embed, heads of 64, v7).
+fn eval_bytes(h: &FileHeader) -> u64 {
+    let e = h.n_embed as usize;
+    let hp = Hparams {
+        n_vocab: h.n_vocab as usize,
+        n_embed: e,
+        n_layer: h.n_layer as usize,
+        n_ffn: 4 * e,
+        n_head: (e / 64).max(1),
+        head_size: 64.min(e),
+    };
+    let state = hp.state_len(Arch::V7) * 4;
+    (crate::ggml::compute_bytes(&hp, Arch::V7) + state) as u64
+}
+
+/// The prompt-state cache's share of the limit.
+fn state_cache_bytes(limit_bytes: u64) -> u64 {
+    (limit_bytes / 16).min(32 << 20)
+}
+
+fn start_backend(choice: BackendChoice, model: &Arc<Model>) -> Result<(Box<dyn Backend>, Option<String>)> {
+    match choice {
+        BackendChoice::Fixed(kind) => Ok((backend::create(kind, model.clone())?, None)),
+        BackendChoice::Auto => match backend::create(BackendKind::Ggml, model.clone()) {
+            Ok(b) => Ok((b, None)),
+            Err(e) => {
+                let reason = format!("ggml could not start ({}: {}); using the reference backend", e.code.as_str(), e.message);
+                Ok((backend::create(BackendKind::Reference, model.clone())?, Some(reason)))
+            }
+        },
+    }
+}

@@ -1,0 +1,75 @@
+//! Per-backend counters behind `metrics()`: requests, errors, tokens, throughput and latency
+//! percentiles. Latencies are kept for the last `WINDOW` requests only, so the counters stay
+//! small however long the engine runs.
+
+use std::collections::VecDeque;
+
+use wasm_bindgen::JsValue;
+
+use super::js::{num, object};
+
+const WINDOW: usize = 1024;
+
+#[derive(Default)]
+struct Counters {
+    requests: u64,
+    errors: u64,
+    tokens: u64,
+    busy_ms: f64,
+    latencies_ms: VecDeque<f64>,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    /// Keyed by backend name, in order of first use.
+    backends: Vec<(&'static str, Counters)>,
+}
+
+impl Metrics {
+    /// One finished request (an evaluation or a whole generation): its time, the tokens it
+    /// processed (prompt and generated), and whether it failed.
+    pub fn record(&mut self, backend: &'static str, ms: f64, tokens: usize, ok: bool) {
+        let c = match self.backends.iter().position(|(b, _)| *b == backend) {
+            Some(i) => &mut self.backends[i].1,
+            None => {
+                self.backends.push((backend, Counters::default()));
+                &mut self.backends.last_mut().expect("just pushed").1
+            }
+        };
+        c.requests += 1;
+        c.errors += u64::from(!ok);
+        c.tokens += tokens as u64;
+        c.busy_ms += ms;
+        if c.latencies_ms.len() == WINDOW {
+            c.latencies_ms.pop_front();
+        }
+        c.latencies_ms.push_back(ms);
+    }
+
+    /// `{ [backend]: { requests, errors, tokens, tokensPerS, latencyMs: { p50, p90, p99, max } } }`.
+    pub fn to_js(&self) -> JsValue {
+        let fields: Vec<(&str, JsValue)> = self
+            .backends
+            .iter()
+            .map(|(name, c)| {
+                let mut sorted: Vec<f64> = c.latencies_ms.iter().copied().collect();
+                sorted.sort_by(f64::total_cmp);
+                let pct = |p: f64| match sorted.len() {
+                    0 => 0.0,
+                    n => sorted[((n - 1) as f64 * p).round() as usize],
+                };
+                let tokens_per_s = if c.busy_ms > 0.0 { c.tokens as f64 * 1000.0 / c.busy_ms } else { 0.0 };
+                let latency = object(&[("p50", num(pct(0.5))), ("p90", num(pct(0.9))), ("p99", num(pct(0.99))), ("max", num(pct(1.0)))]);
+                let counters = object(&[
+                    ("requests", num(c.requests as f64)),
+                    ("errors", num(c.errors as f64)),
+                    ("tokens", num(c.tokens as f64)),
+                    ("tokensPerS", num(tokens_per_s)),
+                    ("latencyMs", latency),
+                ]);
+                (*name, counters)
+            })
+            .collect();
+        object(&fields)
+    }
+}
