@@ -12,6 +12,7 @@ pub mod ggml;
 pub mod model;
 pub mod quantize;
 pub mod reference;
+pub mod rng;
 pub mod sampler;
 pub mod synth;
 pub mod tokenizer;

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
+use crate::rng::SplitMix;
 
 /// Sampling settings. Defaults follow the `rwkv` package's `PIPELINE_ARGS`.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,24 +64,10 @@ impl SamplerOptions {
     }
 }
 
-/// splitmix64, for a stream of uniform numbers that is identical on every platform.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Sampler {
     opts: SamplerOptions,
-    rng: Rng,
+    rng: SplitMix,
     /// Decayed occurrence count of each generated token.
     occurrences: HashMap<u32, f32>,
 }
@@ -88,7 +75,7 @@ pub struct Sampler {
 impl Sampler {
     pub fn new(opts: SamplerOptions, n_vocab: usize) -> Result<Sampler> {
         opts.validate(n_vocab)?;
-        let rng = Rng(opts.seed);
+        let rng = SplitMix(opts.seed);
         Ok(Sampler { opts, rng, occurrences: HashMap::new() })
     }
 

@@ -7,6 +7,7 @@ use crate::format::{write_file_header, write_tensor_header, DType, FileHeader, T
 use crate::model::schema::{self, keeps_precision, Dims};
 use crate::model::Arch;
 use crate::quantize::encode_row;
+use crate::rng::SplitMix;
 
 #[derive(Debug, Clone, Copy)]
 pub struct SynthSpec {
@@ -18,22 +19,10 @@ pub struct SynthSpec {
     pub seed: u64,
 }
 
-/// splitmix64: tiny, fast and the same on every platform.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [lo, hi).
-    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        let unit = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
-        lo + (hi - lo) * unit
-    }
+/// Uniform in [lo, hi).
+fn uniform(rng: &mut SplitMix, lo: f32, hi: f32) -> f32 {
+    let unit = (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+    lo + (hi - lo) * unit
 }
 
 /// The shape symbols for a model of this size, as the RWKV training code sizes them.
@@ -129,7 +118,7 @@ pub fn file_bytes(spec: &SynthSpec) -> Result<u64> {
 /// Writes the model, handing each piece of the file to `emit` (at most one row plus a header).
 pub fn write(spec: &SynthSpec, mut emit: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
     let (header, tensors) = plan(spec)?;
-    let mut rng = Rng(spec.seed);
+    let mut rng = SplitMix(spec.seed);
     let mut out = Vec::new();
     write_file_header(&mut out, &header);
     let mut row = Vec::new();
@@ -139,7 +128,7 @@ pub fn write(spec: &SynthSpec, mut emit: impl FnMut(&[u8]) -> Result<()>) -> Res
         let rows: usize = info.shape[1..].iter().product();
         for _ in 0..rows {
             row.clear();
-            row.extend((0..info.shape[0]).map(|_| rng.uniform(lo, hi)));
+            row.extend((0..info.shape[0]).map(|_| uniform(&mut rng, lo, hi)));
             encode_row(info.dtype, &row, &mut out);
             if out.len() >= 1 << 16 {
                 emit(&out)?;

@@ -190,7 +190,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         let initial = model.initial_state();
         let mut state = initial.clone();
         let mut logits = vec![7.0; n_vocab];
-        let mut expect_refused = |tokens: &[u32], state: &mut [f32], logits: Option<&mut [f32]>, what: &str| {
+        let expect_refused = |tokens: &[u32], state: &mut [f32], logits: Option<&mut [f32]>, what: &str| {
             let e = eval(&model, tokens, state, logits).expect_err(what);
             assert_eq!(e.code, ErrorCode::InvalidOptions, "{what}: {e}");
             assert!(!e.message.is_empty());

@@ -10,6 +10,8 @@ use core::ffi::{c_int, c_void};
 
 use echo_ggml_sys::ggml_tensor;
 
+use crate::reference::v4_wkv_channel;
+
 /// # Safety
 /// Called by ggml with a `dst` built by `graph::v4_wkv`: f32 contiguous sources of the shapes above.
 pub(super) unsafe extern "C" fn compute(dst: *mut ggml_tensor, ith: c_int, _nth: c_int, _userdata: *mut c_void) {
@@ -30,17 +32,7 @@ pub(super) unsafe extern "C" fn compute(dst: *mut ggml_tensor, ith: c_int, _nth:
     for (tt, y) in y.chunks_exact_mut(e).enumerate() {
         let (k, v) = (&k[tt * e..(tt + 1) * e], &v[tt * e..(tt + 1) * e]);
         for i in 0..e {
-            let ww = first[i] + k[i];
-            let q = pp[i].max(ww);
-            let (e1, e2) = ((pp[i] - q).exp(), (ww - q).exp());
-            y[i] = (e1 * aa[i] + e2 * v[i]) / (e1 * bb[i] + e2);
-
-            let ww = pp[i] + decay[i];
-            let q = ww.max(k[i]);
-            let (e1, e2) = ((ww - q).exp(), (k[i] - q).exp());
-            aa[i] = e1 * aa[i] + e2 * v[i];
-            bb[i] = e1 * bb[i] + e2;
-            pp[i] = q;
+            y[i] = v4_wkv_channel(first[i], decay[i], k[i], v[i], &mut aa[i], &mut bb[i], &mut pp[i]);
         }
     }
 }

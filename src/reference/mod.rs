@@ -39,6 +39,7 @@ mod v6;
 mod v7;
 
 pub use dequant::{dequantize_row, tensor_to_f32};
+pub(crate) use v4::wkv_channel as v4_wkv_channel;
 
 use crate::error::{Error, Result};
 use crate::model::{Arch, Model, Tensor};

@@ -22,22 +22,28 @@ pub(super) fn time_mix(w: &Layer, x: &[f32], prev: &[f32], att_state: &mut [f32]
     let (bb, pp) = rest.split_at_mut(e);
     let mut rwkv = vec![0.0; e];
     for i in 0..e {
-        // Output: (aa + e^(u+k) v) / (bb + e^(u+k)), all scaled by e^-max to stay finite.
-        let ww = first[i] + k[i];
-        let q = pp[i].max(ww);
-        let (e1, e2) = ((pp[i] - q).exp(), (ww - q).exp());
-        let wkv = (e1 * aa[i] + e2 * v[i]) / (e1 * bb[i] + e2);
+        let wkv = wkv_channel(first[i], decay[i], k[i], v[i], &mut aa[i], &mut bb[i], &mut pp[i]);
         rwkv[i] = ops::sigmoid(r[i]) * wkv;
-
-        // State: decay the sums by e^w and add this token's e^k v and e^k.
-        let ww = pp[i] + decay[i];
-        let q = ww.max(k[i]);
-        let (e1, e2) = ((ww - q).exp(), (k[i] - q).exp());
-        aa[i] = e1 * aa[i] + e2 * v[i];
-        bb[i] = e1 * bb[i] + e2;
-        pp[i] = q;
     }
     w.matvec("att.output.weight", &rwkv)
+}
+
+/// One channel of the WKV for one token, shared with ggml's custom op (`crate::ggml::wkv4`).
+pub(crate) fn wkv_channel(first: f32, decay: f32, k: f32, v: f32, aa: &mut f32, bb: &mut f32, pp: &mut f32) -> f32 {
+    // Output: (aa + e^(u+k) v) / (bb + e^(u+k)), all scaled by e^-max to stay finite.
+    let ww = first + k;
+    let q = pp.max(ww);
+    let (e1, e2) = ((*pp - q).exp(), (ww - q).exp());
+    let wkv = (e1 * *aa + e2 * v) / (e1 * *bb + e2);
+
+    // State: decay the sums by e^w and add this token's e^k v and e^k.
+    let ww = *pp + decay;
+    let q = ww.max(k);
+    let (e1, e2) = ((ww - q).exp(), (k - q).exp());
+    *aa = e1 * *aa + e2 * v;
+    *bb = e1 * *bb + e2;
+    *pp = q;
+    wkv
 }
 
 /// Channel mixing (v4, v5.1, v5.2): `sigmoid(R xr) * (V relu(K xk)²)`.

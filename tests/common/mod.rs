@@ -41,6 +41,7 @@ pub const MODELS: &[(&str, &str, &str)] = &[
 pub const PROMPT: [u32; 3] = [34, 105, 110];
 
 /// The README's diff_sum bound for a tag and data type.
+#[allow(clippy::excessive_precision)] // the README's figures, as printed
 pub fn bound(tag: &str, dtype: &str) -> f32 {
     match (tag, dtype) {
         (_, "FP32") => 0.001,
