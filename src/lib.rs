@@ -8,6 +8,7 @@ pub mod backend;
 pub mod cli;
 pub mod error;
 pub mod format;
+pub mod generate;
 pub mod ggml;
 pub mod model;
 pub mod quantize;

@@ -1,0 +1,217 @@
+//! Caches that spare recomputation, both least-recently-used and bounded in bytes:
+//! - [`PrefixCache`]: RNN states keyed by the token prefix they follow, so a request sharing a
+//!   prefix with an earlier one starts from the state after the longest cached prefix;
+//! - [`ResponseCache`]: whole completions keyed by conversation and options — generation is
+//!   deterministic for a given seed, so an identical request can be answered without the model.
+
+use super::options::Completion;
+
+/// Least-recently-used entries under a byte bound. Linear scans: the bound keeps entries few
+/// next to the work each lookup saves.
+#[derive(Debug)]
+struct Lru<K, V> {
+    slots: Vec<Slot<K, V>>,
+    max_bytes: usize,
+    used_bytes: usize,
+    clock: u64,
+}
+
+#[derive(Debug)]
+struct Slot<K, V> {
+    key: K,
+    value: V,
+    bytes: usize,
+    last_used: u64,
+}
+
+impl<K: PartialEq, V> Lru<K, V> {
+    fn new(max_bytes: usize) -> Self {
+        Lru { slots: Vec::new(), max_bytes, used_bytes: 0, clock: 0 }
+    }
+
+    /// Marks slot `i` as just used and returns it.
+    fn touch(&mut self, i: usize) -> &Slot<K, V> {
+        self.clock += 1;
+        self.slots[i].last_used = self.clock;
+        &self.slots[i]
+    }
+
+    /// Stores `value` under `key` (replacing an entry with an equal key), evicting the least
+    /// recently used entries until it fits. An entry larger than the whole bound is not stored.
+    fn insert(&mut self, key: K, value: V, bytes: usize) -> bool {
+        if bytes > self.max_bytes {
+            return false;
+        }
+        if let Some(i) = self.slots.iter().position(|s| s.key == key) {
+            self.remove(i);
+        }
+        while self.used_bytes + bytes > self.max_bytes {
+            let oldest = (0..self.slots.len()).min_by_key(|&i| self.slots[i].last_used);
+            match oldest {
+                Some(i) => self.remove(i),
+                None => break,
+            }
+        }
+        self.clock += 1;
+        self.used_bytes += bytes;
+        self.slots.push(Slot { key, value, bytes, last_used: self.clock });
+        true
+    }
+
+    fn remove(&mut self, i: usize) {
+        self.used_bytes -= self.slots.swap_remove(i).bytes;
+    }
+
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.used_bytes = 0;
+    }
+}
+
+/// A state and, when they were computed, the logits it gives for the next token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub state: Vec<f32>,
+    pub logits: Option<Vec<f32>>,
+}
+
+/// RNN states keyed by the tokens that led to them (from the model's initial state). Each entry
+/// costs the bytes of its key, state and logits.
+#[derive(Debug)]
+pub struct PrefixCache(Lru<Vec<u32>, Snapshot>);
+
+impl PrefixCache {
+    pub fn new(max_bytes: usize) -> PrefixCache {
+        PrefixCache(Lru::new(max_bytes))
+    }
+
+    /// Remembers the state after `tokens`. Storing the same prefix again keeps logits already
+    /// known (the states are equal: evaluation is deterministic).
+    pub fn insert(&mut self, tokens: &[u32], state: &[f32], logits: Option<&[f32]>) -> bool {
+        if let Some(i) = self.0.slots.iter().position(|s| s.key == tokens) {
+            if logits.is_none() || self.0.slots[i].value.logits.is_some() {
+                self.0.touch(i);
+                return true;
+            }
+        }
+        let bytes = 4 * (tokens.len() + state.len() + logits.map_or(0, <[f32]>::len));
+        if bytes > self.0.max_bytes {
+            return false;
+        }
+        let snapshot = Snapshot { state: state.to_vec(), logits: logits.map(<[f32]>::to_vec) };
+        self.0.insert(tokens.to_vec(), snapshot, bytes)
+    }
+
+    /// The longest cached prefix of `tokens`: its length and snapshot. A snapshot for all of
+    /// `tokens` counts only with logits, since the next token must be sampled from something.
+    pub fn longest_prefix(&mut self, tokens: &[u32]) -> Option<(usize, &Snapshot)> {
+        let best = (0..self.0.slots.len())
+            .filter(|&i| {
+                let s = &self.0.slots[i];
+                tokens.starts_with(&s.key) && (s.key.len() < tokens.len() || s.value.logits.is_some())
+            })
+            .max_by_key(|&i| self.0.slots[i].key.len())?;
+        let slot = self.0.touch(best);
+        Some((slot.key.len(), &slot.value))
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.0.used_bytes
+    }
+
+    pub fn max_bytes(&self) -> usize {
+        self.0.max_bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.slots.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear()
+    }
+}
+
+/// Completions keyed by the conversation's tokens (prompt included) and an encoding of every
+/// option that shapes the output. Each entry costs its key, text and token bytes.
+#[derive(Debug)]
+pub struct ResponseCache(Lru<(Vec<u32>, Vec<u8>), Completion>);
+
+impl ResponseCache {
+    pub fn new(max_bytes: usize) -> ResponseCache {
+        ResponseCache(Lru::new(max_bytes))
+    }
+
+    pub fn get(&mut self, tokens: &[u32], options: &[u8]) -> Option<&Completion> {
+        let i = self.0.slots.iter().position(|s| s.key.0 == tokens && s.key.1 == options)?;
+        Some(&self.0.touch(i).value)
+    }
+
+    pub fn insert(&mut self, tokens: &[u32], options: &[u8], completion: &Completion) -> bool {
+        let bytes = 4 * (tokens.len() + completion.tokens.len()) + options.len() + completion.text.len();
+        if bytes > self.0.max_bytes {
+            return false;
+        }
+        self.0.insert((tokens.to_vec(), options.to_vec()), completion.clone(), bytes)
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.0.used_bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.slots.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_prefix_prefers_the_longest_and_needs_logits_for_a_full_match() {
+        let mut c = PrefixCache::new(1 << 20);
+        c.insert(&[1, 2], &[2.0], None);
+        c.insert(&[1, 2, 3], &[3.0], None);
+        c.insert(&[1, 9], &[9.0], Some(&[0.5]));
+        assert_eq!(c.longest_prefix(&[1, 2, 3, 4]).map(|(n, s)| (n, s.state[0])), Some((3, 3.0)));
+        // [1, 2, 3] has no logits, so for exactly [1, 2, 3] the state after [1, 2] is the best.
+        assert_eq!(c.longest_prefix(&[1, 2, 3]).map(|(n, _)| n), Some(2));
+        assert_eq!(c.longest_prefix(&[1, 9]).map(|(n, s)| (n, s.logits.clone())), Some((2, Some(vec![0.5]))));
+        assert!(c.longest_prefix(&[7]).is_none());
+        // Adding logits to a known prefix upgrades it; dropping them does not.
+        c.insert(&[1, 2, 3], &[3.0], Some(&[1.0]));
+        c.insert(&[1, 2, 3], &[3.0], None);
+        assert_eq!(c.longest_prefix(&[1, 2, 3]).map(|(n, _)| n), Some(3));
+    }
+
+    #[test]
+    fn eviction_is_least_recently_used_and_the_bound_holds() {
+        // Each entry: 1 key token + 3 state floats = 16 bytes; room for 3.
+        let mut c = PrefixCache::new(48);
+        for t in 0..3 {
+            assert!(c.insert(&[t], &[0.0; 3], None));
+        }
+        assert_eq!(c.bytes(), 48);
+        c.longest_prefix(&[0, 5]); // 0 is now the most recently used; 1 the least
+        assert!(c.insert(&[3], &[0.0; 3], None));
+        assert_eq!(c.bytes(), 48);
+        assert!(c.longest_prefix(&[1, 5]).is_none());
+        assert!(c.longest_prefix(&[0, 5]).is_some());
+        // Too large for the bound: refused, and nothing is evicted for it.
+        assert!(!c.insert(&[4], &[0.0; 12], None));
+        assert_eq!(c.len(), 3);
+    }
+}
