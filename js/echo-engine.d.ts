@@ -91,6 +91,8 @@ export interface GenerateOptions {
   stop?: string | string[];
   stopTokens?: number[];
   seed?: number;
+  /** Continue the conversation (earlier prompts, replies, evalTokens) instead of starting anew. */
+  continue?: boolean;
   signal?: AbortSignal;
 }
 
@@ -104,10 +106,14 @@ export interface GenerationStats {
   decodeMs: number;
   promptTokensPerS: number;
   decodeTokensPerS: number;
+  /** An identical earlier request (same seed and options) was answered again. */
+  fromResponseCache: boolean;
 }
 
 export interface Completion {
   text: string;
+  /** Every sampled token, a stop token included. */
+  tokens: number[];
   stopReason: 'length' | 'stop' | 'abort';
   stats: GenerationStats;
 }
@@ -117,10 +123,12 @@ export interface GenerationChunk {
   text: string;
 }
 
-/** `for await (const chunk of generation)`; `result` resolves when it ends. */
+/**
+ * `for await (const chunk of generation)`; `result` resolves when it ends. Aborting (the
+ * signal, `abort()`, or leaving the loop early) ends it with stopReason 'abort'.
+ */
 export interface Generation extends AsyncIterable<GenerationChunk> {
   readonly result: Promise<Completion>;
-  /** Stops generating; `result` then has stopReason 'abort'. */
   abort(): void;
 }
 
@@ -147,13 +155,18 @@ export class EchoEngine {
   private constructor();
   static create(options?: CreateOptions): Promise<EchoEngine>;
   loadModel(source: Source, options?: LoadOptions): Promise<ModelInfo>;
+  /** Starts a new conversation unless `options.continue`. */
   generate(prompt: string, options?: GenerateOptions): Generation;
   complete(prompt: string, options?: GenerateOptions): Promise<Completion>;
+  /** Starts a new, empty conversation (the prefix cache stays). */
+  reset(): Promise<void>;
   tokenize(text: string): Promise<number[]>;
   detokenize(ids: ArrayLike<number>): Promise<string>;
-  /** Feeds the tokens from the current state (which advances); the last token's logits. */
+  /** Appends the tokens to the conversation; the logits for the next token. */
   evalTokens(ids: ArrayLike<number>): Promise<Float32Array>;
+  /** The conversation (tokens, state, logits) as bytes. */
   saveState(): Promise<Uint8Array>;
+  /** Restores a `saveState` of the same model; the bytes are transferred (detached). */
   loadState(bytes: Uint8Array | ArrayBuffer): Promise<void>;
   memory(): Promise<MemoryInfo>;
   /** Per backend name. */

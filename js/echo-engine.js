@@ -71,10 +71,6 @@ async function describeSource(source) {
   throw new EchoError('invalid_options', 'the source must be a URL, a Blob or File, an ArrayBuffer, a Uint8Array, a ReadableStream or (in Node) a file path');
 }
 
-function checkSignal(signal) {
-  if (signal?.aborted) throw new EchoError('aborted', 'the request was aborted before it was sent');
-}
-
 export class EchoEngine {
   #worker;
   #nextId = 1;
@@ -130,6 +126,7 @@ export class EchoEngine {
   /** Sends one request; `signal` aborts it, `onEvent` receives its progress and chunks. */
   #call(op, args = {}, { transfer = [], signal, onEvent } = {}) {
     if (this.#crashed) return Promise.reject(new EchoError('worker_crashed', this.#crashed));
+    if (signal?.aborted) return Promise.reject(new EchoError('aborted', 'the request was aborted before it was sent'));
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, onEvent });
@@ -150,11 +147,70 @@ export class EchoEngine {
    */
   async loadModel(source, options = {}) {
     const { tokenizer = 'auto', vocab, onProgress, signal } = options;
-    checkSignal(signal);
     const [src, transfer] = await describeSource(source);
     const [voc, vocTransfer] = vocab === undefined ? [undefined, []] : await describeSource(vocab);
     const onEvent = onProgress && (({ phase, loaded, total }) => onProgress({ phase, loaded, total }));
     return this.#call('loadModel', { source: src, tokenizer, vocab: voc }, { transfer: [...transfer, ...vocTransfer], signal, onEvent });
+  }
+
+  /**
+   * Streams generated text: `for await (const chunk of engine.generate(prompt))`. Starts a new
+   * conversation unless `options.continue`. Aborting (the signal, `abort()`, or leaving the loop
+   * early) ends it with stopReason 'abort'; `result` resolves to the whole completion.
+   */
+  generate(prompt, options = {}) {
+    const { signal, ...rest } = options;
+    const stop = new AbortController();
+    if (signal?.aborted) stop.abort();
+    signal?.addEventListener('abort', () => stop.abort(), { once: true });
+    const chunks = [];
+    let finished = false;
+    let failure;
+    let wake = () => {};
+    const onEvent = ({ text }) => {
+      chunks.push({ text });
+      wake();
+    };
+    const call = this.#call('generate', { prompt, options: rest, stream: true }, { signal: stop.signal, onEvent });
+    const result = call.then(
+      (completion) => ((finished = true), wake(), completion),
+      (e) => {
+        finished = true;
+        failure = e;
+        wake();
+        throw e;
+      },
+    );
+    // The caller may only iterate: a failure then surfaces there, not as an unhandled rejection.
+    result.catch(() => {});
+    return {
+      result,
+      abort: () => stop.abort(),
+      async *[Symbol.asyncIterator]() {
+        try {
+          for (;;) {
+            if (chunks.length > 0) yield chunks.shift();
+            else if (finished) {
+              if (failure) throw failure;
+              return;
+            } else await new Promise((resolve) => (wake = resolve));
+          }
+        } finally {
+          if (!finished) stop.abort();
+        }
+      },
+    };
+  }
+
+  /** Like `generate`, without streaming: resolves to `{ text, tokens, stopReason, stats }`. */
+  complete(prompt, options = {}) {
+    const { signal, ...rest } = options;
+    return this.#call('generate', { prompt, options: rest, stream: false }, { signal });
+  }
+
+  /** Starts a new, empty conversation (the prefix cache stays). */
+  reset() {
+    return this.#call('reset');
   }
 
   /** Tokens of `text` under the model's tokenizer. */

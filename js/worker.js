@@ -76,6 +76,8 @@ async function run(id, op, args, signal) {
       return [bytes, [bytes.buffer]];
     }
     case 'loadState': return [requireEngine().loadState(args.bytes), []];
+    case 'generate': return [await generate(id, args, signal), []];
+    case 'reset': return [requireEngine().reset(), []];
     case 'unloadModel': return [requireEngine().unloadModel(), []];
     default: throw echoError('invalid_options', `unknown request '${op}'`);
   }
@@ -91,7 +93,6 @@ async function create({ memoryLimitMb, backend }) {
     await init({ module_or_path: wasmUrl });
   }
   engine = new Engine(memoryLimitMb, backend);
-  return { simd: true };
 }
 
 /** Progress events at most this often (plus the first and the last). */
@@ -126,5 +127,39 @@ async function loadModel(id, { source, tokenizer, vocab }, signal) {
     e.abortLoad();
     await src.cancel();
     throw err;
+  }
+}
+
+/** During a generation, the worker returns to its event loop at least this often. */
+const YIELD_MS = 4;
+// Browsers: a message to ourselves is a task without setTimeout's clamping (4 ms and more).
+// Node: setImmediate, which runs after pending messages are handled (a MessageChannel there
+// can keep winning over the parent port's messages).
+const selfChannel = isNode ? null : new MessageChannel();
+
+function yieldToEventLoop() {
+  if (isNode) return new Promise((resolve) => setImmediate(resolve));
+  return new Promise((resolve) => {
+    selfChannel.port1.onmessage = resolve;
+    selfChannel.port2.postMessage(null);
+  });
+}
+
+/** Step by step, so an abort message is seen between tokens; text goes out as it comes. */
+async function generate(id, { prompt, options, stream }, signal) {
+  const e = requireEngine();
+  e.beginGenerate(prompt, options);
+  let lastYield = performance.now();
+  for (;;) {
+    const step = signal.aborted ? e.abortGenerate() : e.step();
+    if (step.done) {
+      const { done, ...completion } = step;
+      return completion;
+    }
+    if (stream && step.text) post({ id, event: 'chunk', text: step.text });
+    if (performance.now() - lastYield >= YIELD_MS) {
+      await yieldToEventLoop();
+      lastYield = performance.now();
+    }
   }
 }

@@ -1,21 +1,24 @@
 //! `Engine`: the wasm-bindgen class the worker (`js/worker.js`) drives. One engine per wasm
-//! instance: it owns the instance's memory limit, at most one model (plus a load in progress),
-//! the backend and the evaluation state. Every method returns a typed `EchoError` on failure and
-//! leaves the engine usable.
+//! instance: it owns the instance's memory limit, at most one model (plus a load in progress) and
+//! its generation `Session` (backend, conversation, caches). Generation is step-wise
+//! (`beginGenerate`, then `step` until done) so the worker can see an abort between steps. Every
+//! method returns a typed `EchoError` on failure and leaves the engine usable.
 
 use std::sync::Arc;
 
 use echo_ggml_sys::mem;
 use wasm_bindgen::prelude::*;
 
-use super::js::{num, object};
+use super::js::{num, object, Options};
 use super::js_error;
 use super::load::StreamingLoad;
 use super::metrics::Metrics;
 use crate::backend::{self, Backend, BackendKind};
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::FileHeader;
+use crate::generate::{Completion, GenerateOptions, Session, Step};
 use crate::model::{Arch, Hparams, Model};
+use crate::sampler::SamplerOptions;
 use crate::tokenizer::{self, Tokenizer, TokenizerKind};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -44,13 +47,15 @@ struct Pending {
 }
 
 struct Loaded {
-    model: Arc<Model>,
-    backend: Box<dyn Backend>,
+    session: Session,
+    backend: &'static str,
     /// Why `auto` did not get ggml, if it did not.
     fallback: Option<String>,
-    tokenizer: Option<Tokenizer>,
-    state: Vec<f32>,
-    logits: Vec<f32>,
+    /// False when the model has no tokenizer: the session then holds the byte tokenizer as a
+    /// stand-in (it needs one), and text calls are refused.
+    has_tokenizer: bool,
+    /// When the generation in progress began (for the metrics).
+    generation_start: Option<f64>,
 }
 
 #[wasm_bindgen]
@@ -154,15 +159,12 @@ impl Engine {
         };
         let model = Arc::new(js(p.load.finish())?);
         let (backend, fallback) = js(start_backend(self.choice, &model))?;
-        let n_vocab = model.hparams.n_vocab;
-        self.loaded = Some(Loaded {
-            state: model.initial_state(),
-            logits: vec![0.0; n_vocab],
-            model,
-            backend,
-            fallback,
-            tokenizer: p.tokenizer,
-        });
+        let has_tokenizer = p.tokenizer.is_some();
+        let tokenizer = p.tokenizer.unwrap_or_else(Tokenizer::byte);
+        let name = backend.kind().name();
+        let cache = state_cache_bytes(self.limit_bytes) as usize;
+        let session = Session::new(model, backend, tokenizer, cache, Box::new(super::now_ms));
+        self.loaded = Some(Loaded { session, backend: name, fallback, has_tokenizer, generation_start: None });
         self.info()
     }
 
@@ -175,7 +177,8 @@ impl Engine {
     /// `{ arch, nVocab, nEmbed, nLayer, dataType, fileBytes, memoryBytes, tokenizer, backend, backendFallback }`.
     pub fn info(&self) -> std::result::Result<JsValue, JsValue> {
         let l = js(self.loaded())?;
-        let (m, h) = (&l.model, &l.model.hparams);
+        let m = l.session.model();
+        let h = &m.hparams;
         Ok(object(&[
             ("arch", m.arch.name().into()),
             ("nVocab", num(h.n_vocab as f64)),
@@ -184,8 +187,8 @@ impl Engine {
             ("dataType", m.header.dtype.name().into()),
             ("fileBytes", num(m.file_bytes as f64)),
             ("memoryBytes", num(backend::memory_bytes(m) as f64)),
-            ("tokenizer", l.tokenizer.as_ref().map_or(JsValue::NULL, |t| t.name().into())),
-            ("backend", l.backend.kind().name().into()),
+            ("tokenizer", if l.has_tokenizer { l.session.tokenizer().name().into() } else { JsValue::NULL }),
+            ("backend", l.backend.into()),
             ("backendFallback", l.fallback.as_deref().map_or(JsValue::NULL, JsValue::from_str)),
         ]))
     }
@@ -216,37 +219,70 @@ impl Engine {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// Feeds `ids` from the current state (which advances) and returns the last token's logits.
+    /// Appends `ids` to the conversation and returns the logits for the next token.
     #[wasm_bindgen(js_name = evalTokens)]
     pub fn eval_tokens(&mut self, ids: Vec<u32>) -> std::result::Result<Vec<f32>, JsValue> {
         let start = super::now_ms();
         let l = js(self.loaded_mut())?;
-        let result = l.backend.eval(&ids, &mut l.state, Some(&mut l.logits)).map(|()| l.logits.clone());
-        let name = l.backend.kind().name();
-        self.metrics.record(name, super::now_ms() - start, ids.len(), result.is_ok());
+        let result = l.session.eval_tokens(&ids);
+        let backend = l.backend;
+        self.metrics.record(backend, super::now_ms() - start, ids.len(), result.is_ok());
         js(result)
     }
 
-    /// The evaluation state as bytes (little-endian f32), for `loadState`.
+    /// Starts a generation: from a fresh conversation, or continuing the current one when
+    /// `options.continue` is true. Then call `step` until it returns `done`.
+    #[wasm_bindgen(js_name = beginGenerate)]
+    pub fn begin_generate(&mut self, prompt: &str, options: JsValue) -> std::result::Result<(), JsValue> {
+        js(self.text_ready())?;
+        let (opts, continue_conversation) = js(generate_options(&options))?;
+        let l = js(self.loaded_mut())?;
+        if !continue_conversation {
+            l.session.reset();
+        }
+        js(l.session.begin(prompt, opts))?;
+        l.generation_start = Some(super::now_ms());
+        Ok(())
+    }
+
+    /// One bounded piece of work: `{ text }` (possibly empty), or at the end
+    /// `{ done: true, text, tokens, stopReason, stats }` with the whole result.
+    pub fn step(&mut self) -> std::result::Result<JsValue, JsValue> {
+        let l = js(self.loaded_mut())?;
+        match l.session.step() {
+            Ok(Step::Text(text)) => Ok(object(&[("text", text.into())])),
+            Ok(Step::Done(c)) => Ok(self.finish_generation(c, true)),
+            Err(e) => {
+                let (backend, start) = (l.backend, l.generation_start.take());
+                self.metrics.record(backend, start.map_or(0.0, |t| super::now_ms() - t), 0, false);
+                Err(js_error(e))
+            }
+        }
+    }
+
+    /// Ends the generation in progress; its result (stopReason 'abort'), or null if none.
+    #[wasm_bindgen(js_name = abortGenerate)]
+    pub fn abort_generate(&mut self) -> JsValue {
+        match self.loaded.as_mut().and_then(|l| l.session.abort()) {
+            Some(c) => self.finish_generation(c, false),
+            None => JsValue::NULL,
+        }
+    }
+
+    /// The conversation (tokens, state, logits) as bytes, for `loadState`.
     #[wasm_bindgen(js_name = saveState)]
     pub fn save_state(&self) -> std::result::Result<Vec<u8>, JsValue> {
-        let l = js(self.loaded())?;
-        Ok(l.state.iter().flat_map(|f| f.to_le_bytes()).collect())
+        Ok(js(self.loaded())?.session.save_state())
     }
 
     #[wasm_bindgen(js_name = loadState)]
     pub fn load_state(&mut self, bytes: &[u8]) -> std::result::Result<(), JsValue> {
-        let l = js(self.loaded_mut())?;
-        if bytes.len() != l.state.len() * 4 {
-            return js(Err(Error::invalid_options(format!(
-                "the state has {} bytes but this model's state has {}: load a state saved from the same model",
-                bytes.len(),
-                l.state.len() * 4
-            ))));
-        }
-        for (f, b) in l.state.iter_mut().zip(bytes.chunks_exact(4)) {
-            *f = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        }
+        js(js(self.loaded_mut())?.session.load_state(bytes))
+    }
+
+    /// Starts a new, empty conversation (the caches stay).
+    pub fn reset(&mut self) -> std::result::Result<(), JsValue> {
+        js(self.loaded_mut())?.session.reset();
         Ok(())
     }
 
@@ -268,13 +304,78 @@ impl Engine {
     }
 
     fn tokenizer(&self) -> Result<&Tokenizer> {
-        self.loaded()?.tokenizer.as_ref().ok_or_else(|| {
-            Error::invalid_options(
-                "this model has no tokenizer: pass loadModel(source, { tokenizer, vocab }) with its vocabulary \
-                 file (World models: rwkv_vocab_v20230424.txt; 20B models: tokenizer.json)",
-            )
-        })
+        self.text_ready()?;
+        Ok(self.loaded()?.session.tokenizer())
     }
+
+    fn text_ready(&self) -> Result<()> {
+        if self.loaded()?.has_tokenizer {
+            return Ok(());
+        }
+        Err(Error::invalid_options(
+            "this model has no tokenizer: pass loadModel(source, { tokenizer, vocab }) with its vocabulary \
+             file (World models: rwkv_vocab_v20230424.txt; 20B models: tokenizer.json)",
+        ))
+    }
+
+    fn finish_generation(&mut self, c: Completion, ok: bool) -> JsValue {
+        if let Some(l) = self.loaded.as_mut() {
+            let ms = l.generation_start.take().map_or(0.0, |t| super::now_ms() - t);
+            self.metrics.record(l.backend, ms, c.stats.evaluated_prompt_tokens + c.stats.generated_tokens, ok);
+        }
+        let s = &c.stats;
+        let stats = object(&[
+            ("promptTokens", num(s.prompt_tokens as f64)),
+            ("cachedTokens", num(s.cached_tokens as f64)),
+            ("evaluatedPromptTokens", num(s.evaluated_prompt_tokens as f64)),
+            ("generatedTokens", num(s.generated_tokens as f64)),
+            ("promptMs", num(s.prompt_ms)),
+            ("decodeMs", num(s.decode_ms)),
+            ("promptTokensPerS", num(s.prompt_tokens_per_s)),
+            ("decodeTokensPerS", num(s.decode_tokens_per_s)),
+            ("fromResponseCache", JsValue::from_bool(s.from_response_cache)),
+        ]);
+        let tokens: js_sys::Array = c.tokens.iter().map(|&t| num(t)).collect();
+        object(&[
+            ("done", JsValue::TRUE),
+            ("text", c.text.as_str().into()),
+            ("tokens", tokens.into()),
+            ("stopReason", c.stop_reason.as_str().into()),
+            ("stats", stats),
+        ])
+    }
+}
+
+/// The generation options the JS API takes (camelCase), over the sampler's defaults; and
+/// whether to continue the conversation.
+fn generate_options(value: &JsValue) -> Result<(GenerateOptions, bool)> {
+    const KEYS: &[&str] = &[
+        "maxTokens", "temperature", "topP", "topK", "minP", "presencePenalty", "frequencyPenalty", "penaltyDecay",
+        "logitBias", "bannedTokens", "stop", "stopTokens", "seed", "continue",
+    ];
+    let o = Options::new(value, "generate", KEYS)?;
+    let d = GenerateOptions::default();
+    let s = SamplerOptions::default();
+    let f32_or = |key: &str, default: f32| o.f64(key).map(|v| v.map_or(default, |v| v as f32));
+    let sampler = SamplerOptions {
+        temperature: f32_or("temperature", s.temperature)?,
+        top_p: f32_or("topP", s.top_p)?,
+        top_k: o.uint("topK", u32::MAX as f64)?.map_or(s.top_k, |k| k as usize),
+        min_p: f32_or("minP", s.min_p)?,
+        presence_penalty: f32_or("presencePenalty", s.presence_penalty)?,
+        frequency_penalty: f32_or("frequencyPenalty", s.frequency_penalty)?,
+        penalty_decay: f32_or("penaltyDecay", s.penalty_decay)?,
+        logit_bias: o.token_map("logitBias")?,
+        banned_tokens: o.tokens("bannedTokens")?,
+        seed: o.uint("seed", 9_007_199_254_740_991.0)?.unwrap_or(s.seed),
+    };
+    let opts = GenerateOptions {
+        sampler,
+        max_tokens: o.uint("maxTokens", u32::MAX as f64)?.map_or(d.max_tokens, |n| n as usize),
+        stop: o.strings("stop")?,
+        stop_tokens: o.tokens("stopTokens")?,
+    };
+    Ok((opts, o.bool("continue")?.unwrap_or(false)))
 }
 
 fn no_model() -> Error {

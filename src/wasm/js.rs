@@ -71,10 +71,10 @@ impl Options {
         }
     }
 
-    pub fn string(&self, key: &str) -> Result<Option<String>> {
+    pub fn bool(&self, key: &str) -> Result<Option<bool>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_string().map(Some).ok_or_else(|| self.bad(key, "a string")),
+            Some(v) => v.as_bool().map(Some).ok_or_else(|| self.bad(key, "true or false")),
         }
     }
 
@@ -91,11 +91,11 @@ impl Options {
     /// An array of token ids.
     pub fn tokens(&self, key: &str) -> Result<Vec<u32>> {
         let Some(v) = self.get(key) else { return Ok(Vec::new()) };
-        let arr = Array::from(&v);
         if !Array::is_array(&v) && !v.is_instance_of::<js_sys::Uint32Array>() {
             return Err(self.bad(key, "an array of token ids"));
         }
-        arr.iter().map(|t| token_id(&t).ok_or_else(|| self.bad(key, "an array of token ids"))).collect()
+        Array::from(&v)
+            .iter().map(|t| token_id(&t).ok_or_else(|| self.bad(key, "an array of token ids"))).collect()
     }
 
     /// `{ "<token id>": bias, … }`.
@@ -116,6 +116,6 @@ impl Options {
     }
 }
 
-pub fn token_id(v: &JsValue) -> Option<u32> {
+fn token_id(v: &JsValue) -> Option<u32> {
     v.as_f64().filter(|n| *n >= 0.0 && *n <= u32::MAX as f64 && n.fract() == 0.0).map(|n| n as u32)
 }
