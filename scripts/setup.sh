@@ -34,3 +34,9 @@ fi
 # ggml's C sources come from the pinned crates.io package in Cargo.lock; vendor/ggml/build.rs
 # unpacks them from cargo's download cache.
 cargo fetch --locked >/dev/null 2>&1 || cargo fetch --locked
+
+# The JS test tools (playwright-core drives Debian's chromium; typescript checks the .d.ts), at the
+# exact versions in package-lock.json; skipped when node_modules already matches the lockfile.
+if [ ! node_modules/.package-lock.json -nt package-lock.json ]; then
+  npm ci --ignore-scripts --no-audit --no-fund
+fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up the machine, then runs every test: native (cargo test), wasm in Node and in headless
-# Chromium (wasm-bindgen-test), and the Node CLI against the native one.
+# Chromium (wasm-bindgen-test), the Node CLI against the native one, the JS API in Node and, in
+# headless Chromium through playwright-core, end to end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -16,7 +17,8 @@ wasm_tests=(--locked --target wasm32-unknown-unknown --workspace --tests)
 cargo test "${wasm_tests[@]}"
 WASM_BINDGEN_USE_BROWSER=1 cargo test "${wasm_tests[@]}"
 
-echo "== package and Node CLI tests"
+echo "== package: types, Node CLI and API tests, end-to-end tests in headless Chromium"
 ./build-wasm.sh
 cargo build --release --locked --bin echo-engine
-node --test tests/node/
+node_modules/.bin/tsc --noEmit -p tests/types
+node --test tests/node/ tests/browser/

@@ -1,0 +1,163 @@
+// End-to-end tests of the EchoEngine API in real headless Chromium (Debian's), driven by
+// playwright-core: the page (pages/e2e.html) is served by server.mjs, once plainly and once with
+// the cross-origin isolation headers WebVM pages use, and every scenario runs in both.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { makeModels, root } from '../support/models.mjs';
+import { startServer } from './server.mjs';
+
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const MIB = 1024 * 1024;
+
+const missing = [
+  [CHROMIUM, 'Debian chromium'],
+  [join(root, 'pkg/echo_engine_bg.wasm'), 'the wasm package (run ./build-wasm.sh)'],
+  [join(root, 'node_modules/playwright-core'), 'playwright-core (run npm ci)'],
+].filter(([path]) => !existsSync(path));
+const skip = missing.length > 0 && `missing ${missing.map(([, what]) => what).join(', ')}`;
+if (skip) console.log(`SKIPPED: ${skip}`);
+
+let browser;
+let models;
+let profile;
+
+before(async () => {
+  if (skip) return;
+  models = makeModels({ big100: true, big250: true });
+  if (!models.tinyIsFixture) console.log('note: fixtures not found; the tiny model is a synthetic one (random text)');
+  const { chromium } = await import('playwright-core');
+  profile = mkdtempSync(join(tmpdir(), 'echo-chromium-'));
+  browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+});
+
+after(async () => {
+  await browser?.close();
+  models?.remove();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+const isMonotonic = (xs) => xs.every((x, i) => i === 0 || x >= xs[i - 1]);
+
+for (const isolated of [false, true]) {
+  describe(isolated ? 'with COOP/COEP (cross-origin isolated)' : 'plain page', { skip }, () => {
+    let server;
+    let page;
+    const url = (path) => `${server.url}/models/${basename(path)}`;
+    const run = (name, ...args) => page.evaluate(([n, a]) => window.scenarios[n](...a), [name, args]);
+
+    before(async () => {
+      server = await startServer({ root, mounts: { '/models/': models.dir }, isolated });
+      page = await browser.newPage();
+      page.on('pageerror', (e) => console.log('page error:', e.message));
+      await page.goto(`${server.url}/tests/browser/pages/e2e.html`);
+      await page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
+    });
+    after(async () => {
+      await page?.close();
+      await server?.close();
+    });
+
+    test('the page is cross-origin isolated exactly when served with COOP/COEP', async () => {
+      assert.equal(await run('crossOriginIsolated'), isolated);
+    });
+
+    test('load by URL with progress, streaming generation, abort midway, frames keep coming', async () => {
+      const r = await run('loadAndGenerate', url(models.tiny));
+      const size = statSync(models.tiny).size;
+      assert.equal(r.info.fileBytes, size);
+      const loaded = r.progress.map((p) => p.loaded);
+      assert.ok(isMonotonic(loaded), `progress not monotonic: ${loaded}`);
+      assert.equal(loaded.at(-1), size);
+      assert.ok(r.progress.every((p) => p.total === size));
+      assert.deepEqual([...new Set(r.progress.map((p) => p.phase))], ['download', 'prepare', 'ready']);
+
+      const s = r.streamed.value;
+      assert.ok(s.chunks.length > 10, `only ${s.chunks.length} chunks`);
+      assert.equal(s.chunks.join(''), s.result.text);
+      assert.equal(s.result.stopReason, 'length');
+      assert.equal(s.result.stats.generatedTokens, 200);
+      // The main thread was free: frames kept coming while the worker generated.
+      const expected = r.streamed.ms / 1000 * 60;
+      assert.ok(r.streamed.frames >= Math.min(5, expected / 4), `${r.streamed.frames} frames in ${r.streamed.ms} ms`);
+      assert.ok(r.streamed.maxFrameGapMs < 500, `a frame took ${r.streamed.maxFrameGapMs} ms`);
+
+      const a = r.aborted.value;
+      assert.equal(a.result.stopReason, 'abort');
+      assert.ok(a.result.stats.generatedTokens >= 20 && a.result.stats.generatedTokens < 1000, `${a.result.stats.generatedTokens} tokens`);
+      assert.equal(r.preAborted.error.code, 'aborted');
+      assert.equal(r.tokens.length, 2);
+      assert.ok(r.metrics[r.info.backend].requests >= 2);
+      console.log(`FIGURE chromium${isolated ? ' (COOP/COEP)' : ''}: tiny model ${r.info.arch} ${r.info.dataType}: ` +
+        `decode ${s.result.stats.decodeTokensPerS.toFixed(0)} tokens/s, prompt ${s.result.stats.promptTokensPerS.toFixed(0)} tokens/s, ` +
+        `${r.streamed.frames} frames in ${r.streamed.ms.toFixed(0)} ms (longest gap ${r.streamed.maxFrameGapMs.toFixed(0)} ms)`);
+    });
+
+    test('every source kind streams in: Blob, ArrayBuffer (transferred), Uint8Array, ReadableStream', async () => {
+      const r = await run('sources', url(models.tiny));
+      for (const k of ['blob', 'arrayBuffer', 'uint8Array', 'stream']) assert.equal(r[k].fileBytes, statSync(models.tiny).size, k);
+      assert.equal(r.blob.backend, 'mock');
+      assert.equal(r.arrayBufferDetached, true);
+      assert.equal(r.streamProgress.at(-1).total, undefined);
+      assert.ok(r.text.length > 0);
+      assert.equal(r.text, r.textAgain);
+    });
+
+    test('memoryLimitMb 64: a ~116 MB model is refused before most of it is sent; a tiny one then works', async () => {
+      const r = await run('tooLarge', url(models.big100), url(models.tiny));
+      const size = statSync(models.big100).size;
+      assert.equal(r.big.ok, false);
+      assert.equal(r.big.error.code, 'model_too_large');
+      assert.equal(r.big.error.limitBytes, 64 * MIB);
+      assert.ok(r.big.error.neededBytes > size, `${r.big.error.neededBytes} needed`);
+      await new Promise((ok) => setTimeout(ok, 200));
+      const sent = server.sentBytes(`/models/${basename(models.big100)}`);
+      assert.ok(sent < size / 4, `the server sent ${sent} of ${size} bytes`);
+      assert.ok(r.memoryAfterRefusal.usedBytes < 8 * MIB, `${r.memoryAfterRefusal.usedBytes} bytes still used`);
+      assert.equal(r.tiny.ok, true);
+      assert.equal(r.text.ok, true);
+      console.log(`FIGURE chromium${isolated ? ' (COOP/COEP)' : ''}: refused a ${(size / 1e6).toFixed(0)} MB model after the server sent ${(sent / 1e6).toFixed(2)} MB`);
+    });
+
+    test('truncated and non-model files: invalid_model; 404: load_failed; the engine stays usable', async () => {
+      const r = await run('badSources', {
+        truncated: url(models.truncated),
+        notModel: url(models.notModel),
+        missing: `${server.url}/models/no-such-model.bin`,
+      }, url(models.tiny));
+      assert.equal(r.truncated.error.code, 'invalid_model');
+      assert.equal(r.notModel.error.code, 'invalid_model');
+      assert.equal(r.missing.error.code, 'load_failed');
+      assert.equal(r.missing.error.status, 404);
+      assert.equal(r.noModel.error.code, 'no_model');
+      assert.equal(r.badOption.error.code, 'invalid_options');
+      assert.equal(r.abortedLoad.error.code, 'aborted');
+      assert.equal(r.tiny.ok, true);
+      assert.deepEqual(r.logits.value, { length: r.tiny.value.nVocab, finite: true });
+      assert.equal(r.badToken.error.code, 'invalid_options');
+      assert.equal(r.afterBadToken.ok, true);
+      for (const v of Object.values(r)) if (!v.ok) assert.equal(v.error.name, 'EchoError');
+    });
+
+    test('a crashed or terminated worker rejects pending calls with worker_crashed; a new engine works', async () => {
+      const r = await run('crash', '/tests/browser/pages/crash-worker.js', url(models.tiny));
+      assert.equal(r.crashed.error.code, 'worker_crashed');
+      assert.equal(r.after.error.code, 'worker_crashed');
+      assert.equal(r.terminated.error.code, 'worker_crashed');
+      assert.equal(r.recreated.ok, true);
+    });
+
+    test('a ~250 MB model loads within file size + 64 MB of wasm memory', async () => {
+      const r = await run('bigLoad', url(models.big250));
+      const size = statSync(models.big250).size;
+      assert.equal(r.info.fileBytes, size);
+      assert.ok(r.memory.wasmMemoryBytes < size + 64 * MIB, `wasm memory ${r.memory.wasmMemoryBytes} for a ${size}-byte file`);
+      console.log(`FIGURE chromium${isolated ? ' (COOP/COEP)' : ''}: loaded ${(size / 1e6).toFixed(0)} MB at ${(size / 1e6 / (r.ms / 1000)).toFixed(0)} MB/s; ` +
+        `wasm memory ${(r.memory.wasmMemoryBytes / MIB).toFixed(1)} MiB (file ${(size / MIB).toFixed(1)} MiB), peak allocated ${(r.memory.peakBytes / MIB).toFixed(1)} MiB`);
+    });
+  });
+}

@@ -1,0 +1,160 @@
+// Scenarios run inside the page by tests/browser/e2e.test.mjs. Each returns plain data (no
+// assertions here): the Node side checks it, so a failure shows what the page saw.
+import { EchoEngine } from '/js/echo-engine.js';
+
+/** An EchoError as plain data. */
+const failure = (e) => ({ name: e.name, code: e.code, message: e.message, neededBytes: e.neededBytes, limitBytes: e.limitBytes, status: e.status });
+
+async function settle(promise) {
+  try {
+    return { ok: true, value: await promise };
+  } catch (e) {
+    return { ok: false, error: failure(e) };
+  }
+}
+
+/** Counts animation frames while `work` runs, and the longest gap between two of them. */
+async function watchFrames(work) {
+  let frames = 0;
+  let maxGap = 0;
+  let last = performance.now();
+  let running = true;
+  const tick = (t) => {
+    frames++;
+    maxGap = Math.max(maxGap, t - last);
+    last = t;
+    if (running) requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+  const start = performance.now();
+  try {
+    const value = await work();
+    return { value, frames, maxFrameGapMs: maxGap, ms: performance.now() - start };
+  } finally {
+    running = false;
+  }
+}
+
+window.scenarios = {
+  crossOriginIsolated: () => self.crossOriginIsolated,
+
+  /** Load by URL with progress, stream a generation, abort a second one midway. */
+  async loadAndGenerate(modelUrl) {
+    const engine = await EchoEngine.create();
+    try {
+      const progress = [];
+      const info = await engine.loadModel(modelUrl, { onProgress: (p) => progress.push(p) });
+      const streamed = await watchFrames(async () => {
+        const chunks = [];
+        const generation = engine.generate('The ', { maxTokens: 200, temperature: 0.8, seed: 7 });
+        for await (const chunk of generation) chunks.push(chunk.text);
+        return { chunks, result: await generation.result };
+      });
+      const controller = new AbortController();
+      const aborted = await watchFrames(async () => {
+        const chunks = [];
+        const generation = engine.generate('Once upon a time', { maxTokens: 100000, signal: controller.signal });
+        for await (const chunk of generation) {
+          chunks.push(chunk.text);
+          if (chunks.length === 20) controller.abort();
+        }
+        return { chunks: chunks.length, result: await generation.result };
+      });
+      const preAborted = await settle(engine.complete('x', { signal: AbortSignal.abort() }));
+      // After all that, the engine still answers, in order.
+      const [memory, metrics, tokens] = await Promise.all([engine.memory(), engine.metrics(), engine.tokenize('hi')]);
+      return { info, progress, streamed, aborted, preAborted, memory, metrics, tokens };
+    } finally {
+      engine.terminate();
+    }
+  },
+
+  /** The same tiny model from every kind of source: Blob, ArrayBuffer, Uint8Array, ReadableStream. */
+  async sources(modelUrl) {
+    const engine = await EchoEngine.create({ backend: 'mock' });
+    try {
+      const out = {};
+      const blob = await (await fetch(modelUrl)).blob();
+      out.blob = await engine.loadModel(blob);
+      const buffer = await blob.arrayBuffer();
+      out.arrayBuffer = await engine.loadModel(buffer);
+      out.arrayBufferDetached = buffer.byteLength === 0;
+      out.uint8Array = await engine.loadModel(new Uint8Array(await blob.arrayBuffer()));
+      const progress = [];
+      out.stream = await engine.loadModel((await fetch(modelUrl)).body, { onProgress: (p) => progress.push(p) });
+      out.streamProgress = progress;
+      out.text = (await engine.complete('ab', { maxTokens: 16, temperature: 0 })).text;
+      out.textAgain = (await engine.complete('ab', { maxTokens: 16, temperature: 0 })).text;
+      return out;
+    } finally {
+      engine.terminate();
+    }
+  },
+
+  /** A 64 MB limit: the big model is refused up front, then a tiny one loads in the same engine. */
+  async tooLarge(bigUrl, tinyUrl) {
+    const engine = await EchoEngine.create({ memoryLimitMb: 64 });
+    try {
+      const progress = [];
+      const big = await settle(engine.loadModel(bigUrl, { onProgress: (p) => progress.push(p) }));
+      const memoryAfterRefusal = await engine.memory();
+      const tiny = await settle(engine.loadModel(tinyUrl));
+      const text = await settle(engine.complete('Hello', { maxTokens: 8 }));
+      return { big, progress, memoryAfterRefusal, tiny, text, memory: await engine.memory() };
+    } finally {
+      engine.terminate();
+    }
+  },
+
+  /** Bad sources reject with typed errors; the engine stays usable. */
+  async badSources(urls, tinyUrl) {
+    const engine = await EchoEngine.create();
+    try {
+      const out = {};
+      for (const [name, url] of Object.entries(urls)) out[name] = await settle(engine.loadModel(url));
+      out.noModel = await settle(engine.evalTokens([1]));
+      out.badOption = await settle(engine.loadModel(tinyUrl, { tokenizer: 'klingon' }));
+      const controller = new AbortController();
+      const loading = settle(engine.loadModel(tinyUrl, { signal: controller.signal }));
+      controller.abort();
+      out.abortedLoad = await loading;
+      out.tiny = await settle(engine.loadModel(tinyUrl));
+      out.logits = await settle(engine.evalTokens([1, 2, 3]).then((l) => ({ length: l.length, finite: l.every(Number.isFinite) })));
+      out.badToken = await settle(engine.evalTokens([100000]));
+      out.afterBadToken = await settle(engine.evalTokens([4]).then((l) => l.length));
+      return out;
+    } finally {
+      engine.terminate();
+    }
+  },
+
+  /** Load throughput and memory for a big model (the figures the README reports). */
+  async bigLoad(modelUrl) {
+    const engine = await EchoEngine.create();
+    try {
+      const start = performance.now();
+      const info = await engine.loadModel(modelUrl);
+      const ms = performance.now() - start;
+      return { info, ms, memory: await engine.memory() };
+    } finally {
+      engine.terminate();
+    }
+  },
+
+  /** A worker that dies, and one that is terminated, reject pending calls with worker_crashed. */
+  async crash(crashWorkerUrl, tinyUrl) {
+    const crashing = await EchoEngine.create({ workerUrl: crashWorkerUrl });
+    const crashed = await settle(crashing.memory());
+    const after = await settle(crashing.memory());
+    const engine = await EchoEngine.create();
+    await engine.loadModel(tinyUrl);
+    const pending = settle(engine.complete('Hello', { maxTokens: 100000 }));
+    engine.terminate();
+    const terminated = await pending;
+    const fresh = await EchoEngine.create();
+    const recreated = await settle(fresh.loadModel(tinyUrl).then((i) => i.arch));
+    fresh.terminate();
+    return { crashed, after, terminated, recreated };
+  },
+};
+document.getElementById('status').textContent = 'ready';

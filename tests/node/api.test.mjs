@@ -1,0 +1,199 @@
+// The EchoEngine API in Node (worker_threads): the memory cap, every source kind, generation
+// with streaming and abort, state, typed errors and crashes. The browser tests
+// (tests/browser/) run the same API in Chromium.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { makeModels, root } from '../support/models.mjs';
+
+const MIB = 1024 * 1024;
+const haveWasm = existsSync(join(root, 'pkg/echo_engine_bg.wasm'));
+if (!haveWasm) console.log('SKIPPED: pkg/ is not built (run ./build-wasm.sh)');
+const skip = !haveWasm;
+
+const { EchoEngine, EchoError } = haveWasm ? await import('../../js/echo-engine.js') : {};
+let models;
+const engines = [];
+
+async function engine(options) {
+  const e = await EchoEngine.create(options);
+  engines.push(e);
+  return e;
+}
+
+async function rejection(promise) {
+  try {
+    await promise;
+  } catch (e) {
+    assert.ok(e instanceof EchoError, `not an EchoError: ${e}`);
+    return e;
+  }
+  assert.fail('expected a rejection');
+}
+
+before(() => {
+  if (!skip) models = makeModels({ big250: true });
+});
+after(() => {
+  engines.forEach((e) => e.terminate());
+  models?.remove();
+});
+
+test('a ~250 MB model loads within file size + 64 MB of wasm memory, and evaluates', { skip }, async () => {
+  const e = await engine();
+  const size = statSync(models.big250).size;
+  const before = await e.memory();
+  const start = performance.now();
+  const info = await e.loadModel(models.big250);
+  const ms = performance.now() - start;
+  const m = await e.memory();
+  assert.equal(info.fileBytes, size);
+  assert.equal(info.backend, 'ggml');
+  assert.equal(info.backendFallback, null);
+  assert.equal(info.tokenizer, null, 'no vocabulary was given for a 50277-token model');
+  assert.ok(m.wasmMemoryBytes < size + 64 * MIB, `wasm memory ${m.wasmMemoryBytes} for a ${size}-byte file`);
+  assert.ok(m.peakBytes < size + 16 * MIB, `peak allocation ${m.peakBytes}`);
+  const logits = await e.evalTokens([1, 2, 3]);
+  assert.equal(logits.length, 50277);
+  assert.ok(logits.every(Number.isFinite));
+  assert.equal((await rejection(e.tokenize('hi'))).code, 'invalid_options');
+  console.log(`FIGURE node: loaded ${(size / 1e6).toFixed(0)} MB at ${(size / 1e6 / (ms / 1000)).toFixed(0)} MB/s; ` +
+    `wasm memory ${(m.wasmMemoryBytes / MIB).toFixed(1)} MiB before evaluating (file ${(size / MIB).toFixed(1)} MiB, ` +
+    `instance at start ${(before.wasmMemoryBytes / MIB).toFixed(1)} MiB), peak allocated ${(m.peakBytes / MIB).toFixed(1)} MiB`);
+  await e.unloadModel();
+  assert.ok((await e.memory()).usedBytes < MIB);
+});
+
+test('models larger than the cap are refused before tensor memory is allocated', { skip }, async () => {
+  const small = await engine({ memoryLimitMb: 128 });
+  const err = await rejection(small.loadModel(models.big250));
+  assert.equal(err.code, 'model_too_large');
+  assert.equal(err.limitBytes, 128 * MIB);
+  assert.ok(err.neededBytes > statSync(models.big250).size);
+  assert.match(err.message, /memory limit/);
+  assert.ok((await small.memory()).peakBytes < 8 * MIB, 'the refused load allocated tensor memory');
+  await small.loadModel(models.tiny);
+
+  // A stream has no size: the header alone (8192 × 64 layers × 65536 tokens) already exceeds the
+  // default 600 MiB cap.
+  const header = new Int32Array([0x67676d66, 101, 65536, 8192, 64, 1]);
+  const huge = new ReadableStream({ start: (c) => (c.enqueue(new Uint8Array(header.buffer)), c.close()) });
+  const e = await engine();
+  const err2 = await rejection(e.loadModel(huge));
+  assert.equal(err2.code, 'model_too_large');
+  assert.equal(err2.limitBytes, 600 * MIB);
+
+  assert.equal((await rejection(EchoEngine.create({ memoryLimitMb: 700 }))).code, 'invalid_options', 'the limit may only lower the cap');
+  assert.equal((await rejection(EchoEngine.create({ backend: 'gpu' }))).code, 'invalid_options');
+});
+
+test('aborting a load frees everything it took', { skip }, async () => {
+  const e = await engine();
+  const controller = new AbortController();
+  const err = await rejection(e.loadModel(models.big250, {
+    signal: controller.signal,
+    onProgress: (p) => p.loaded > 32 * MIB && controller.abort(),
+  }));
+  assert.equal(err.code, 'aborted');
+  const m = await e.memory();
+  assert.ok(m.peakBytes > 32 * MIB && m.usedBytes < MIB, JSON.stringify(m));
+  assert.equal((await rejection(e.evalTokens([1]))).code, 'no_model');
+});
+
+test('every Node source kind: path, file URL, Uint8Array (transferred), Blob, ReadableStream', { skip }, async () => {
+  const e = await engine({ backend: 'mock' });
+  const size = statSync(models.tiny).size;
+  const bytes = new Uint8Array(readFileSync(models.tiny));
+  const sources = {
+    path: models.tiny,
+    fileUrl: pathToFileURL(models.tiny),
+    uint8Array: bytes,
+    blob: new Blob([readFileSync(models.tiny)]),
+    stream: Readable.toWeb(createReadStream(models.tiny)),
+  };
+  for (const [kind, source] of Object.entries(sources)) {
+    const progress = [];
+    const info = await e.loadModel(source, { onProgress: (p) => progress.push(p.loaded) });
+    assert.equal(info.fileBytes, size, kind);
+    assert.equal(info.backend, 'mock', kind);
+    assert.equal(progress.at(-1), size, kind);
+  }
+  assert.equal(bytes.byteLength, 0, 'the Uint8Array was transferred, not copied');
+  assert.equal((await rejection(e.loadModel(join(models.dir, 'missing.bin')))).code, 'load_failed');
+  assert.equal((await rejection(e.loadModel(models.truncated))).code, 'invalid_model');
+  assert.equal((await rejection(e.loadModel(models.notModel))).code, 'invalid_model');
+  assert.equal((await rejection(e.loadModel(42))).code, 'invalid_options');
+});
+
+test('generation streams, stops, aborts midway; complete and generate agree', { skip }, async () => {
+  const e = await engine();
+  const info = await e.loadModel(models.tiny);
+  assert.equal(info.tokenizer, 'byte');
+  const chunks = [];
+  const generation = e.generate('The ', { maxTokens: 64, temperature: 0 });
+  for await (const chunk of generation) chunks.push(chunk.text);
+  const result = await generation.result;
+  assert.equal(chunks.join(''), result.text);
+  assert.equal(result.stopReason, 'length');
+  assert.equal(result.stats.generatedTokens, 64);
+  assert.equal((await e.complete('The ', { maxTokens: 64, temperature: 0 })).text, result.text);
+
+  const stopAt = result.text.slice(10, 12);
+  const stopped = await e.complete('The ', { maxTokens: 64, temperature: 0, stop: stopAt });
+  assert.equal(stopped.stopReason, 'stop');
+  assert.ok(!stopped.text.includes(stopAt) && result.text.startsWith(stopped.text));
+
+  const long = e.generate('Once', { maxTokens: 100000 });
+  let n = 0;
+  for await (const chunk of long) if (chunk.text && ++n === 10) long.abort();
+  const aborted = await long.result;
+  assert.equal(aborted.stopReason, 'abort');
+  assert.ok(aborted.stats.generatedTokens < 1000, `${aborted.stats.generatedTokens} tokens after abort`);
+
+  // Leaving the loop early aborts too, and the engine answers the next request.
+  for await (const chunk of e.generate('Once', { maxTokens: 100000 })) if (chunk.text) break;
+  assert.deepEqual(await e.tokenize('ab'), [97, 98]);
+  assert.equal(await e.detokenize([104, 105]), 'hi');
+
+  assert.equal((await rejection(e.complete('x', { maxTokens: -1 }))).code, 'invalid_options');
+  assert.equal((await rejection(e.complete('x', { temprature: 1 }))).code, 'invalid_options');
+  assert.equal((await rejection(e.complete('x', { signal: AbortSignal.abort() }))).code, 'aborted');
+  const metrics = await e.metrics();
+  assert.ok(metrics.ggml.requests >= 4 && metrics.ggml.tokens > 0 && metrics.ggml.latencyMs.p50 > 0);
+});
+
+test('state: saveState/loadState reproduce the logits; requests are answered in order', { skip }, async () => {
+  const e = await engine();
+  await e.loadModel(models.tiny);
+  await e.evalTokens([10, 20, 30]);
+  const saved = await e.saveState();
+  const a = await e.evalTokens([40]);
+  await e.loadState(saved);
+  assert.equal(saved.byteLength, 0, 'the state bytes were transferred');
+  const b = await e.evalTokens([40]);
+  assert.deepEqual(b, a);
+  assert.equal((await rejection(e.loadState(new Uint8Array(12)))).code, 'invalid_options');
+
+  const order = [];
+  const calls = [e.evalTokens([1]), e.memory(), e.tokenize('x'), e.evalTokens([2]), e.metrics()];
+  calls.forEach((p, i) => p.then(() => order.push(i)));
+  await Promise.all(calls);
+  assert.deepEqual(order, [0, 1, 2, 3, 4]);
+});
+
+test('a crashed or terminated worker rejects with worker_crashed; a new engine works', { skip }, async () => {
+  const crashing = await EchoEngine.create({ workerUrl: new URL('../browser/pages/crash-worker.js', import.meta.url) });
+  assert.equal((await rejection(crashing.memory())).code, 'worker_crashed');
+  assert.equal((await rejection(crashing.memory())).code, 'worker_crashed');
+
+  const e = await EchoEngine.create();
+  await e.loadModel(models.tiny);
+  const pending = e.complete('Hello', { maxTokens: 100000 });
+  e.terminate();
+  assert.equal((await rejection(pending)).code, 'worker_crashed');
+  const fresh = await engine();
+  assert.equal((await fresh.loadModel(models.tiny)).fileBytes, statSync(models.tiny).size);
+});

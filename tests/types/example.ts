@@ -1,0 +1,34 @@
+// Type-checked by `tsc --noEmit -p tests/types` (scripts/test.sh): a small program written
+// against the package's declared API, as a user would import it.
+import { EchoEngine, EchoError, type Completion, type LoadProgress, type ModelInfo } from 'echo-engine';
+
+export async function demo(modelUrl: string, vocab: Blob): Promise<string> {
+  const engine = await EchoEngine.create({ memoryLimitMb: 256, backend: 'auto' });
+  const controller = new AbortController();
+  try {
+    const info: ModelInfo = await engine.loadModel(new URL(modelUrl), {
+      tokenizer: 'world',
+      vocab,
+      onProgress: (p: LoadProgress) => console.log(p.phase, p.loaded, p.total ?? '?'),
+      signal: controller.signal,
+    });
+    console.log(info.arch, info.nLayer, info.backend, info.backendFallback);
+    let text = '';
+    const generation = engine.generate('Hello', { maxTokens: 32, temperature: 0.8, topP: 0.9, stop: ['\n\n'], seed: 1 });
+    for await (const chunk of generation) text += chunk.text;
+    const done: Completion = await generation.result;
+    console.log(done.stopReason, done.stats.decodeTokensPerS);
+    const logits: Float32Array = await engine.evalTokens(await engine.tokenize(text));
+    const state: Uint8Array = await engine.saveState();
+    await engine.loadState(state);
+    const { usedBytes, limitBytes } = await engine.memory();
+    console.log(logits.length, usedBytes / limitBytes, (await engine.metrics()).ggml?.latencyMs.p50);
+    return (await engine.complete('Hi', { maxTokens: 8, continue: true })).text;
+  } catch (e) {
+    if (e instanceof EchoError && e.code === 'model_too_large') console.log(e.neededBytes, e.limitBytes);
+    throw e;
+  } finally {
+    await engine.unloadModel();
+    engine.terminate();
+  }
+}
