@@ -155,6 +155,8 @@ export class EchoEngine {
   private constructor();
   static create(options?: CreateOptions): Promise<EchoEngine>;
   loadModel(source: Source, options?: LoadOptions): Promise<ModelInfo>;
+  /** The loaded model's info (as `loadModel` resolved). */
+  info(): Promise<ModelInfo>;
   /** Starts a new conversation unless `options.continue`. */
   generate(prompt: string, options?: GenerateOptions): Generation;
   complete(prompt: string, options?: GenerateOptions): Promise<Completion>;

@@ -213,6 +213,11 @@ export class EchoEngine {
     return this.#call('reset');
   }
 
+  /** What `loadModel` resolved to, for the loaded model. */
+  info() {
+    return this.#call('info');
+  }
+
   /** Tokens of `text` under the model's tokenizer. */
   tokenize(text) {
     return this.#call('tokenize', { text });

@@ -145,12 +145,6 @@ impl Engine {
         js(result)
     }
 
-    /// Bytes of the file taken so far by the load in progress.
-    #[wasm_bindgen(js_name = loadedBytes)]
-    pub fn loaded_bytes(&self) -> f64 {
-        self.pending.as_ref().map_or(0.0, |p| p.load.received() as f64)
-    }
-
     /// The source has ended: validates the model, starts the backend; returns `info()`.
     #[wasm_bindgen(js_name = finishLoad)]
     pub fn finish_load(&mut self) -> std::result::Result<JsValue, JsValue> {

@@ -43,11 +43,6 @@ impl StreamingLoad {
         }
     }
 
-    /// Bytes taken so far.
-    pub fn received(&self) -> u64 {
-        self.loader.as_ref().map_or(self.head.len() as u64, |l| l.bytes_consumed())
-    }
-
     /// The source has ended: the file must be a complete, valid model.
     pub fn finish(self) -> Result<Model> {
         match self.loader {

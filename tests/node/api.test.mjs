@@ -132,6 +132,7 @@ test('generation streams, stops, aborts midway; complete and generate agree', { 
   const e = await engine();
   const info = await e.loadModel(models.tiny);
   assert.equal(info.tokenizer, 'byte');
+  assert.deepEqual(await e.info(), info);
   const chunks = [];
   const generation = e.generate('The ', { maxTokens: 64, temperature: 0 });
   for await (const chunk of generation) chunks.push(chunk.text);
