@@ -185,6 +185,24 @@ test('state: saveState/loadState reproduce the logits; requests are answered in 
   assert.deepEqual(order, [0, 1, 2, 3, 4]);
 });
 
+test('backends: reference and mock are used when asked, and reported', { skip }, async () => {
+  const ggml = await engine({ backend: 'ggml' });
+  const reference = await engine({ backend: 'reference' });
+  assert.equal((await ggml.loadModel(models.tiny)).backend, 'ggml');
+  assert.equal((await reference.loadModel(models.tiny)).backend, 'reference');
+  const [a, b] = await Promise.all([ggml.evalTokens([1, 2, 3]), reference.evalTokens([1, 2, 3])]);
+  const maxDiff = Math.max(...a.map((v, i) => Math.abs(v - b[i])));
+  assert.ok(maxDiff < 0.05, `ggml and reference logits differ by ${maxDiff}`);
+  assert.deepEqual(Object.keys(await reference.metrics()), ['reference']);
+
+  const mock = await engine({ backend: 'mock' });
+  await mock.loadModel(models.tiny);
+  const first = await mock.complete('ab', { maxTokens: 32, temperature: 0 });
+  await mock.reset();
+  assert.deepEqual((await mock.complete('ab', { maxTokens: 32, temperature: 0, seed: 5 })).tokens, first.tokens);
+  assert.ok(first.tokens.every((t) => t >= 32 && t <= 126), 'mock favours printable ASCII');
+});
+
 test('a crashed or terminated worker rejects with worker_crashed; a new engine works', { skip }, async () => {
   const crashing = await EchoEngine.create({ workerUrl: new URL('../browser/pages/crash-worker.js', import.meta.url) });
   assert.equal((await rejection(crashing.memory())).code, 'worker_crashed');
