@@ -71,6 +71,20 @@ async function describeSource(source) {
   throw new EchoError('invalid_options', 'the source must be a URL, a Blob or File, an ArrayBuffer, a Uint8Array, a ReadableStream or (in Node) a file path');
 }
 
+/** Token ids as a plain array, checked here: a wrong type must not reach the worker. */
+function tokenIds(ids) {
+  const list = Array.from(ids ?? []);
+  if (!list.every((t) => Number.isInteger(t) && t >= 0 && t <= 0xffffffff)) {
+    throw new EchoError('invalid_options', 'token ids must be whole numbers from 0 to 4294967295');
+  }
+  return list;
+}
+
+function text(value, what) {
+  if (typeof value !== 'string') throw new EchoError('invalid_options', `${what} must be a string`);
+  return value;
+}
+
 export class EchoEngine {
   #worker;
   #nextId = 1;
@@ -129,8 +143,14 @@ export class EchoEngine {
     if (signal?.aborted) return Promise.reject(new EchoError('aborted', 'the request was aborted before it was sent'));
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
+      try {
+        this.#worker.post({ id, op, args }, transfer);
+      } catch (e) {
+        // Options that cannot be cloned (a function, say) or a buffer that cannot move.
+        reject(new EchoError('invalid_options', `the arguments cannot be sent to the worker (${e.message})`));
+        return;
+      }
       this.#pending.set(id, { resolve, reject, onEvent });
-      this.#worker.post({ id, op, args }, transfer);
       if (signal) {
         const abort = () => this.#crashed || this.#worker.post({ op: 'abort', target: id });
         signal.addEventListener('abort', abort, { once: true });
@@ -171,7 +191,9 @@ export class EchoEngine {
       chunks.push({ text });
       wake();
     };
-    const call = this.#call('generate', { prompt, options: rest, stream: true }, { signal: stop.signal, onEvent });
+    const call = typeof prompt === 'string'
+      ? this.#call('generate', { prompt, options: rest, stream: true }, { signal: stop.signal, onEvent })
+      : Promise.reject(new EchoError('invalid_options', 'the prompt must be a string'));
     const result = call.then(
       (completion) => ((finished = true), wake(), completion),
       (e) => {
@@ -203,9 +225,9 @@ export class EchoEngine {
   }
 
   /** Like `generate`, without streaming: resolves to `{ text, tokens, stopReason, stats }`. */
-  complete(prompt, options = {}) {
+  async complete(prompt, options = {}) {
     const { signal, ...rest } = options;
-    return this.#call('generate', { prompt, options: rest, stream: false }, { signal });
+    return this.#call('generate', { prompt: text(prompt, 'the prompt'), options: rest, stream: false }, { signal });
   }
 
   /** Starts a new, empty conversation (the prefix cache stays). */
@@ -219,17 +241,17 @@ export class EchoEngine {
   }
 
   /** Tokens of `text` under the model's tokenizer. */
-  tokenize(text) {
-    return this.#call('tokenize', { text });
+  async tokenize(value) {
+    return this.#call('tokenize', { text: text(value, 'the text') });
   }
 
-  detokenize(ids) {
-    return this.#call('detokenize', { ids: Array.from(ids) });
+  async detokenize(ids) {
+    return this.#call('detokenize', { ids: tokenIds(ids) });
   }
 
   /** Feeds `ids` from the current state (which advances); resolves to the last token's logits. */
-  evalTokens(ids) {
-    return this.#call('evalTokens', { ids: Array.from(ids) });
+  async evalTokens(ids) {
+    return this.#call('evalTokens', { ids: tokenIds(ids) });
   }
 
   saveState() {
@@ -237,7 +259,10 @@ export class EchoEngine {
   }
 
   /** Restores a state from `saveState` (the bytes are transferred). */
-  loadState(bytes) {
+  async loadState(bytes) {
+    if (!(bytes instanceof ArrayBuffer) && !ArrayBuffer.isView(bytes)) {
+      throw new EchoError('invalid_options', 'the state must be a Uint8Array or an ArrayBuffer from saveState');
+    }
     const view = bytes instanceof ArrayBuffer ? new Uint8Array(bytes) : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const owned = view.byteOffset === 0 && view.byteLength === view.buffer.byteLength ? view : view.slice();
     return this.#call('loadState', { bytes: owned }, { transfer: [owned.buffer] });

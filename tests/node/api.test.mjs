@@ -159,6 +159,11 @@ test('generation streams, stops, aborts midway; complete and generate agree', { 
   assert.deepEqual(await e.tokenize('ab'), [97, 98]);
   assert.equal(await e.detokenize([104, 105]), 'hi');
 
+  // Wrong types are typed errors too, and never reach (or crash) the worker.
+  for (const bad of [e.complete(42), e.tokenize(null), e.evalTokens([-1]), e.detokenize([1.5]), e.loadState('x'),
+    e.complete('x', { onToken: () => {} }), e.generate({}).result]) {
+    assert.equal((await rejection(bad)).code, 'invalid_options');
+  }
   assert.equal((await rejection(e.complete('x', { maxTokens: -1 }))).code, 'invalid_options');
   assert.equal((await rejection(e.complete('x', { temprature: 1 }))).code, 'invalid_options');
   assert.equal((await rejection(e.complete('x', { signal: AbortSignal.abort() }))).code, 'aborted');
