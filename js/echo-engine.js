@@ -60,7 +60,10 @@ async function describeSource(source) {
     return [{ url: source.href }, []];
   }
   if (typeof Blob !== 'undefined' && source instanceof Blob) return [{ blob: source }, []];
-  if (typeof ReadableStream !== 'undefined' && source instanceof ReadableStream) return [{ stream: source }, [source]];
+  if (typeof ReadableStream !== 'undefined' && source instanceof ReadableStream) {
+    if (source.locked) throw new EchoError('invalid_options', 'the stream is locked (already being read): pass an unread stream');
+    return [{ stream: source }, [source]];
+  }
   if (source instanceof ArrayBuffer) return [{ bytes: new Uint8Array(source) }, [source]];
   if (ArrayBuffer.isView(source)) {
     const bytes = new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
@@ -103,6 +106,8 @@ export class EchoEngine {
    */
   static async create(options = {}) {
     const { memoryLimitMb, backend = 'auto', workerUrl = new URL('./worker.js', import.meta.url) } = options;
+    if (memoryLimitMb !== undefined && typeof memoryLimitMb !== 'number') throw new EchoError('invalid_options', 'memoryLimitMb must be a number');
+    text(backend, 'backend');
     const engine = new EchoEngine(await spawnWorker(workerUrl));
     try {
       await engine.#call('create', { memoryLimitMb, backend });
@@ -167,6 +172,7 @@ export class EchoEngine {
    */
   async loadModel(source, options = {}) {
     const { tokenizer = 'auto', vocab, onProgress, signal } = options;
+    text(tokenizer, 'tokenizer');
     const [src, transfer] = await describeSource(source);
     const [voc, vocTransfer] = vocab === undefined ? [undefined, []] : await describeSource(vocab);
     const onEvent = onProgress && (({ phase, loaded, total }) => onProgress({ phase, loaded, total }));

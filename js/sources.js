@@ -88,7 +88,13 @@ async function openPath(path, signal) {
   } catch (e) {
     throw echoError('load_failed', `cannot open '${path}' (${e.code ?? e.message}); check the path`);
   }
-  const { size } = await file.stat();
+  let size;
+  try {
+    ({ size } = await file.stat());
+  } catch (e) {
+    await file.close();
+    throw echoError('load_failed', `cannot read '${path}' (${e.code ?? e.message})`);
+  }
   let closed = false;
   const cancel = async () => {
     if (!closed) {
@@ -105,7 +111,12 @@ async function openPath(path, signal) {
       try {
         for (;;) {
           if (signal.aborted) throw aborted();
-          const { bytesRead } = await file.read(buf, 0, buf.byteLength, null);
+          let bytesRead;
+          try {
+            ({ bytesRead } = await file.read(buf, 0, buf.byteLength, null));
+          } catch (e) {
+            throw echoError('load_failed', `reading '${path}' failed (${e.code ?? e.message})`);
+          }
           if (bytesRead === 0) return;
           yield buf.subarray(0, bytesRead);
         }

@@ -88,6 +88,8 @@ test('models larger than the cap are refused before tensor memory is allocated',
 
   assert.equal((await rejection(EchoEngine.create({ memoryLimitMb: 700 }))).code, 'invalid_options', 'the limit may only lower the cap');
   assert.equal((await rejection(EchoEngine.create({ backend: 'gpu' }))).code, 'invalid_options');
+  assert.equal((await rejection(EchoEngine.create({ backend: 5 }))).code, 'invalid_options');
+  assert.equal((await rejection(EchoEngine.create({ memoryLimitMb: '64' }))).code, 'invalid_options');
 });
 
 test('aborting a load frees everything it took', { skip }, async () => {
@@ -126,6 +128,12 @@ test('every Node source kind: path, file URL, Uint8Array (transferred), Blob, Re
   assert.equal((await rejection(e.loadModel(models.truncated))).code, 'invalid_model');
   assert.equal((await rejection(e.loadModel(models.notModel))).code, 'invalid_model');
   assert.equal((await rejection(e.loadModel(42))).code, 'invalid_options');
+  assert.equal((await rejection(e.loadModel(models.dir))).code, 'load_failed', 'a folder is not a model file');
+  const locked = Readable.toWeb(createReadStream(models.tiny));
+  locked.getReader();
+  assert.equal((await rejection(e.loadModel(locked))).code, 'invalid_options');
+  assert.equal((await rejection(e.loadModel(models.tiny, { tokenizer: 7 }))).code, 'invalid_options');
+  assert.equal((await e.loadModel(models.tiny)).fileBytes, size, 'the engine still loads after all that');
 });
 
 test('generation streams, stops, aborts midway; complete and generate agree', { skip }, async () => {
