@@ -29,6 +29,7 @@ const io = {
     writeSync(writers.get(path), bytes);
   },
   stdout(line) { process.stdout.write(line + '\n'); },
+  stdoutRaw(text) { process.stdout.write(text); },
   stderr(line) { process.stderr.write(line + '\n'); },
   now() { return performance.now(); },
 };

@@ -1,6 +1,9 @@
 //! The `echo-engine` command line, written once for both runtimes: the native binary and the
 //! Node.js CLI (`bin/echo-engine.mjs`, which runs this code in wasm). Each runtime supplies an `Io`
-//! (files, output, clock); everything else — parsing, loading, evaluation, benchmarks — is here.
+//! (files, output, clock); everything else — parsing, loading, evaluation, benchmarks — is here,
+//! and the text commands (`generate`, `tokenize`, `detokenize`) in `cli/text.rs`.
+
+mod text;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,21 +24,34 @@ pub trait Io {
     fn create(&mut self, path: &str) -> Result<()>;
     fn append(&mut self, path: &str, bytes: &[u8]) -> Result<()>;
     fn stdout(&mut self, line: &str);
+    /// Writes `text` to stdout as it is (no newline added): streamed generation.
+    fn stdout_raw(&mut self, text: &str);
     fn stderr(&mut self, line: &str);
     /// Milliseconds from an arbitrary origin.
     fn now_ms(&self) -> f64;
+    /// The same clock as an owned function, for what outlives a borrow of the `Io` (a session).
+    fn clock(&self) -> Box<dyn Fn() -> f64>;
     /// "native" or "wasm".
     fn runtime(&self) -> &'static str;
     /// Peak bytes of memory the engine has used (the wasm instance's size in wasm).
     fn peak_memory_bytes(&self) -> u64;
 }
 
-const USAGE: &str = "usage: echo-engine <info|logits|quantize|bench|synth> [options]
-  info     --model F
-  logits   --model F --tokens 34,105,110 [--mode serial|sequence] [--backend ggml|reference]
-  quantize --in F --out G --type Q4_0|Q4_1|Q5_0|Q5_1|Q8_0
-  bench    --model F [--decode 64] [--prompt 128] [--backend ggml|reference]
-  synth    --arch v4|v5.1|v5.2|v6|v7 --n-embed 768 --n-layer 12 --n-vocab 50277 --type FP16 --out F [--seed 1]";
+const USAGE: &str = "usage: echo-engine <info|logits|quantize|bench|synth|generate|tokenize|detokenize> [options]
+  info       --model F
+  logits     --model F --tokens 34,105,110 [--mode serial|sequence] [--backend ggml|reference]
+  quantize   --in F --out G --type Q4_0|Q4_1|Q5_0|Q5_1|Q8_0
+  bench      --model F [--decode 64] [--prompt 128] [--backend ggml|reference]
+  synth      --arch v4|v5.1|v5.2|v6|v7 --n-embed 768 --n-layer 12 --n-vocab 50277 --type FP16 --out F [--seed 1]
+  generate   --model F --prompt TEXT [--prompt TEXT …] [--tokenizer auto|world|neox|byte] [--vocab FILE]
+             [--max-tokens 256] [--temperature 1] [--top-p 0.85] [--top-k 0] [--min-p 0]
+             [--presence-penalty 0.2] [--frequency-penalty 0.2] [--penalty-decay 0.996] [--seed 42]
+             [--stop S | --stop '[\"S1\",\"S2\"]' …] [--stop-tokens 0,1] [--cache-mb 64] [--backend ggml] [--json]
+  tokenize   --tokenizer world|neox|byte [--vocab FILE] --text TEXT
+  detokenize --tokenizer world|neox|byte [--vocab FILE] --ids 1,2,3 [--json]";
+
+/// Options that take no value.
+const FLAGS: &[&str] = &["json"];
 
 /// Runs one command; returns the process exit code. Errors go to stderr as one JSON line.
 pub fn run(args: &[String], io: &mut dyn Io) -> i32 {
@@ -48,29 +64,45 @@ pub fn run(args: &[String], io: &mut dyn Io) -> i32 {
     }
 }
 
+/// Options and their values in order (an option may repeat; a flag has none).
 struct Args {
-    values: HashMap<String, String>,
+    values: HashMap<String, Vec<String>>,
 }
 
 impl Args {
     fn parse(args: &[String], allowed: &[&str]) -> Result<Args> {
-        let mut values = HashMap::new();
+        let mut values: HashMap<String, Vec<String>> = HashMap::new();
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             let key = flag
                 .strip_prefix("--")
                 .filter(|k| allowed.contains(k))
                 .ok_or_else(|| Error::invalid_options(format!("unexpected argument '{flag}'\n{USAGE}")))?;
-            let value = it.next().ok_or_else(|| Error::invalid_options(format!("--{key} needs a value")))?;
-            values.insert(key.to_string(), value.clone());
+            let entry = values.entry(key.to_string()).or_default();
+            if !FLAGS.contains(&key) {
+                entry.push(it.next().ok_or_else(|| Error::invalid_options(format!("--{key} needs a value")))?.clone());
+            }
         }
         Ok(Args { values })
     }
     fn required(&self, key: &str) -> Result<&str> {
-        self.values.get(key).map(String::as_str).ok_or_else(|| Error::invalid_options(format!("--{key} is required\n{USAGE}")))
+        self.optional(key).ok_or_else(|| Error::invalid_options(format!("--{key} is required\n{USAGE}")))
     }
+    /// The last value given.
     fn optional(&self, key: &str) -> Option<&str> {
-        self.values.get(key).map(String::as_str)
+        self.values.get(key).and_then(|v| v.last()).map(String::as_str)
+    }
+    fn all(&self, key: &str) -> &[String] {
+        self.values.get(key).map_or(&[], Vec::as_slice)
+    }
+    fn flag(&self, key: &str) -> bool {
+        self.values.contains_key(key)
+    }
+    fn float(&self, key: &str, default: f32) -> Result<f32> {
+        match self.optional(key) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| Error::invalid_options(format!("--{key} must be a number, got '{v}'"))),
+        }
     }
     fn number(&self, key: &str, default: u64) -> Result<u64> {
         match self.optional(key) {
@@ -88,6 +120,9 @@ fn run_command(args: &[String], io: &mut dyn Io) -> Result<()> {
         "quantize" => quantize(&Args::parse(rest, &["in", "out", "type"])?, io),
         "bench" => bench(&Args::parse(rest, &["model", "decode", "prompt", "backend"])?, io),
         "synth" => synth_cmd(&Args::parse(rest, &["arch", "n-embed", "n-layer", "n-vocab", "type", "out", "seed"])?, io),
+        "generate" => text::generate(&Args::parse(rest, text::GENERATE_OPTIONS)?, io),
+        "tokenize" => text::tokenize(&Args::parse(rest, &["tokenizer", "vocab", "text"])?, io),
+        "detokenize" => text::detokenize(&Args::parse(rest, &["tokenizer", "vocab", "ids", "json"])?, io),
         other => Err(Error::invalid_options(format!("unknown command '{other}'\n{USAGE}"))),
     }
 }
@@ -122,9 +157,13 @@ fn info(args: &Args, io: &mut dyn Io) -> Result<()> {
     Ok(())
 }
 
-fn parse_tokens(s: &str) -> Result<Vec<u32>> {
+/// A comma-separated list of token ids given as option `--{key}` (empty: no tokens).
+fn parse_tokens(key: &str, s: &str) -> Result<Vec<u32>> {
+    if s.trim().is_empty() {
+        return Ok(Vec::new());
+    }
     s.split(',')
-        .map(|t| t.trim().parse::<u32>().map_err(|_| Error::invalid_options(format!("--tokens: '{t}' is not a token id"))))
+        .map(|t| t.trim().parse::<u32>().map_err(|_| Error::invalid_options(format!("--{key}: '{t}' is not a token id"))))
         .collect()
 }
 
@@ -133,7 +172,7 @@ fn backend_kind(args: &Args) -> Result<BackendKind> {
 }
 
 fn logits(args: &Args, io: &mut dyn Io) -> Result<()> {
-    let tokens = parse_tokens(args.required("tokens")?)?;
+    let tokens = parse_tokens("tokens", args.required("tokens")?)?;
     let serial = match args.optional("mode").unwrap_or("serial") {
         "serial" => true,
         "sequence" => false,
@@ -253,6 +292,17 @@ fn synth_cmd(args: &Args, io: &mut dyn Io) -> Result<()> {
     synth::write(&spec, |bytes| io.append(out, bytes))?;
     io.stdout(&format!("{{\"out\":{},\"bytes\":{total}}}", crate::error::json_string(out)));
     Ok(())
+}
+
+/// Reads a whole (small) file.
+fn read_all(io: &mut dyn Io, path: &str) -> Result<Vec<u8>> {
+    io.open(path)?;
+    let mut bytes = Vec::new();
+    for_each_chunk(io, path, |_, chunk| {
+        bytes.extend_from_slice(chunk);
+        Ok(())
+    })?;
+    Ok(bytes)
 }
 
 /// Reads an opened file to its end in 1 MiB chunks.

@@ -37,11 +37,20 @@ impl Io for NativeIo {
     fn stdout(&mut self, line: &str) {
         println!("{line}");
     }
+    fn stdout_raw(&mut self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        // Streamed text shows as it comes; a closed pipe just ends the output.
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    }
     fn stderr(&mut self, line: &str) {
         eprintln!("{line}");
     }
     fn now_ms(&self) -> f64 {
         self.start.elapsed().as_secs_f64() * 1000.0
+    }
+    fn clock(&self) -> Box<dyn Fn() -> f64> {
+        let start = self.start;
+        Box::new(move || start.elapsed().as_secs_f64() * 1000.0)
     }
     fn runtime(&self) -> &'static str {
         "native"

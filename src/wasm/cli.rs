@@ -21,6 +21,8 @@ extern "C" {
     fn append(this: &CliIo, path: &str, bytes: &[u8]) -> std::result::Result<(), JsValue>;
     #[wasm_bindgen(method)]
     fn stdout(this: &CliIo, line: &str);
+    #[wasm_bindgen(method, js_name = stdoutRaw)]
+    fn stdout_raw(this: &CliIo, text: &str);
     #[wasm_bindgen(method)]
     fn stderr(this: &CliIo, line: &str);
     #[wasm_bindgen(method)]
@@ -50,11 +52,17 @@ impl Io for CliIo {
     fn stdout(&mut self, line: &str) {
         CliIo::stdout(self, line)
     }
+    fn stdout_raw(&mut self, text: &str) {
+        CliIo::stdout_raw(self, text)
+    }
     fn stderr(&mut self, line: &str) {
         CliIo::stderr(self, line)
     }
     fn now_ms(&self) -> f64 {
         self.now()
+    }
+    fn clock(&self) -> Box<dyn Fn() -> f64> {
+        Box::new(super::now_ms)
     }
     fn runtime(&self) -> &'static str {
         "wasm"

@@ -1,0 +1,215 @@
+//! The text commands: `generate` (streamed, or one JSON object per prompt with `--json`),
+//! `tokenize` and `detokenize`.
+
+use super::{backend_kind, load, parse_tokens, read_all, Args, Io};
+use crate::backend;
+use crate::error::{json_string, Error, Result};
+use crate::generate::{Completion, GenerateOptions, Session};
+use crate::sampler::SamplerOptions;
+use crate::tokenizer::{kind_for_vocab, Tokenizer, TokenizerKind};
+
+pub(super) const GENERATE_OPTIONS: &[&str] = &[
+    "model",
+    "prompt",
+    "tokenizer",
+    "vocab",
+    "max-tokens",
+    "temperature",
+    "top-p",
+    "top-k",
+    "min-p",
+    "presence-penalty",
+    "frequency-penalty",
+    "penalty-decay",
+    "seed",
+    "stop",
+    "stop-tokens",
+    "cache-mb",
+    "backend",
+    "json",
+];
+
+/// Runs each `--prompt` as its own request (from a reset conversation) in one session, so later
+/// prompts sharing a prefix with earlier ones resume from the prefix cache.
+pub(super) fn generate(args: &Args, io: &mut dyn Io) -> Result<()> {
+    let prompts = args.all("prompt");
+    if prompts.is_empty() {
+        args.required("prompt")?;
+    }
+    let opts = generate_options(args)?;
+    let kind = backend_kind(args)?;
+    let cache_bytes = args.number("cache-mb", 64)?.saturating_mul(1 << 20);
+    let (model, _) = load(args.required("model")?, io)?;
+    let tokenizer = tokenizer(args, io, Some(model.hparams.n_vocab))?;
+    let backend = backend::create(kind, model.clone())?;
+    let mut session = Session::new(model, backend, tokenizer, usize::try_from(cache_bytes).unwrap_or(usize::MAX), io.clock());
+    let json = args.flag("json");
+    for prompt in prompts {
+        session.reset();
+        let completion = session.complete(prompt, opts.clone(), &mut |text| {
+            if !json {
+                io.stdout_raw(text);
+            }
+            true
+        })?;
+        io.stdout(&if json { completion_json(&completion) } else { String::new() });
+    }
+    Ok(())
+}
+
+fn generate_options(args: &Args) -> Result<GenerateOptions> {
+    let d = SamplerOptions::default();
+    let sampler = SamplerOptions {
+        temperature: args.float("temperature", d.temperature)?,
+        top_p: args.float("top-p", d.top_p)?,
+        top_k: args.number("top-k", d.top_k as u64)? as usize,
+        min_p: args.float("min-p", d.min_p)?,
+        presence_penalty: args.float("presence-penalty", d.presence_penalty)?,
+        frequency_penalty: args.float("frequency-penalty", d.frequency_penalty)?,
+        penalty_decay: args.float("penalty-decay", d.penalty_decay)?,
+        seed: args.number("seed", d.seed)?,
+        ..d
+    };
+    Ok(GenerateOptions {
+        sampler,
+        max_tokens: args.number("max-tokens", GenerateOptions::default().max_tokens as u64)? as usize,
+        stop: stop_strings(args.all("stop")),
+        stop_tokens: parse_tokens("stop-tokens", args.optional("stop-tokens").unwrap_or(""))?,
+    })
+}
+
+fn completion_json(c: &Completion) -> String {
+    let tokens: Vec<String> = c.tokens.iter().map(u32::to_string).collect();
+    format!(
+        "{{\"text\":{},\"stop_reason\":\"{}\",\"tokens\":[{}],\"stats\":{}}}",
+        json_string(&c.text),
+        c.stop_reason.as_str(),
+        tokens.join(","),
+        c.stats.to_json()
+    )
+}
+
+/// `--tokenizer` (with `--vocab FILE` for world and neox). `auto`, the default when there is a
+/// model, picks by the model's vocabulary size.
+fn tokenizer(args: &Args, io: &mut dyn Io, n_vocab: Option<usize>) -> Result<Tokenizer> {
+    let name = match n_vocab {
+        Some(_) => args.optional("tokenizer").unwrap_or("auto"),
+        None => args.required("tokenizer")?,
+    };
+    let kind = match (name, n_vocab) {
+        ("auto", Some(n)) => kind_for_vocab(n)
+            .ok_or_else(|| Error::invalid_options(format!("no known tokenizer has {n} tokens: pass --tokenizer world|neox|byte")))?,
+        _ => TokenizerKind::from_name(name)?,
+    };
+    if kind == TokenizerKind::Byte {
+        return Ok(Tokenizer::byte());
+    }
+    let vocab = args
+        .optional("vocab")
+        .ok_or_else(|| Error::invalid_options(format!("the {} tokenizer needs its vocabulary: pass --vocab FILE", kind.name())))?;
+    Tokenizer::load(kind, &read_all(io, vocab)?)
+}
+
+pub(super) fn tokenize(args: &Args, io: &mut dyn Io) -> Result<()> {
+    let ids = tokenizer(args, io, None)?.encode(args.required("text")?);
+    let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+    io.stdout(&format!("[{}]", ids.join(",")));
+    Ok(())
+}
+
+/// Prints the text of `--ids` (bytes that are not UTF-8 become U+FFFD).
+pub(super) fn detokenize(args: &Args, io: &mut dyn Io) -> Result<()> {
+    let tokenizer = tokenizer(args, io, None)?;
+    let bytes = tokenizer.decode(&parse_tokens("ids", args.required("ids")?)?)?;
+    let text = String::from_utf8_lossy(&bytes);
+    io.stdout(&if args.flag("json") { json_string(&text) } else { text.into_owned() });
+    Ok(())
+}
+
+/// Each `--stop` value is a stop string, or a JSON array of them (for escapes such as `\n`).
+fn stop_strings(values: &[String]) -> Vec<String> {
+    let mut stops = Vec::new();
+    for v in values {
+        match json_strings(v) {
+            Some(list) => stops.extend(list),
+            None => stops.push(v.clone()),
+        }
+    }
+    stops
+}
+
+/// A JSON array of strings, or None if `s` is not one.
+fn json_strings(s: &str) -> Option<Vec<String>> {
+    fn skip_space(c: &mut std::iter::Peekable<std::str::Chars>) {
+        while c.next_if(char::is_ascii_whitespace).is_some() {}
+    }
+    let mut chars = s.trim().chars().peekable();
+    (chars.next()? == '[').then_some(())?;
+    let mut out = Vec::new();
+    skip_space(&mut chars);
+    if chars.next_if_eq(&']').is_none() {
+        loop {
+            skip_space(&mut chars);
+            (chars.next()? == '"').then_some(())?;
+            out.push(json_string_body(&mut chars)?);
+            skip_space(&mut chars);
+            match chars.next()? {
+                ',' => continue,
+                ']' => break,
+                _ => return None,
+            }
+        }
+    }
+    chars.next().is_none().then_some(out)
+}
+
+/// The rest of a JSON string after its opening quote, escapes decoded.
+fn json_string_body(chars: &mut impl Iterator<Item = char>) -> Option<String> {
+    fn hex4(chars: &mut impl Iterator<Item = char>) -> Option<u32> {
+        (0..4).try_fold(0, |acc, _| Some(acc * 16 + chars.next()?.to_digit(16)?))
+    }
+    let mut out = String::new();
+    loop {
+        match chars.next()? {
+            '"' => return Some(out),
+            '\\' => out.push(match chars.next()? {
+                'n' => '\n',
+                't' => '\t',
+                'r' => '\r',
+                'b' => '\u{8}',
+                'f' => '\u{c}',
+                'u' => {
+                    let hi = hex4(chars)?;
+                    if (0xD800..0xDC00).contains(&hi) {
+                        // A surrogate pair: the low half must follow as \uXXXX.
+                        (chars.next()? == '\\' && chars.next()? == 'u').then_some(())?;
+                        let lo = hex4(chars)?;
+                        char::from_u32(0x10000 + ((hi - 0xD800) << 10) + lo.checked_sub(0xDC00).filter(|l| *l < 0x400)?)?
+                    } else {
+                        char::from_u32(hi)?
+                    }
+                }
+                c @ ('"' | '\\' | '/') => c,
+                _ => return None,
+            }),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_values_are_strings_or_json_arrays_of_strings() {
+        let v = |s: &[&str]| stop_strings(&s.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(v(&["\\n", "[END]"]), ["\\n", "[END]"]);
+        assert_eq!(v(&[r#"["\n\nUser:", "a\"b", "\u00e9\ud83d\ude00"]"#]), ["\n\nUser:", "a\"b", "é😀"]);
+        assert_eq!(v(&["[]"]), Vec::<String>::new());
+        // Not valid JSON: taken literally.
+        for literal in [r#"["a""#, r#"["\x"]"#, r#"["\ud83d"]"#, r#"["a"] x"#, "[1]"] {
+            assert_eq!(v(&[literal]), [literal]);
+        }
+    }
+}
