@@ -7,7 +7,7 @@ import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { makeModels, root } from '../support/models.mjs';
+import { makeModels, root, synth } from '../support/models.mjs';
 
 const MIB = 1024 * 1024;
 const haveWasm = existsSync(join(root, 'pkg/echo_engine_bg.wasm'));
@@ -214,6 +214,31 @@ test('backends: reference and mock are used when asked, and reported', { skip },
   await mock.reset();
   assert.deepEqual((await mock.complete('ab', { maxTokens: 32, temperature: 0, seed: 5 })).tokens, first.tokens);
   assert.ok(first.tokens.every((t) => t >= 32 && t <= 126), 'mock favours printable ASCII');
+});
+
+const tokenizers = join(root, '../shared/fixtures/tokenizers');
+const haveTokenizers = existsSync(tokenizers);
+if (!skip && !haveTokenizers) console.log(`SKIPPED: tokenizer files not found at ${tokenizers}`);
+
+test('vocabularies: World by path, NeoX as a Blob; auto leaves a vocabulary-less model token-only', { skip: skip || !haveTokenizers }, async () => {
+  const e = await engine();
+  const world = synth(join(models.dir, 'world.bin'), ['--arch', 'v5.2', '--n-embed', '64', '--n-layer', '1', '--n-vocab', '65536', '--type', 'FP16']);
+  const text = "I'll 'd test блабла 以下は、]) -> <|endoftext|><|padding|> int";
+  const ids = [74, 5229, 274, 101, 32223, 5092, 27980, 2795, 27980, 33, 10399, 10258, 10139, 10079, 1682, 3463, 295, 125, 25258, 7588, 2318, 125, 790, 125, 49520, 125, 63, 21888];
+  const info = await e.loadModel(world, { vocab: join(tokenizers, 'rwkv_vocab_v20230424.txt') });
+  assert.equal(info.tokenizer, 'world');
+  assert.deepEqual(await e.tokenize(text), ids);
+  assert.equal(await e.detokenize(ids), text);
+  assert.equal((await e.complete('Hi', { maxTokens: 4 })).stats.generatedTokens, 4);
+
+  assert.equal((await rejection(e.loadModel(world, { tokenizer: 'world' }))).code, 'invalid_options', 'world needs its vocabulary');
+  assert.equal((await e.loadModel(world)).tokenizer, null);
+  assert.equal((await rejection(e.generate('Hi').result)).code, 'invalid_options');
+
+  const neox = synth(join(models.dir, 'neox.bin'), ['--arch', 'v4', '--n-embed', '64', '--n-layer', '1', '--n-vocab', '50277', '--type', 'FP16']);
+  const vocab = new Blob([readFileSync(join(tokenizers, '20B_tokenizer.json'))]);
+  assert.equal((await e.loadModel(neox, { vocab })).tokenizer, 'neox');
+  assert.equal(await e.detokenize(await e.tokenize('Hello world')), 'Hello world');
 });
 
 test('a crashed or terminated worker rejects with worker_crashed; a new engine works', { skip }, async () => {

@@ -11,7 +11,7 @@ export const root = fileURLToPath(new URL('../../', import.meta.url));
 const fixture = join(root, '../shared/fixtures/rwkv-tiny/tiny-rwkv-5v2-730K-FP16.bin');
 
 /** Runs `synth` with the native CLI when built (faster), else the Node one. */
-function synth(out, args) {
+export function synth(out, args) {
   const native = join(root, 'target/release/echo-engine');
   const [cmd, argv] = existsSync(native) ? [native, []] : [process.execPath, [join(root, 'bin/echo-engine.mjs')]];
   execFileSync(cmd, [...argv, 'synth', ...args, '--out', out], { stdio: ['ignore', 'ignore', 'inherit'] });
