@@ -3,6 +3,8 @@
 //! caches, and saving and restoring a conversation.
 
 mod common;
+#[path = "vectors/generate.rs"]
+mod vectors;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -285,6 +287,17 @@ fn bad_requests_are_typed_errors() {
     assert_eq!(s.eval_tokens(&[]).unwrap_err().code, ErrorCode::InvalidOptions);
     // None of that changed the conversation.
     assert!(s.tokens().is_empty() && !s.is_active());
+}
+
+#[test]
+fn seeded_generation_gives_the_bytes_pinned_for_every_runtime() {
+    for &(file, expected) in vectors::SEEDED {
+        let Some(model) = load(file) else { return };
+        let c = run(&mut session_for(&model, 0), vectors::PROMPT, opts(vectors::SEED, vectors::MAX_TOKENS)).1;
+        let tokens: Vec<u8> = c.tokens.iter().map(|&t| t as u8).collect();
+        assert_eq!(tokens, expected, "{file}: got {:?}", String::from_utf8_lossy(&tokens));
+        assert_eq!(c.text, String::from_utf8_lossy(expected), "{file}");
+    }
 }
 
 #[test]

@@ -1,0 +1,58 @@
+//! Seeded generation in wasm (Node.js, and headless Chromium with WASM_BINDGEN_USE_BROWSER=1):
+//! the output bytes must equal the pinned ones in tests/vectors/generate.rs, which native runs
+//! check too — so Node, Chromium and native give byte-identical text for a seed.
+//! The fixtures are embedded at compile time (a browser has no file system).
+#![cfg(target_arch = "wasm32")]
+
+#[path = "vectors/generate.rs"]
+mod vectors;
+
+use std::sync::Arc;
+
+use echo_engine::backend::{self, BackendKind};
+use echo_engine::generate::{GenerateOptions, Session, StopReason};
+use echo_engine::model::{load_bytes, LoadOptions};
+use echo_engine::sampler::SamplerOptions;
+use echo_engine::tokenizer::Tokenizer;
+use wasm_bindgen_test::*;
+
+#[cfg(echo_fixtures)]
+macro_rules! embed {
+    ($($f:literal),* $(,)?) => { &[$(($f, include_bytes!(concat!(env!("ECHO_FIXTURES"), "/", $f)) as &[u8])),*] };
+}
+
+#[cfg(echo_fixtures)]
+const MODELS: &[(&str, &[u8])] = embed!(
+    "tiny-rwkv-4v0-660K-Q5_1.bin",
+    "tiny-rwkv-5v1-730K-Q5_0.bin",
+    "tiny-rwkv-5v2-730K-FP32.bin",
+    "tiny-rwkv-6v0-3m-Q5_1.bin",
+    "tiny-rwkv-7v0-834K-FP16.bin",
+);
+#[cfg(not(echo_fixtures))]
+const MODELS: &[(&str, &[u8])] = &[];
+
+#[wasm_bindgen_test]
+fn seeded_generation_gives_the_pinned_bytes() {
+    if MODELS.is_empty() {
+        console_log!("SKIPPED: fixtures not found at ../shared/fixtures/rwkv-tiny when the tests were built");
+        return;
+    }
+    for &(file, expected) in vectors::SEEDED {
+        let bytes = MODELS.iter().find(|(f, _)| *f == file).expect("every pinned fixture is embedded").1;
+        let model = Arc::new(load_bytes(bytes, LoadOptions::default()).unwrap());
+        let backend = backend::create(BackendKind::Ggml, model.clone()).unwrap();
+        // Timings are not under test.
+        let mut session = Session::new(model, backend, Tokenizer::byte(), 1 << 20, Box::new(|| 0.0));
+        let opts = GenerateOptions {
+            sampler: SamplerOptions { seed: vectors::SEED, ..Default::default() },
+            max_tokens: vectors::MAX_TOKENS,
+            ..Default::default()
+        };
+        let c = session.complete(vectors::PROMPT, opts, &mut |_| true).unwrap();
+        let tokens: Vec<u8> = c.tokens.iter().map(|&t| t as u8).collect();
+        assert_eq!(tokens, expected, "{file}: got {:?}", String::from_utf8_lossy(&tokens));
+        assert_eq!(c.text.as_bytes(), String::from_utf8_lossy(expected).as_bytes(), "{file}");
+        assert_eq!(c.stop_reason, StopReason::Length);
+    }
+}
