@@ -161,9 +161,8 @@ fn stop_strings_and_stop_tokens_end_generation_across_tokens() {
     assert!(pieces.iter().all(|p| !p.contains(&stop)));
 
     // A stop token: its text is not returned, the text before it is.
-    let k = 10;
-    let token = free.tokens[k];
-    let k = free.tokens.iter().position(|&t| t == token).unwrap();
+    let token = free.tokens[10];
+    let k = free.tokens.iter().position(|&t| t == token).unwrap(); // its first occurrence
     s.reset();
     let mut o = greedy(64);
     o.stop_tokens = vec![token];
