@@ -248,6 +248,8 @@ pub fn simd_info() -> &'static str {
     unsafe {
         if sys::ggml_cpu_has_wasm_simd() != 0 {
             "wasm-simd128"
+        } else if sys::ggml_cpu_has_avx512() != 0 {
+            "avx512"
         } else if sys::ggml_cpu_has_avx2() != 0 {
             "avx2"
         } else if sys::ggml_cpu_has_avx() != 0 {
