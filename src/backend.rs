@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::format::FileHeader;
+use crate::model::{Arch, Hparams, Model};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
@@ -100,6 +101,32 @@ pub fn create(kind: BackendKind, model: Arc<Model>) -> Result<Box<dyn Backend>> 
 /// Bytes a loaded model takes with one ggml evaluation context: weights plus compute memory.
 pub fn memory_bytes(model: &Model) -> u64 {
     (model.weight_bytes() + crate::ggml::compute_bytes(&model.hparams, model.arch)) as u64
+}
+
+/// An upper bound, from the file header alone (before any tensor is allocated), of what one
+/// evaluation context needs besides the weights: the hidden sizes the header does not give are
+/// taken at their largest (FFN 4× n_embed, heads of 64, v7's vectors), plus the state.
+pub fn eval_bytes_bound(h: &FileHeader) -> u64 {
+    let e = h.n_embed as usize;
+    let hp = Hparams {
+        n_vocab: h.n_vocab as usize,
+        n_embed: e,
+        n_layer: h.n_layer as usize,
+        n_ffn: 4 * e,
+        n_head: (e / 64).max(1),
+        head_size: 64.min(e),
+    };
+    let state = hp.state_len(Arch::V7) * 4;
+    (crate::ggml::compute_bytes(&hp, Arch::V7) + state) as u64
+}
+
+/// The build-time memory cap (`build.rs`): the wasm module's maximum memory. A run-time limit
+/// may only lower it. Native builds have none.
+pub fn memory_cap_bytes() -> Option<u64> {
+    #[cfg(target_arch = "wasm32")]
+    return env!("ECHO_MAX_MEMORY_BYTES").parse().ok();
+    #[cfg(not(target_arch = "wasm32"))]
+    None
 }
 
 /// Which SIMD instruction set ggml was built with.

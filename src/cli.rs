@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::backend::{self, BackendKind};
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::DType;
-use crate::model::{Arch, LoadOptions, Model, ModelLoader};
+use crate::model::{Arch, LoadOptions, Model, ModelLoader, StreamingLoad};
 use crate::quantize::Quantizer;
 use crate::synth::{self, SynthSpec};
 
@@ -47,6 +47,7 @@ const USAGE: &str = "usage: echo-engine <info|logits|quantize|bench|synth|genera
              [--max-tokens 256] [--temperature 1] [--top-p 0.85] [--top-k 0] [--min-p 0]
              [--presence-penalty 0.2] [--frequency-penalty 0.2] [--penalty-decay 0.996] [--seed 42]
              [--stop S | --stop '[\"S1\",\"S2\"]' …] [--stop-tokens 0,1] [--cache-mb 64] [--backend ggml] [--json]
+             [--memory-limit-mb N]
   tokenize   --tokenizer world|neox|byte [--vocab FILE] --text TEXT
   detokenize --tokenizer world|neox|byte [--vocab FILE] --ids 1,2,3 [--json]";
 
@@ -135,6 +136,34 @@ fn load(path: &str, io: &mut dyn Io) -> Result<(Arc<Model>, f64)> {
     for_each_chunk(io, path, |_, chunk| loader.push(chunk))?;
     let model = loader.finish()?;
     Ok((Arc::new(model), (io.now_ms() - start) / 1000.0))
+}
+
+/// `--memory-limit-mb`: a hard cap on the engine's memory, in bytes. In wasm it may only lower
+/// the module's build-time cap.
+fn memory_limit(args: &Args) -> Result<Option<u64>> {
+    let Some(mb) = args.optional("memory-limit-mb") else { return Ok(None) };
+    let bytes = mb.parse::<u64>().ok().filter(|&n| n > 0).and_then(|n| n.checked_mul(1 << 20));
+    let bytes = bytes.ok_or_else(|| Error::invalid_options(format!("--memory-limit-mb must be a whole number above 0, got '{mb}'")))?;
+    match backend::memory_cap_bytes() {
+        Some(cap) if bytes > cap => Err(Error::invalid_options(format!(
+            "--memory-limit-mb may only lower the build-time cap of {} MB",
+            cap >> 20
+        ))),
+        _ => Ok(Some(bytes)),
+    }
+}
+
+/// Like `load`, within `limit_bytes`: from then on allocations past the limit fail, and a model
+/// whose weights, evaluation context and `extra_bytes` would not fit is refused from its header,
+/// before any tensor memory is allocated.
+fn load_within(path: &str, limit_bytes: u64, extra_bytes: u64, io: &mut dyn Io) -> Result<Arc<Model>> {
+    echo_ggml_sys::mem::set_limit(Some(usize::try_from(limit_bytes).unwrap_or(usize::MAX)));
+    let file_bytes = io.open(path)?;
+    let mut load = StreamingLoad::new(limit_bytes, Some(file_bytes));
+    for_each_chunk(io, path, |_, chunk| {
+        load.push(chunk, |h| Ok(echo_ggml_sys::mem::used_bytes() as u64 + backend::eval_bytes_bound(h) + extra_bytes))
+    })?;
+    Ok(Arc::new(load.finish()?))
 }
 
 fn info(args: &Args, io: &mut dyn Io) -> Result<()> {

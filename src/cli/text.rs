@@ -1,7 +1,7 @@
 //! The text commands: `generate` (streamed, or one JSON object per prompt with `--json`),
 //! `tokenize` and `detokenize`.
 
-use super::{backend_kind, load, parse_tokens, read_all, Args, Io};
+use super::{backend_kind, load, load_within, memory_limit, parse_tokens, read_all, Args, Io};
 use crate::backend;
 use crate::error::{json_string, Error, Result};
 use crate::generate::{Completion, GenerateOptions, Session};
@@ -27,7 +27,12 @@ pub(super) const GENERATE_OPTIONS: &[&str] = &[
     "cache-mb",
     "backend",
     "json",
+    "memory-limit-mb",
 ];
+
+/// Room, under `--memory-limit-mb`, for the tokenizer: it is built after the model (its kind
+/// depends on the model's vocabulary); World's and NeoX's tables take about 2 MB.
+const TOKENIZER_BYTES: u64 = 8 << 20;
 
 /// Runs each `--prompt` as its own request (from a reset conversation) in one session, so later
 /// prompts sharing a prefix with earlier ones resume from the prefix cache.
@@ -38,8 +43,15 @@ pub(super) fn generate(args: &Args, io: &mut dyn Io) -> Result<()> {
     }
     let opts = generate_options(args)?;
     let kind = backend_kind(args)?;
-    let cache_bytes = args.number("cache-mb", 64)?.saturating_mul(1 << 20);
-    let (model, _) = load(args.required("model")?, io)?;
+    let limit = memory_limit(args)?;
+    // Under a memory limit the prefix cache takes a sixteenth of it unless told otherwise.
+    let default_cache_mb = limit.map_or(64, |l| (l >> 20) / 16).min(64);
+    let cache_bytes = args.number("cache-mb", default_cache_mb)?.saturating_mul(1 << 20);
+    let path = args.required("model")?;
+    let model = match limit {
+        Some(limit) => load_within(path, limit, cache_bytes + TOKENIZER_BYTES, io)?,
+        None => load(path, io)?.0,
+    };
     let tokenizer = tokenizer(args, io, Some(model.hparams.n_vocab))?;
     let backend = backend::create(kind, model.clone())?;
     let mut session = Session::new(model, backend, tokenizer, usize::try_from(cache_bytes).unwrap_or(usize::MAX), io.clock());

@@ -3,12 +3,14 @@
 
 mod buffer;
 mod loader;
+mod stream;
 pub mod schema;
 
 use std::collections::HashMap;
 
 pub use buffer::AlignedBuf;
 pub use loader::{load_bytes, load_reader, LoadOptions, ModelLoader};
+pub use stream::StreamingLoad;
 
 use crate::error::{Error, Result};
 use crate::format::{FileHeader, TensorInfo};

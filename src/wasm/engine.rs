@@ -11,13 +11,11 @@ use wasm_bindgen::prelude::*;
 
 use super::js::{num, object, Options};
 use super::js_error;
-use super::load::StreamingLoad;
 use super::metrics::Metrics;
 use crate::backend::{self, Backend, BackendKind};
 use crate::error::{Error, ErrorCode, Result};
-use crate::format::FileHeader;
 use crate::generate::{Completion, GenerateOptions, Session, Step};
-use crate::model::{Arch, Hparams, Model};
+use crate::model::{Model, StreamingLoad};
 use crate::sampler::SamplerOptions;
 use crate::tokenizer::{self, Tokenizer, TokenizerKind};
 
@@ -26,11 +24,6 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// Room for the chunk being copied in (wasm-bindgen copies each pushed chunk into wasm memory)
 /// and small allocations made while loading.
 const LOAD_SLACK_BYTES: u64 = 4 << 20;
-
-/// The build-time cap (`build.rs`): the wasm module's maximum memory.
-fn build_cap_bytes() -> u64 {
-    env!("ECHO_MAX_MEMORY_BYTES").parse().unwrap_or(600 << 20)
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum BackendChoice {
@@ -81,7 +74,7 @@ impl Engine {
     }
 
     fn create(memory_limit_mb: Option<f64>, backend: &str) -> Result<Engine> {
-        let cap = build_cap_bytes();
+        let cap = backend::memory_cap_bytes().unwrap_or(u64::MAX);
         let limit_bytes = match memory_limit_mb {
             None => cap,
             Some(mb) if mb.is_finite() && mb > 0.0 && mb * MIB <= cap as f64 => (mb * MIB) as u64,
@@ -137,7 +130,7 @@ impl Engine {
         let result = p.load.push(chunk, |header| {
             // The tokenizer is built now, before any tensor memory, so it counts as used.
             *slot = make_tokenizer(name, vocab.take(), header.n_vocab as usize)?;
-            Ok(mem::used_bytes() as u64 + eval_bytes(header) + cache + LOAD_SLACK_BYTES)
+            Ok(mem::used_bytes() as u64 + backend::eval_bytes_bound(header) + cache + LOAD_SLACK_BYTES)
         });
         if result.is_err() {
             self.pending = None;
@@ -405,22 +398,6 @@ fn make_tokenizer(name: &str, vocab: Option<Box<[u8]>>, n_vocab: usize) -> Resul
         )));
     }
     Ok(Some(tok))
-}
-
-/// An upper bound, from the file header alone, of what evaluation needs besides the weights: the
-/// hidden sizes not in the header are taken at their largest (FFN 4× n_embed, heads of 64, v7).
-fn eval_bytes(h: &FileHeader) -> u64 {
-    let e = h.n_embed as usize;
-    let hp = Hparams {
-        n_vocab: h.n_vocab as usize,
-        n_embed: e,
-        n_layer: h.n_layer as usize,
-        n_ffn: 4 * e,
-        n_head: (e / 64).max(1),
-        head_size: 64.min(e),
-    };
-    let state = hp.state_len(Arch::V7) * 4;
-    (crate::ggml::compute_bytes(&hp, Arch::V7) + state) as u64
 }
 
 /// The prompt-state cache's share of the limit.

@@ -4,7 +4,6 @@
 mod cli;
 mod engine;
 mod js;
-mod load;
 mod metrics;
 
 use wasm_bindgen::prelude::*;

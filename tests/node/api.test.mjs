@@ -3,6 +3,7 @@
 // (tests/browser/) run the same API in Chromium.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
@@ -90,6 +91,19 @@ test('models larger than the cap are refused before tensor memory is allocated',
   assert.equal((await rejection(EchoEngine.create({ backend: 'gpu' }))).code, 'invalid_options');
   assert.equal((await rejection(EchoEngine.create({ backend: 5 }))).code, 'invalid_options');
   assert.equal((await rejection(EchoEngine.create({ memoryLimitMb: '64' }))).code, 'invalid_options');
+});
+
+test('the CLI: generate --memory-limit-mb refuses what does not fit and may only lower the cap', { skip }, () => {
+  const cli = (...args) => spawnSync(process.execPath, [join(root, 'bin/echo-engine.mjs'), 'generate', ...args], { encoding: 'utf8' });
+  const refused = cli('--model', models.big250, '--prompt', 'x', '--tokenizer', 'byte', '--memory-limit-mb', '128');
+  assert.equal(refused.status, 1);
+  const err = JSON.parse(refused.stderr.trim());
+  assert.equal(err.code, 'model_too_large');
+  assert.equal(err.limitBytes, 128 * MIB);
+  assert.equal(JSON.parse(cli('--model', models.tiny, '--prompt', 'x', '--memory-limit-mb', '700').stderr.trim()).code, 'invalid_options');
+  const ok = cli('--model', models.tiny, '--prompt', 'Hello', '--max-tokens', '8', '--memory-limit-mb', '64', '--json');
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.equal(JSON.parse(ok.stdout.trim()).stats.generated_tokens, 8);
 });
 
 test('aborting a load frees everything it took', { skip }, async () => {

@@ -4,9 +4,9 @@
 //! does not fit is refused before a single tensor is allocated. From then on every byte goes
 //! straight from the chunk into its tensor: the file is never held whole, in JS or in wasm.
 
+use super::{LoadOptions, Model, ModelLoader};
 use crate::error::{Error, Result};
 use crate::format::{FileHeader, Parser, Sink, TensorInfo, FILE_HEADER_BYTES};
-use crate::model::{LoadOptions, Model, ModelLoader};
 
 pub struct StreamingLoad {
     limit_bytes: u64,
