@@ -1,0 +1,71 @@
+//! `StreamingLoad`, natively: the header is held back until the budget is known, a model that does
+//! not fit is refused before any tensor memory exists, and chunks of any size work. The models are
+//! synthesized in memory, so no fixture is needed.
+
+use echo_engine::format::DType;
+use echo_engine::model::{Arch, StreamingLoad};
+use echo_engine::synth::{self, SynthSpec};
+use echo_engine::ErrorCode;
+
+fn model_bytes() -> Vec<u8> {
+    let spec = SynthSpec { arch: Arch::V5_2, n_embed: 64, n_layer: 2, n_vocab: 256, dtype: DType::F16, seed: 3 };
+    let mut out = Vec::new();
+    synth::write(&spec, |b| {
+        out.extend_from_slice(b);
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn byte_by_byte_the_reserve_is_asked_once_at_the_header() {
+    let bytes = model_bytes();
+    let mut load = StreamingLoad::new(u64::MAX, Some(bytes.len() as u64));
+    let mut asked = Vec::new();
+    for (i, b) in bytes.iter().enumerate() {
+        load.push(std::slice::from_ref(b), |h| {
+            asked.push((i, h.n_vocab));
+            Ok(0)
+        })
+        .unwrap();
+    }
+    // Asked when the 24th byte (index 23) arrived, and never again.
+    assert_eq!(asked, vec![(23, 256)]);
+    let model = load.finish().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(model.file_bytes, bytes.len() as u64);
+    assert_eq!(model.arch, Arch::V5_2);
+}
+
+#[test]
+fn a_model_over_the_limit_is_refused_at_its_header() {
+    let bytes = model_bytes();
+    let limit = bytes.len() as u64 / 2;
+    // The file header alone is enough to refuse: no tensor has been seen, let alone allocated.
+    let mut load = StreamingLoad::new(limit, Some(bytes.len() as u64));
+    let err = load.push(&bytes[..24], |_| Ok(1000)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::ModelTooLarge);
+    assert_eq!(err.limit_bytes, Some(limit));
+    assert!(err.needed_bytes.unwrap() >= bytes.len() as u64 - 24 + 1000);
+
+    // The reserve counts: the weights fit, the weights plus the reserve do not.
+    let mut load = StreamingLoad::new(bytes.len() as u64, Some(bytes.len() as u64));
+    let err = load.push(&bytes, |_| Ok(bytes.len() as u64)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::ModelTooLarge);
+}
+
+#[test]
+fn short_and_foreign_sources_are_invalid_models() {
+    let mut load = StreamingLoad::new(u64::MAX, None);
+    load.push(b"RIFF", |_| panic!("no header yet")).unwrap();
+    assert_eq!(load.finish().err().expect("not a model").code, ErrorCode::InvalidModel);
+
+    let mut load = StreamingLoad::new(u64::MAX, None);
+    let err = load.push(&[7u8; 64], |_| panic!("a bad header is never budgeted")).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidModel);
+
+    let bytes = model_bytes();
+    let mut load = StreamingLoad::new(u64::MAX, None);
+    load.push(&bytes[..bytes.len() - 10], |_| Ok(0)).unwrap();
+    assert_eq!(load.finish().err().expect("not a model").code, ErrorCode::InvalidModel);
+}
