@@ -15,7 +15,7 @@ export class EchoError extends Error {
     super(message);
     this.name = 'EchoError';
     this.code = code;
-    for (const [k, v] of Object.entries(extra)) if (v !== undefined) this[k] = v;
+    for (const k of ['neededBytes', 'limitBytes', 'status']) if (extra[k] !== undefined) this[k] = extra[k];
   }
 }
 
@@ -50,7 +50,11 @@ async function spawnWorker(url) {
 async function describeSource(source) {
   if (typeof source === 'string') {
     if (isNode && !/^[a-z][a-z0-9+.-]*:/i.test(source)) return [{ path: source }, []];
-    source = new URL(source, globalThis.location?.href);
+    try {
+      source = new URL(source, globalThis.location?.href);
+    } catch {
+      throw new EchoError('invalid_options', `'${source}' is not a valid URL`);
+    }
   }
   if (source instanceof URL) {
     if (isNode && source.protocol === 'file:') {
@@ -108,7 +112,13 @@ export class EchoEngine {
     const { memoryLimitMb, backend = 'auto', workerUrl = new URL('./worker.js', import.meta.url) } = options;
     if (memoryLimitMb !== undefined && typeof memoryLimitMb !== 'number') throw new EchoError('invalid_options', 'memoryLimitMb must be a number');
     text(backend, 'backend');
-    const engine = new EchoEngine(await spawnWorker(workerUrl));
+    let worker;
+    try {
+      worker = await spawnWorker(workerUrl);
+    } catch (e) {
+      throw new EchoError('worker_crashed', `the worker could not start from ${workerUrl} (${e.message}); check workerUrl`);
+    }
+    const engine = new EchoEngine(worker);
     try {
       await engine.#call('create', { memoryLimitMb, backend });
     } catch (e) {
