@@ -21,11 +21,13 @@ fn main() {
 
     // Wasm tests cannot read files at run time (no file system in a browser), so they embed the
     // fixtures; without them the tests print SKIPPED.
-    println!("cargo::rustc-check-cfg=cfg(echo_fixtures)");
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/rwkv-tiny");
-    println!("cargo:rerun-if-changed={}", fixtures.display());
-    if fixtures.is_dir() {
-        println!("cargo:rustc-cfg=echo_fixtures");
-        println!("cargo:rustc-env=ECHO_FIXTURES={}", fixtures.canonicalize().unwrap().display());
+    for (dir, cfg, env) in [("rwkv-tiny", "echo_fixtures", "ECHO_FIXTURES"), ("tokenizers", "echo_tokenizers", "ECHO_TOKENIZERS")] {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(dir);
+        println!("cargo:rerun-if-changed={}", path.display());
+        if path.is_dir() {
+            println!("cargo:rustc-cfg={cfg}");
+            println!("cargo:rustc-env={env}={}", path.canonicalize().unwrap().display());
+        }
     }
 }

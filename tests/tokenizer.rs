@@ -1,8 +1,8 @@
 //! Tokenizers against their fixture files (`../shared/fixtures/tokenizers`).
 //!
-//! The checks are plain `pub fn`s that take the files' bytes, so a wasm test can include this file
-//! (`#[path = "tokenizer.rs"] mod tokenizer;`) and call them with bytes it fetched itself; the
-//! `#[test]` wrappers at the bottom only read the files and are native-only.
+//! The checks are plain `pub fn`s that take the files' bytes; `native` runs them on the files, and
+//! `wasm` (Node.js, and headless Chromium with WASM_BINDGEN_USE_BROWSER=1) on copies embedded at
+//! compile time (a browser has no file system).
 //! NeoX's expected ids come from Hugging Face `tokenizers` 0.23.3:
 //! `Tokenizer.from_file("20B_tokenizer.json").encode(s).ids`.
 #![allow(dead_code)]
@@ -340,6 +340,53 @@ mod native {
 
     #[test]
     fn kinds_and_names() {
+        check_kinds();
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod wasm {
+    use super::*;
+    use wasm_bindgen_test::*;
+
+    #[cfg(echo_tokenizers)]
+    const FILES: Option<(&[u8], &[u8])> = Some((
+        include_bytes!(concat!(env!("ECHO_TOKENIZERS"), "/rwkv_vocab_v20230424.txt")),
+        include_bytes!(concat!(env!("ECHO_TOKENIZERS"), "/20B_tokenizer.json")),
+    ));
+    #[cfg(not(echo_tokenizers))]
+    const FILES: Option<(&[u8], &[u8])> = None;
+
+    fn files() -> Option<(&'static [u8], &'static [u8])> {
+        if FILES.is_none() {
+            console_log!("SKIPPED: tokenizer fixtures not found at ../shared/fixtures/tokenizers when the tests were built");
+        }
+        FILES
+    }
+
+    #[wasm_bindgen_test]
+    fn world() {
+        let Some((world, _)) = files() else { return };
+        check_world_known_vector(world);
+        let tok = Tokenizer::world(world).unwrap();
+        check_round_trips(&tok);
+        check_decode_arbitrary_ids(&tok);
+        check_world_malformed(world);
+    }
+
+    #[wasm_bindgen_test]
+    fn neox() {
+        let Some((_, json)) = files() else { return };
+        check_neox_reference_ids(json);
+        let tok = Tokenizer::neox(json).unwrap();
+        check_round_trips(&tok);
+        check_decode_arbitrary_ids(&tok);
+        check_neox_malformed(json);
+    }
+
+    #[wasm_bindgen_test]
+    fn byte_and_kinds() {
+        check_byte();
         check_kinds();
     }
 }
