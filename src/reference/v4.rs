@@ -9,12 +9,7 @@ use crate::error::Result;
 /// Time mixing. `att_state` is `aa, bb, pp` (`E` floats each), updated in place.
 pub(super) fn time_mix(w: &Layer, x: &[f32], prev: &[f32], att_state: &mut [f32]) -> Result<Vec<f32>> {
     let e = x.len();
-    let xk = ops::mix(x, prev, &w.vec("att.time_mix_k", e)?);
-    let xv = ops::mix(x, prev, &w.vec("att.time_mix_v", e)?);
-    let xr = ops::mix(x, prev, &w.vec("att.time_mix_r", e)?);
-    let r = w.matvec("att.receptance.weight", &xr)?;
-    let k = w.matvec("att.key.weight", &xk)?;
-    let v = w.matvec("att.value.weight", &xv)?;
+    let (r, k, v) = receptance_key_value(w, x, prev)?;
     let first = w.vec("att.time_first", e)?;
     let decay = w.vec("att.time_decay", e)?;
 
@@ -26,6 +21,15 @@ pub(super) fn time_mix(w: &Layer, x: &[f32], prev: &[f32], att_state: &mut [f32]
         rwkv[i] = ops::sigmoid(r[i]) * wkv;
     }
     w.matvec("att.output.weight", &rwkv)
+}
+
+/// `R xr`, `K xk`, `V xv` with v4/v5's token shift (`time_mix_{r,k,v}`).
+pub(super) fn receptance_key_value(w: &Layer, x: &[f32], prev: &[f32]) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+    let e = x.len();
+    let xr = ops::mix(x, prev, &w.vec("att.time_mix_r", e)?);
+    let xk = ops::mix(x, prev, &w.vec("att.time_mix_k", e)?);
+    let xv = ops::mix(x, prev, &w.vec("att.time_mix_v", e)?);
+    Ok((w.matvec("att.receptance.weight", &xr)?, w.matvec("att.key.weight", &xk)?, w.matvec("att.value.weight", &xv)?))
 }
 
 /// One channel of the WKV for one token, shared with ggml's custom op (`crate::ggml::wkv4`).

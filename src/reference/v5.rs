@@ -13,12 +13,7 @@ pub(super) fn time_mix(w: &Layer, x: &[f32], prev: &[f32], heads: &mut [f32]) ->
     let e = x.len();
     let hp = &w.model.hparams;
     let v5_2 = w.model.arch == Arch::V5_2;
-    let xk = ops::mix(x, prev, &w.vec("att.time_mix_k", e)?);
-    let xv = ops::mix(x, prev, &w.vec("att.time_mix_v", e)?);
-    let xr = ops::mix(x, prev, &w.vec("att.time_mix_r", e)?);
-    let r = w.matvec("att.receptance.weight", &xr)?;
-    let k = w.matvec("att.key.weight", &xk)?;
-    let v = w.matvec("att.value.weight", &xv)?;
+    let (r, k, v) = super::v4::receptance_key_value(w, x, prev)?;
 
     let (decay, bonus) = if v5_2 {
         (w.vec("att.time_decay", e)?, w.vec("att.time_faaaa", e)?)
