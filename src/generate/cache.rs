@@ -7,9 +7,9 @@
 use super::options::Completion;
 
 /// Least-recently-used entries under a byte bound. Linear scans: the bound keeps entries few
-/// next to the work each lookup saves.
+/// next to the work each lookup saves. Both caches deref to it for their sizes and `clear`.
 #[derive(Debug)]
-struct Lru<K, V> {
+pub struct Lru<K, V> {
     slots: Vec<Slot<K, V>>,
     max_bytes: usize,
     used_bytes: usize,
@@ -62,10 +62,43 @@ impl<K: PartialEq, V> Lru<K, V> {
         self.used_bytes -= self.slots.swap_remove(i).bytes;
     }
 
-    fn clear(&mut self) {
+    pub fn clear(&mut self) {
         self.slots.clear();
         self.used_bytes = 0;
     }
+
+    pub fn bytes(&self) -> usize {
+        self.used_bytes
+    }
+
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
+/// Gives a cache wrapper its `Lru`'s size accessors and `clear`.
+macro_rules! deref_to_lru {
+    ($cache:ty, $k:ty, $v:ty) => {
+        impl std::ops::Deref for $cache {
+            type Target = Lru<$k, $v>;
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+        impl std::ops::DerefMut for $cache {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.0
+            }
+        }
+    };
 }
 
 /// A state and, when they were computed, the logits it gives for the next token.
@@ -115,26 +148,9 @@ impl PrefixCache {
         Some((slot.key.len(), &slot.value))
     }
 
-    pub fn bytes(&self) -> usize {
-        self.0.used_bytes
-    }
-
-    pub fn max_bytes(&self) -> usize {
-        self.0.max_bytes
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.slots.is_empty()
-    }
-
-    pub fn clear(&mut self) {
-        self.0.clear()
-    }
 }
+
+deref_to_lru!(PrefixCache, Vec<u32>, Snapshot);
 
 /// Completions keyed by the conversation's tokens (prompt included) and an encoding of every
 /// option that shapes the output. Each entry costs its key, text and token bytes.
@@ -159,22 +175,9 @@ impl ResponseCache {
         self.0.insert((tokens.to_vec(), options.to_vec()), completion.clone(), bytes)
     }
 
-    pub fn bytes(&self) -> usize {
-        self.0.used_bytes
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.slots.is_empty()
-    }
-
-    pub fn clear(&mut self) {
-        self.0.clear()
-    }
 }
+
+deref_to_lru!(ResponseCache, (Vec<u32>, Vec<u8>), Completion);
 
 #[cfg(test)]
 mod tests {
