@@ -93,7 +93,7 @@ fn every_fixture_conforms_in_serial_and_sequence_mode() {
         let (tag, dtype) = parse_name(file);
         let want = expected(tag);
         let model = Arc::new(load_streamed(bytes));
-        let mut line = format!("{file}");
+        let mut line = file.to_string();
         for serial in [true, false] {
             let got = run(&model, BackendKind::Ggml, serial);
             let diff_sum: f32 = got.iter().zip(&want).map(|(a, b)| a - b).sum();

@@ -10,6 +10,10 @@
 //! 3. Two allocators: wasi-libc's dlmalloc would take memory Rust's allocator already owns.
 //!    We implement the C allocation family on Rust's allocator, so libc's malloc is never
 //!    linked and every C allocation is counted by `crate::mem`.
+//!
+//! The `unsafe extern "C"` functions here are called by C code only; their safety contract is
+//! the C function's they stand in for (`malloc(3)`, the WASI spec).
+#![allow(clippy::missing_safety_doc)]
 
 use core::ffi::{c_char, c_void, CStr};
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -238,7 +242,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
 
 #[no_mangle]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
-    if !align.is_power_of_two() || align % core::mem::size_of::<usize>() != 0 {
+    if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
         return ERRNO_INVAL;
     }
     let p = c_alloc(size, align, false);
