@@ -22,7 +22,7 @@ pub fn encode_row(dtype: DType, row: &[f32], out: &mut Vec<u8>) {
             // `n` encoded bytes; ggml needs no importance matrix for these types.
             let written = unsafe {
                 echo_ggml_sys::ggml_quantize_chunk(
-                    dtype.ggml_type() as echo_ggml_sys::ggml_type,
+                    dtype.ggml_type(),
                     row.as_ptr(),
                     out[start..].as_mut_ptr().cast(),
                     0,

@@ -1,5 +1,7 @@
 //! The data types of rwkv.cpp files and their byte layout (ggml's blocks of 32 for quantized types).
 
+use echo_ggml_sys as sys;
+
 use crate::error::{Error, ErrorCode, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,15 +55,15 @@ impl DType {
     }
 
     /// ggml's `enum ggml_type` value.
-    pub fn ggml_type(self) -> u32 {
+    pub fn ggml_type(self) -> sys::ggml_type {
         match self {
-            DType::F32 => 0,
-            DType::F16 => 1,
-            DType::Q4_0 => 2,
-            DType::Q4_1 => 3,
-            DType::Q5_0 => 6,
-            DType::Q5_1 => 7,
-            DType::Q8_0 => 8,
+            DType::F32 => sys::GGML_TYPE_F32,
+            DType::F16 => sys::GGML_TYPE_F16,
+            DType::Q4_0 => sys::GGML_TYPE_Q4_0,
+            DType::Q4_1 => sys::GGML_TYPE_Q4_1,
+            DType::Q5_0 => sys::GGML_TYPE_Q5_0,
+            DType::Q5_1 => sys::GGML_TYPE_Q5_1,
+            DType::Q8_0 => sys::GGML_TYPE_Q8_0,
         }
     }
 

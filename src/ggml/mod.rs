@@ -87,7 +87,7 @@ impl GgmlModel {
                 ne[i] = d as i64;
             }
             let matrix = is_matrix(&t.info.name);
-            let ty = if matrix { t.info.dtype.ggml_type() as sys::ggml_type } else { sys::GGML_TYPE_F32 };
+            let ty = if matrix { t.info.dtype.ggml_type() } else { sys::GGML_TYPE_F32 };
             // SAFETY: `ctx` has room for one header per model tensor (no data: no_alloc).
             let tensor = unsafe { sys::ggml_new_tensor(ctx.as_ptr(), ty, t.info.shape.len() as i32, ne.as_ptr()) };
             if tensor.is_null() {

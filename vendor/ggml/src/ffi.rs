@@ -12,9 +12,6 @@ pub const GGML_MAX_DIMS: usize = 4;
 pub const GGML_MAX_SRC: usize = 10;
 pub const GGML_MAX_OP_PARAMS: usize = 64;
 pub const GGML_MAX_NAME: usize = 64;
-pub const GGML_DEFAULT_GRAPH_SIZE: usize = 2048;
-/// `n_tasks` for custom ops: use as many tasks as there are threads.
-pub const GGML_N_TASKS_MAX: c_int = -1;
 
 /// `enum ggml_type` (a C enum is an `int` on every target we build for). Kept as a plain
 /// integer so a value read back from C can never be an invalid Rust enum.
@@ -27,58 +24,22 @@ pub const GGML_TYPE_Q5_0: ggml_type = 6;
 pub const GGML_TYPE_Q5_1: ggml_type = 7;
 pub const GGML_TYPE_Q8_0: ggml_type = 8;
 pub const GGML_TYPE_Q8_1: ggml_type = 9;
-pub const GGML_TYPE_Q2_K: ggml_type = 10;
-pub const GGML_TYPE_Q3_K: ggml_type = 11;
-pub const GGML_TYPE_Q4_K: ggml_type = 12;
-pub const GGML_TYPE_Q5_K: ggml_type = 13;
-pub const GGML_TYPE_Q6_K: ggml_type = 14;
-pub const GGML_TYPE_Q8_K: ggml_type = 15;
-pub const GGML_TYPE_IQ2_XXS: ggml_type = 16;
-pub const GGML_TYPE_IQ2_XS: ggml_type = 17;
-pub const GGML_TYPE_IQ3_XXS: ggml_type = 18;
-pub const GGML_TYPE_IQ1_S: ggml_type = 19;
-pub const GGML_TYPE_IQ4_NL: ggml_type = 20;
-pub const GGML_TYPE_IQ3_S: ggml_type = 21;
-pub const GGML_TYPE_IQ2_S: ggml_type = 22;
-pub const GGML_TYPE_IQ4_XS: ggml_type = 23;
-pub const GGML_TYPE_I8: ggml_type = 24;
-pub const GGML_TYPE_I16: ggml_type = 25;
 pub const GGML_TYPE_I32: ggml_type = 26;
-pub const GGML_TYPE_I64: ggml_type = 27;
-pub const GGML_TYPE_F64: ggml_type = 28;
-pub const GGML_TYPE_IQ1_M: ggml_type = 29;
-pub const GGML_TYPE_BF16: ggml_type = 30;
-pub const GGML_TYPE_TQ1_0: ggml_type = 34;
-pub const GGML_TYPE_TQ2_0: ggml_type = 35;
-pub const GGML_TYPE_MXFP4: ggml_type = 39;
-pub const GGML_TYPE_NVFP4: ggml_type = 40;
-pub const GGML_TYPE_Q1_0: ggml_type = 41;
-pub const GGML_TYPE_Q2_0: ggml_type = 42;
-pub const GGML_TYPE_COUNT: ggml_type = 43;
 
-/// `enum ggml_op`; see `ggml_op_name()` for the meaning of a value.
+/// `enum ggml_op` (ggml.h lists the values).
 pub type ggml_op = c_int;
 
 /// `enum ggml_status`
 pub type ggml_status = c_int;
-pub const GGML_STATUS_ALLOC_FAILED: ggml_status = -2;
-pub const GGML_STATUS_FAILED: ggml_status = -1;
 pub const GGML_STATUS_SUCCESS: ggml_status = 0;
-pub const GGML_STATUS_ABORTED: ggml_status = 1;
 
 /// `enum ggml_log_level`
 pub type ggml_log_level = c_int;
-pub const GGML_LOG_LEVEL_NONE: ggml_log_level = 0;
-pub const GGML_LOG_LEVEL_DEBUG: ggml_log_level = 1;
-pub const GGML_LOG_LEVEL_INFO: ggml_log_level = 2;
 pub const GGML_LOG_LEVEL_WARN: ggml_log_level = 3;
 pub const GGML_LOG_LEVEL_ERROR: ggml_log_level = 4;
-pub const GGML_LOG_LEVEL_CONT: ggml_log_level = 5;
 
 /// `enum ggml_tensor_flag`
 pub const GGML_TENSOR_FLAG_INPUT: i32 = 1;
-pub const GGML_TENSOR_FLAG_OUTPUT: i32 = 2;
-pub const GGML_TENSOR_FLAG_PARAM: i32 = 4;
 
 pub type ggml_fp16_t = u16;
 
@@ -170,7 +131,6 @@ pub struct ggml_cplan {
     pub use_ref: bool,
 }
 
-pub type ggml_to_float_t = Option<unsafe extern "C" fn(x: *const c_void, y: *mut f32, k: i64)>;
 pub type ggml_from_float_t = Option<unsafe extern "C" fn(x: *const f32, y: *mut c_void, k: i64)>;
 pub type ggml_vec_dot_t = Option<
     unsafe extern "C" fn(
@@ -186,19 +146,6 @@ pub type ggml_vec_dot_t = Option<
 >;
 
 #[repr(C)]
-pub struct ggml_type_traits {
-    pub type_name: *const c_char,
-    pub blck_size: i64,
-    pub blck_size_interleave: i64,
-    pub type_size: usize,
-    pub is_quantized: bool,
-    /// dequantize a row
-    pub to_float: ggml_to_float_t,
-    /// reference quantizer (the one `ggml_quantize_chunk` uses for weights)
-    pub from_float_ref: ggml_from_float_t,
-}
-
-#[repr(C)]
 pub struct ggml_type_traits_cpu {
     /// SIMD quantizer ggml-cpu uses for mul_mat activations (`vec_dot_type`)
     pub from_float: ggml_from_float_t,
@@ -208,25 +155,11 @@ pub struct ggml_type_traits_cpu {
 }
 
 /// Custom op callbacks: `ith` of `nth` tasks computes its share of `dst`.
-pub type ggml_custom1_op_t = Option<
-    unsafe extern "C" fn(dst: *mut ggml_tensor, a: *const ggml_tensor, ith: c_int, nth: c_int, userdata: *mut c_void),
->;
 pub type ggml_custom2_op_t = Option<
     unsafe extern "C" fn(
         dst: *mut ggml_tensor,
         a: *const ggml_tensor,
         b: *const ggml_tensor,
-        ith: c_int,
-        nth: c_int,
-        userdata: *mut c_void,
-    ),
->;
-pub type ggml_custom3_op_t = Option<
-    unsafe extern "C" fn(
-        dst: *mut ggml_tensor,
-        a: *const ggml_tensor,
-        b: *const ggml_tensor,
-        c: *const ggml_tensor,
         ith: c_int,
         nth: c_int,
         userdata: *mut c_void,
@@ -250,49 +183,23 @@ extern "C" {
     pub fn echo_ggml_tensor_layout(out: *mut usize, n: usize) -> usize;
 
     // --- context
-    pub fn ggml_init(params: ggml_init_params) -> Ctx;
-    pub fn ggml_reset(ctx: Ctx);
     pub fn ggml_free(ctx: Ctx);
     pub fn ggml_used_mem(ctx: *const ggml_context) -> usize;
-    pub fn ggml_get_no_alloc(ctx: Ctx) -> bool;
-    pub fn ggml_set_no_alloc(ctx: Ctx, no_alloc: bool);
-    pub fn ggml_get_mem_buffer(ctx: *const ggml_context) -> *mut c_void;
-    pub fn ggml_get_mem_size(ctx: *const ggml_context) -> usize;
-    pub fn ggml_get_max_tensor_size(ctx: *const ggml_context) -> usize;
     /// bytes of context pool used per tensor besides its data
     pub fn ggml_tensor_overhead() -> usize;
-    pub fn ggml_graph_overhead() -> usize;
     pub fn ggml_graph_overhead_custom(size: usize, grads: bool) -> usize;
 
     // --- types
-    pub fn ggml_type_size(type_: ggml_type) -> usize;
-    pub fn ggml_blck_size(type_: ggml_type) -> i64;
     pub fn ggml_row_size(type_: ggml_type, ne: i64) -> usize;
-    pub fn ggml_type_name(type_: ggml_type) -> *const c_char;
-    pub fn ggml_op_name(op: ggml_op) -> *const c_char;
     pub fn ggml_op_desc(t: *const ggml_tensor) -> *const c_char;
-    pub fn ggml_is_quantized(type_: ggml_type) -> bool;
-    pub fn ggml_get_type_traits(type_: ggml_type) -> *const ggml_type_traits;
     pub fn ggml_get_type_traits_cpu(type_: ggml_type) -> *const ggml_type_traits_cpu;
 
     // --- tensor info
     pub fn ggml_nelements(t: *const ggml_tensor) -> i64;
-    pub fn ggml_nrows(t: *const ggml_tensor) -> i64;
     pub fn ggml_nbytes(t: *const ggml_tensor) -> usize;
-    pub fn ggml_element_size(t: *const ggml_tensor) -> usize;
-    pub fn ggml_n_dims(t: *const ggml_tensor) -> c_int;
-    pub fn ggml_is_contiguous(t: *const ggml_tensor) -> bool;
-    pub fn ggml_are_same_shape(a: *const ggml_tensor, b: *const ggml_tensor) -> bool;
     pub fn ggml_get_data(t: *const ggml_tensor) -> *mut c_void;
-    pub fn ggml_get_data_f32(t: *const ggml_tensor) -> *mut f32;
-    pub fn ggml_get_name(t: *const ggml_tensor) -> *const c_char;
     pub fn ggml_set_name(t: T, name: *const c_char) -> T;
-    pub fn ggml_get_tensor(ctx: Ctx, name: *const c_char) -> T;
-    pub fn ggml_get_first_tensor(ctx: *const ggml_context) -> T;
-    pub fn ggml_get_next_tensor(ctx: *const ggml_context, t: T) -> T;
     pub fn ggml_set_input(t: T);
-    pub fn ggml_set_output(t: T);
-    pub fn ggml_set_param(t: T);
 
     // --- tensor creation
     pub fn ggml_new_tensor(ctx: Ctx, type_: ggml_type, n_dims: c_int, ne: *const i64) -> T;
@@ -300,108 +207,46 @@ extern "C" {
     pub fn ggml_new_tensor_2d(ctx: Ctx, type_: ggml_type, ne0: i64, ne1: i64) -> T;
     pub fn ggml_new_tensor_3d(ctx: Ctx, type_: ggml_type, ne0: i64, ne1: i64, ne2: i64) -> T;
     pub fn ggml_new_tensor_4d(ctx: Ctx, type_: ggml_type, ne0: i64, ne1: i64, ne2: i64, ne3: i64) -> T;
-    pub fn ggml_dup_tensor(ctx: Ctx, src: *const ggml_tensor) -> T;
-    pub fn ggml_view_tensor(ctx: Ctx, src: T) -> T;
-    pub fn ggml_new_f32(ctx: Ctx, value: f32) -> T;
-    pub fn ggml_new_i32(ctx: Ctx, value: i32) -> T;
-    pub fn ggml_set_zero(t: T) -> T;
-    pub fn ggml_set_f32(t: T, value: f32) -> T;
-    pub fn ggml_set_i32(t: T, value: i32) -> T;
 
     // --- shape & data movement (views share data; offsets/strides in bytes)
     pub fn ggml_view_1d(ctx: Ctx, a: T, ne0: i64, offset: usize) -> T;
     pub fn ggml_view_2d(ctx: Ctx, a: T, ne0: i64, ne1: i64, nb1: usize, offset: usize) -> T;
-    pub fn ggml_view_3d(ctx: Ctx, a: T, ne0: i64, ne1: i64, ne2: i64, nb1: usize, nb2: usize, offset: usize) -> T;
-    pub fn ggml_view_4d(
-        ctx: Ctx,
-        a: T,
-        ne0: i64,
-        ne1: i64,
-        ne2: i64,
-        ne3: i64,
-        nb1: usize,
-        nb2: usize,
-        nb3: usize,
-        offset: usize,
-    ) -> T;
-    pub fn ggml_reshape(ctx: Ctx, a: T, b: T) -> T;
     pub fn ggml_reshape_1d(ctx: Ctx, a: T, ne0: i64) -> T;
     pub fn ggml_reshape_2d(ctx: Ctx, a: T, ne0: i64, ne1: i64) -> T;
     pub fn ggml_reshape_3d(ctx: Ctx, a: T, ne0: i64, ne1: i64, ne2: i64) -> T;
     pub fn ggml_reshape_4d(ctx: Ctx, a: T, ne0: i64, ne1: i64, ne2: i64, ne3: i64) -> T;
     pub fn ggml_permute(ctx: Ctx, a: T, axis0: c_int, axis1: c_int, axis2: c_int, axis3: c_int) -> T;
-    pub fn ggml_transpose(ctx: Ctx, a: T) -> T;
     pub fn ggml_cont(ctx: Ctx, a: T) -> T;
-    pub fn ggml_cont_1d(ctx: Ctx, a: T, ne0: i64) -> T;
-    pub fn ggml_cont_2d(ctx: Ctx, a: T, ne0: i64, ne1: i64) -> T;
-    pub fn ggml_cont_3d(ctx: Ctx, a: T, ne0: i64, ne1: i64, ne2: i64) -> T;
-    pub fn ggml_cont_4d(ctx: Ctx, a: T, ne0: i64, ne1: i64, ne2: i64, ne3: i64) -> T;
-    pub fn ggml_dup(ctx: Ctx, a: T) -> T;
     /// a -> b, returns view(b)
     pub fn ggml_cpy(ctx: Ctx, a: T, b: T) -> T;
-    pub fn ggml_cast(ctx: Ctx, a: T, type_: ggml_type) -> T;
     /// rows of `a` selected by the I32 indices in `b`
     pub fn ggml_get_rows(ctx: Ctx, a: T, b: T) -> T;
-    pub fn ggml_set_1d(ctx: Ctx, a: T, b: T, offset: usize) -> T;
-    pub fn ggml_set_1d_inplace(ctx: Ctx, a: T, b: T, offset: usize) -> T;
-    pub fn ggml_set_2d(ctx: Ctx, a: T, b: T, nb1: usize, offset: usize) -> T;
-    pub fn ggml_set_2d_inplace(ctx: Ctx, a: T, b: T, nb1: usize, offset: usize) -> T;
     pub fn ggml_concat(ctx: Ctx, a: T, b: T, dim: c_int) -> T;
     pub fn ggml_repeat(ctx: Ctx, a: T, b: T) -> T;
 
     // --- element-wise binary (b broadcasts over a)
     pub fn ggml_add(ctx: Ctx, a: T, b: T) -> T;
-    pub fn ggml_add_inplace(ctx: Ctx, a: T, b: T) -> T;
-    pub fn ggml_add_cast(ctx: Ctx, a: T, b: T, type_: ggml_type) -> T;
     pub fn ggml_sub(ctx: Ctx, a: T, b: T) -> T;
-    pub fn ggml_sub_inplace(ctx: Ctx, a: T, b: T) -> T;
     pub fn ggml_mul(ctx: Ctx, a: T, b: T) -> T;
-    pub fn ggml_mul_inplace(ctx: Ctx, a: T, b: T) -> T;
-    pub fn ggml_div(ctx: Ctx, a: T, b: T) -> T;
-    pub fn ggml_div_inplace(ctx: Ctx, a: T, b: T) -> T;
     pub fn ggml_scale(ctx: Ctx, a: T, s: f32) -> T;
-    pub fn ggml_scale_inplace(ctx: Ctx, a: T, s: f32) -> T;
-    /// s * a + b
-    pub fn ggml_scale_bias(ctx: Ctx, a: T, s: f32, b: f32) -> T;
 
     // --- element-wise unary
     pub fn ggml_exp(ctx: Ctx, a: T) -> T;
-    pub fn ggml_exp_inplace(ctx: Ctx, a: T) -> T;
-    pub fn ggml_log(ctx: Ctx, a: T) -> T;
     pub fn ggml_neg(ctx: Ctx, a: T) -> T;
-    pub fn ggml_abs(ctx: Ctx, a: T) -> T;
     pub fn ggml_sqr(ctx: Ctx, a: T) -> T;
-    pub fn ggml_sqrt(ctx: Ctx, a: T) -> T;
     pub fn ggml_sigmoid(ctx: Ctx, a: T) -> T;
-    pub fn ggml_sigmoid_inplace(ctx: Ctx, a: T) -> T;
     pub fn ggml_silu(ctx: Ctx, a: T) -> T;
     pub fn ggml_relu(ctx: Ctx, a: T) -> T;
-    pub fn ggml_relu_inplace(ctx: Ctx, a: T) -> T;
     pub fn ggml_tanh(ctx: Ctx, a: T) -> T;
-    pub fn ggml_elu(ctx: Ctx, a: T) -> T;
-    pub fn ggml_gelu(ctx: Ctx, a: T) -> T;
-    pub fn ggml_softplus(ctx: Ctx, a: T) -> T;
-    pub fn ggml_clamp(ctx: Ctx, a: T, min: f32, max: f32) -> T;
 
     // --- normalisation
     /// (x - mean) / sqrt(var + eps) along rows
     pub fn ggml_norm(ctx: Ctx, a: T, eps: f32) -> T;
-    pub fn ggml_norm_inplace(ctx: Ctx, a: T, eps: f32) -> T;
-    pub fn ggml_rms_norm(ctx: Ctx, a: T, eps: f32) -> T;
-    /// normalise over ne0*ne1*(ne2/n_groups)
-    pub fn ggml_group_norm(ctx: Ctx, a: T, n_groups: c_int, eps: f32) -> T;
-    pub fn ggml_group_norm_inplace(ctx: Ctx, a: T, n_groups: c_int, eps: f32) -> T;
     /// x / max(||x||, eps) along rows (RWKV v7)
     pub fn ggml_l2_norm(ctx: Ctx, a: T, eps: f32) -> T;
 
     // --- reductions, softmax, matmul
-    pub fn ggml_sum(ctx: Ctx, a: T) -> T;
     pub fn ggml_sum_rows(ctx: Ctx, a: T) -> T;
-    pub fn ggml_mean(ctx: Ctx, a: T) -> T;
-    pub fn ggml_argmax(ctx: Ctx, a: T) -> T;
-    pub fn ggml_soft_max(ctx: Ctx, a: T) -> T;
-    pub fn ggml_soft_max_inplace(ctx: Ctx, a: T) -> T;
-    pub fn ggml_soft_max_ext(ctx: Ctx, a: T, mask: T, scale: f32, max_bias: f32) -> T;
     /// a: [k, n] (weights, any type), b: [k, m] (F32) -> [n, m] F32
     pub fn ggml_mul_mat(ctx: Ctx, a: T, b: T) -> T;
 
@@ -411,45 +256,10 @@ extern "C" {
     pub fn ggml_rwkv_wkv6(ctx: Ctx, k: T, v: T, r: T, tf: T, td: T, state: T) -> T;
     /// r, w, k, v, a, b: [S, H, T]; state: [S*S*H, n_seqs]. Result as for wkv6.
     pub fn ggml_rwkv_wkv7(ctx: Ctx, r: T, w: T, k: T, v: T, a: T, b: T, state: T) -> T;
-    pub fn ggml_gated_linear_attn(ctx: Ctx, k: T, v: T, q: T, g: T, state: T, scale: f32) -> T;
 
     // --- custom ops (result has the shape/type of `a` for map_custom*)
-    pub fn ggml_map_custom1(ctx: Ctx, a: T, fun: ggml_custom1_op_t, n_tasks: c_int, userdata: *mut c_void) -> T;
-    pub fn ggml_map_custom1_inplace(
-        ctx: Ctx,
-        a: T,
-        fun: ggml_custom1_op_t,
-        n_tasks: c_int,
-        userdata: *mut c_void,
-    ) -> T;
     pub fn ggml_map_custom2(ctx: Ctx, a: T, b: T, fun: ggml_custom2_op_t, n_tasks: c_int, userdata: *mut c_void)
         -> T;
-    pub fn ggml_map_custom2_inplace(
-        ctx: Ctx,
-        a: T,
-        b: T,
-        fun: ggml_custom2_op_t,
-        n_tasks: c_int,
-        userdata: *mut c_void,
-    ) -> T;
-    pub fn ggml_map_custom3(
-        ctx: Ctx,
-        a: T,
-        b: T,
-        c: T,
-        fun: ggml_custom3_op_t,
-        n_tasks: c_int,
-        userdata: *mut c_void,
-    ) -> T;
-    pub fn ggml_map_custom3_inplace(
-        ctx: Ctx,
-        a: T,
-        b: T,
-        c: T,
-        fun: ggml_custom3_op_t,
-        n_tasks: c_int,
-        userdata: *mut c_void,
-    ) -> T;
     /// new tensor of the given type/shape computed by `fun` from up to GGML_MAX_SRC `args`
     pub fn ggml_custom_4d(
         ctx: Ctx,
@@ -458,15 +268,6 @@ extern "C" {
         ne1: i64,
         ne2: i64,
         ne3: i64,
-        args: *mut T,
-        n_args: c_int,
-        fun: ggml_custom_op_t,
-        n_tasks: c_int,
-        userdata: *mut c_void,
-    ) -> T;
-    pub fn ggml_custom_inplace(
-        ctx: Ctx,
-        a: T,
         args: *mut T,
         n_args: c_int,
         fun: ggml_custom_op_t,
@@ -483,15 +284,8 @@ extern "C" {
     pub fn ggml_gallocr_get_buffer_size(galloc: *mut ggml_gallocr, buffer_id: c_int) -> usize;
 
     // --- graphs
-    pub fn ggml_new_graph(ctx: Ctx) -> *mut ggml_cgraph;
     pub fn ggml_new_graph_custom(ctx: Ctx, size: usize, grads: bool) -> *mut ggml_cgraph;
     pub fn ggml_build_forward_expand(graph: *mut ggml_cgraph, t: T);
-    pub fn ggml_graph_size(graph: *mut ggml_cgraph) -> c_int;
-    pub fn ggml_graph_n_nodes(graph: *mut ggml_cgraph) -> c_int;
-    /// i < 0 counts from the end
-    pub fn ggml_graph_node(graph: *mut ggml_cgraph, i: c_int) -> T;
-    pub fn ggml_graph_get_tensor(graph: *const ggml_cgraph, name: *const c_char) -> T;
-    pub fn ggml_graph_clear(graph: *mut ggml_cgraph);
 
     // --- compute (ggml-cpu.h)
     /// Initialises ggml-cpu's lookup tables; `crate::init()` calls it.
@@ -502,8 +296,6 @@ extern "C" {
     pub fn ggml_graph_compute(graph: *mut ggml_cgraph, cplan: *mut ggml_cplan) -> ggml_status;
 
     // --- quantisation & conversion
-    pub fn ggml_quantize_init(type_: ggml_type);
-    pub fn ggml_quantize_free();
     pub fn ggml_quantize_requires_imatrix(type_: ggml_type) -> bool;
     /// Quantises `nrows` rows of `n_per_row` floats starting at element `start`;
     /// returns the bytes written.
@@ -516,28 +308,17 @@ extern "C" {
         n_per_row: i64,
         imatrix: *const f32,
     ) -> usize;
-    pub fn ggml_validate_row_data(type_: ggml_type, data: *const c_void, nbytes: usize) -> bool;
     pub fn ggml_fp16_to_fp32(x: ggml_fp16_t) -> f32;
     pub fn ggml_fp32_to_fp16(x: f32) -> ggml_fp16_t;
-    pub fn ggml_fp16_to_fp32_row(x: *const ggml_fp16_t, y: *mut f32, n: i64);
-    pub fn ggml_fp32_to_fp16_row(x: *const f32, y: *mut ggml_fp16_t, n: i64);
-    pub fn ggml_bf16_to_fp32_row(x: *const u16, y: *mut f32, n: i64);
-    pub fn ggml_cpu_fp32_to_fp16(x: *const f32, y: *mut ggml_fp16_t, n: i64);
-    pub fn ggml_cpu_fp16_to_fp32(x: *const ggml_fp16_t, y: *mut f32, n: i64);
 
     // --- CPU features (compile-time flags of our build)
     pub fn ggml_cpu_has_wasm_simd() -> c_int;
     pub fn ggml_cpu_has_avx() -> c_int;
     pub fn ggml_cpu_has_avx2() -> c_int;
     pub fn ggml_cpu_has_avx512() -> c_int;
-    pub fn ggml_cpu_has_f16c() -> c_int;
-    pub fn ggml_cpu_has_fma() -> c_int;
     pub fn ggml_cpu_has_neon() -> c_int;
 
     // --- misc
-    pub fn ggml_version() -> *const c_char;
-    pub fn ggml_commit() -> *const c_char;
-    pub fn ggml_time_us() -> i64;
     pub fn ggml_log_set(callback: ggml_log_callback, user_data: *mut c_void);
     /// Called with the message before ggml aborts (GGML_ASSERT/GGML_ABORT); returns the old one.
     pub fn ggml_set_abort_callback(callback: ggml_abort_callback_t) -> ggml_abort_callback_t;
