@@ -10,7 +10,6 @@ use echo_ggml_sys::mem;
 use wasm_bindgen::prelude::*;
 
 use super::js::{num, object, Options};
-use super::js_error;
 use super::metrics::Metrics;
 use crate::backend::{self, Backend, BackendKind};
 use crate::error::{Error, ErrorCode, Result};
@@ -60,17 +59,16 @@ pub struct Engine {
     metrics: Metrics,
 }
 
-fn js<T>(r: Result<T>) -> std::result::Result<T, JsValue> {
-    r.map_err(js_error)
-}
+/// What the exports return: our `Error` becomes a JS `EchoError` through `?`.
+type JsResult<T> = std::result::Result<T, JsValue>;
 
 #[wasm_bindgen]
 impl Engine {
     /// `memoryLimitMb` (default: the build-time cap) may only lower the cap; `backend` is
     /// 'auto' (default: ggml, or reference if ggml cannot start), 'ggml', 'reference' or 'mock'.
     #[wasm_bindgen(constructor)]
-    pub fn new(memory_limit_mb: Option<f64>, backend: Option<String>) -> std::result::Result<Engine, JsValue> {
-        js(Engine::create(memory_limit_mb, backend.as_deref().unwrap_or("auto")))
+    pub fn new(memory_limit_mb: Option<f64>, backend: Option<String>) -> JsResult<Engine> {
+        Ok(Engine::create(memory_limit_mb, backend.as_deref().unwrap_or("auto"))?)
     }
 
     fn create(memory_limit_mb: Option<f64>, backend: &str) -> Result<Engine> {
@@ -106,12 +104,12 @@ impl Engine {
         total_bytes: Option<f64>,
         tokenizer: Option<String>,
         vocab: Option<Box<[u8]>>,
-    ) -> std::result::Result<(), JsValue> {
+    ) -> JsResult<()> {
         self.pending = None;
         self.loaded = None;
         let tokenizer_name = tokenizer.unwrap_or_else(|| "auto".into());
         if tokenizer_name != "auto" {
-            js(TokenizerKind::from_name(&tokenizer_name))?;
+            TokenizerKind::from_name(&tokenizer_name)?;
         }
         mem::reset_peak();
         let total = total_bytes.filter(|n| n.is_finite() && *n >= 0.0).map(|n| n as u64);
@@ -121,9 +119,9 @@ impl Engine {
 
     /// The next bytes of the file. After an error the load is over and everything it took is freed.
     #[wasm_bindgen(js_name = pushChunk)]
-    pub fn push_chunk(&mut self, chunk: &[u8]) -> std::result::Result<(), JsValue> {
+    pub fn push_chunk(&mut self, chunk: &[u8]) -> JsResult<()> {
         let Some(p) = self.pending.as_mut() else {
-            return js(Err(Error::invalid_options("pushChunk without beginLoad: start a load first")));
+            return Err(Error::invalid_options("pushChunk without beginLoad: start a load first").into());
         };
         let (name, vocab, slot) = (&p.tokenizer_name, &mut p.vocab, &mut p.tokenizer);
         let cache = state_cache_bytes(self.limit_bytes);
@@ -135,17 +133,17 @@ impl Engine {
         if result.is_err() {
             self.pending = None;
         }
-        js(result)
+        Ok(result?)
     }
 
     /// The source has ended: validates the model, starts the backend; returns `info()`.
     #[wasm_bindgen(js_name = finishLoad)]
-    pub fn finish_load(&mut self) -> std::result::Result<JsValue, JsValue> {
+    pub fn finish_load(&mut self) -> JsResult<JsValue> {
         let Some(p) = self.pending.take() else {
-            return js(Err(Error::invalid_options("finishLoad without beginLoad: start a load first")));
+            return Err(Error::invalid_options("finishLoad without beginLoad: start a load first").into());
         };
-        let model = Arc::new(js(p.load.finish())?);
-        let (backend, fallback) = js(start_backend(self.choice, &model))?;
+        let model = Arc::new(p.load.finish()?);
+        let (backend, fallback) = start_backend(self.choice, &model)?;
         let has_tokenizer = p.tokenizer.is_some();
         let tokenizer = p.tokenizer.unwrap_or_else(Tokenizer::byte);
         let name = backend.kind().name();
@@ -162,8 +160,8 @@ impl Engine {
     }
 
     /// `{ arch, nVocab, nEmbed, nLayer, dataType, fileBytes, memoryBytes, tokenizer, backend, backendFallback }`.
-    pub fn info(&self) -> std::result::Result<JsValue, JsValue> {
-        let l = js(self.loaded())?;
+    pub fn info(&self) -> JsResult<JsValue> {
+        let l = self.loaded()?;
         let m = l.session.model();
         let h = &m.hparams;
         Ok(object(&[
@@ -196,53 +194,53 @@ impl Engine {
         self.metrics.to_js()
     }
 
-    pub fn tokenize(&self, text: &str) -> std::result::Result<Vec<u32>, JsValue> {
-        js(self.tokenizer().map(|t| t.encode(text)))
+    pub fn tokenize(&self, text: &str) -> JsResult<Vec<u32>> {
+        Ok(self.tokenizer()?.encode(text))
     }
 
     /// Text of `ids`; bytes that are not valid UTF-8 become U+FFFD.
-    pub fn detokenize(&self, ids: Vec<u32>) -> std::result::Result<String, JsValue> {
-        let bytes = js(self.tokenizer().and_then(|t| t.decode(&ids)))?;
+    pub fn detokenize(&self, ids: Vec<u32>) -> JsResult<String> {
+        let bytes = self.tokenizer()?.decode(&ids)?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// Appends `ids` to the conversation and returns the logits for the next token.
     #[wasm_bindgen(js_name = evalTokens)]
-    pub fn eval_tokens(&mut self, ids: Vec<u32>) -> std::result::Result<Vec<f32>, JsValue> {
+    pub fn eval_tokens(&mut self, ids: Vec<u32>) -> JsResult<Vec<f32>> {
         let start = super::now_ms();
-        let l = js(self.loaded_mut())?;
+        let l = self.loaded_mut()?;
         let result = l.session.eval_tokens(&ids);
         let backend = l.backend;
         self.metrics.record(backend, super::now_ms() - start, ids.len(), result.is_ok());
-        js(result)
+        Ok(result?)
     }
 
     /// Starts a generation: from a fresh conversation, or continuing the current one when
     /// `options.continue` is true. Then call `step` until it returns `done`.
     #[wasm_bindgen(js_name = beginGenerate)]
-    pub fn begin_generate(&mut self, prompt: &str, options: JsValue) -> std::result::Result<(), JsValue> {
-        js(self.text_ready())?;
-        let (opts, continue_conversation) = js(generate_options(&options))?;
-        let l = js(self.loaded_mut())?;
+    pub fn begin_generate(&mut self, prompt: &str, options: JsValue) -> JsResult<()> {
+        self.text_ready()?;
+        let (opts, continue_conversation) = generate_options(&options)?;
+        let l = self.loaded_mut()?;
         if !continue_conversation {
             l.session.reset();
         }
-        js(l.session.begin(prompt, opts))?;
+        l.session.begin(prompt, opts)?;
         l.generation_start = Some(super::now_ms());
         Ok(())
     }
 
     /// One bounded piece of work: `{ text }` (possibly empty), or at the end
     /// `{ done: true, text, tokens, stopReason, stats }` with the whole result.
-    pub fn step(&mut self) -> std::result::Result<JsValue, JsValue> {
-        let l = js(self.loaded_mut())?;
+    pub fn step(&mut self) -> JsResult<JsValue> {
+        let l = self.loaded_mut()?;
         match l.session.step() {
             Ok(Step::Text(text)) => Ok(object(&[("text", text.into())])),
             Ok(Step::Done(c)) => Ok(self.finish_generation(c, true)),
             Err(e) => {
                 let (backend, start) = (l.backend, l.generation_start.take());
                 self.metrics.record(backend, start.map_or(0.0, |t| super::now_ms() - t), 0, false);
-                Err(js_error(e))
+                Err(e.into())
             }
         }
     }
@@ -258,18 +256,18 @@ impl Engine {
 
     /// The conversation (tokens, state, logits) as bytes, for `loadState`.
     #[wasm_bindgen(js_name = saveState)]
-    pub fn save_state(&self) -> std::result::Result<Vec<u8>, JsValue> {
-        Ok(js(self.loaded())?.session.save_state())
+    pub fn save_state(&self) -> JsResult<Vec<u8>> {
+        Ok(self.loaded()?.session.save_state())
     }
 
     #[wasm_bindgen(js_name = loadState)]
-    pub fn load_state(&mut self, bytes: &[u8]) -> std::result::Result<(), JsValue> {
-        js(js(self.loaded_mut())?.session.load_state(bytes))
+    pub fn load_state(&mut self, bytes: &[u8]) -> JsResult<()> {
+        Ok(self.loaded_mut()?.session.load_state(bytes)?)
     }
 
     /// Starts a new, empty conversation (the caches stay).
-    pub fn reset(&mut self) -> std::result::Result<(), JsValue> {
-        js(self.loaded_mut())?.session.reset();
+    pub fn reset(&mut self) -> JsResult<()> {
+        self.loaded_mut()?.session.reset();
         Ok(())
     }
 

@@ -16,19 +16,22 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-/// Our typed error as a JS `Error` with `code` (and byte counts for `model_too_large`).
-pub(crate) fn js_error(e: Error) -> JsValue {
-    let err = js_sys::Error::new(&e.message);
-    let set = |k: &str, v: JsValue| {
-        let _ = js_sys::Reflect::set(&err, &JsValue::from_str(k), &v);
-    };
-    set("name", JsValue::from_str("EchoError"));
-    set("code", JsValue::from_str(e.code.as_str()));
-    if let (Some(n), Some(l)) = (e.needed_bytes, e.limit_bytes) {
-        set("neededBytes", JsValue::from_f64(n as f64));
-        set("limitBytes", JsValue::from_f64(l as f64));
+/// Our typed error as a JS `Error` with `code` (and byte counts for `model_too_large`), so `?`
+/// turns a crate `Result` into what the exports return.
+impl From<Error> for JsValue {
+    fn from(e: Error) -> JsValue {
+        let err = js_sys::Error::new(&e.message);
+        let set = |k: &str, v: JsValue| {
+            let _ = js_sys::Reflect::set(&err, &JsValue::from_str(k), &v);
+        };
+        set("name", JsValue::from_str("EchoError"));
+        set("code", JsValue::from_str(e.code.as_str()));
+        if let (Some(n), Some(l)) = (e.needed_bytes, e.limit_bytes) {
+            set("neededBytes", JsValue::from_f64(n as f64));
+            set("limitBytes", JsValue::from_f64(l as f64));
+        }
+        err.into()
     }
-    err.into()
 }
 
 #[wasm_bindgen]
