@@ -134,7 +134,6 @@ pub struct GgmlContext {
     model: Arc<GgmlModel>,
     galloc: *mut ggml_gallocr,
     work: Vec<u8>,
-    threads: usize,
 }
 
 // SAFETY: the graph allocator is owned and only used through `&mut self`.
@@ -148,23 +147,9 @@ impl GgmlContext {
         if galloc.is_null() {
             return Err(Error::out_of_memory("the ggml graph allocator", 0));
         }
-        Ok(GgmlContext { model, galloc, work: Vec::new(), threads: 1 })
+        Ok(GgmlContext { model, galloc, work: Vec::new() })
     }
 
-    pub fn model(&self) -> &Arc<GgmlModel> {
-        &self.model
-    }
-
-    /// Threads for ggml's kernels (native only; wasm builds are single-threaded).
-    pub fn set_threads(&mut self, threads: usize) {
-        self.threads = if cfg!(target_arch = "wasm32") { 1 } else { threads.max(1) };
-    }
-
-    /// Bytes of the compute buffer the graph allocator holds now.
-    pub fn compute_buffer_bytes(&self) -> usize {
-        // SAFETY: `galloc` is valid; buffer 0 is its only buffer.
-        unsafe { sys::ggml_gallocr_get_buffer_size(self.galloc, 0) + self.work.capacity() }
-    }
 
     /// Feeds `tokens` in order from `state` (updated in place) and writes the last token's
     /// logits when asked. Same contract and errors as [`crate::reference::eval`].
@@ -203,7 +188,8 @@ impl GgmlContext {
                 return Err(Error::out_of_memory("ggml compute buffers", 0));
             }
             let mut plan: sys::ggml_cplan = std::mem::zeroed();
-            sys::echo_ggml_graph_plan(graph, self.threads as i32, &mut plan);
+            // One thread: wasm has no threads here, and native runs are compared with it.
+            sys::echo_ggml_graph_plan(graph, 1, &mut plan);
             if self.work.len() < plan.work_size {
                 let extra = plan.work_size - self.work.len();
                 self.work.try_reserve_exact(extra).map_err(|_| Error::out_of_memory("the ggml work buffer", plan.work_size))?;

@@ -184,7 +184,6 @@ extern "C" {
 
     // --- context
     pub fn ggml_free(ctx: Ctx);
-    pub fn ggml_used_mem(ctx: *const ggml_context) -> usize;
     /// bytes of context pool used per tensor besides its data
     pub fn ggml_tensor_overhead() -> usize;
     pub fn ggml_graph_overhead_custom(size: usize, grads: bool) -> usize;

@@ -95,15 +95,6 @@ impl Context {
     pub fn as_ptr(&self) -> *mut ggml_context {
         self.ctx.as_ptr()
     }
-
-    /// Bytes of the pool in use (tensor headers, data, graphs, work buffers).
-    pub fn used_mem(&self) -> usize {
-        unsafe { ggml_used_mem(self.ctx.as_ptr()) }
-    }
-
-    pub fn mem_size(&self) -> usize {
-        self.layout.size()
-    }
 }
 
 impl Drop for Context {
