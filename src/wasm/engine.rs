@@ -233,13 +233,11 @@ impl Engine {
     /// One bounded piece of work: `{ text }` (possibly empty), or at the end
     /// `{ done: true, text, tokens, stopReason, stats }` with the whole result.
     pub fn step(&mut self) -> JsResult<JsValue> {
-        let l = self.loaded_mut()?;
-        match l.session.step() {
+        match self.loaded_mut()?.session.step() {
             Ok(Step::Text(text)) => Ok(object(&[("text", text.into())])),
             Ok(Step::Done(c)) => Ok(self.finish_generation(c, true)),
             Err(e) => {
-                let (backend, start) = (l.backend, l.generation_start.take());
-                self.metrics.record(backend, start.map_or(0.0, |t| super::now_ms() - t), 0, false);
+                self.record_generation(0, false);
                 Err(e.into())
             }
         }
@@ -303,11 +301,16 @@ impl Engine {
         ))
     }
 
-    fn finish_generation(&mut self, c: Completion, ok: bool) -> JsValue {
+    /// Records the generation in progress, from `beginGenerate` to now, as one request.
+    fn record_generation(&mut self, tokens: usize, ok: bool) {
         if let Some(l) = self.loaded.as_mut() {
             let ms = l.generation_start.take().map_or(0.0, |t| super::now_ms() - t);
-            self.metrics.record(l.backend, ms, c.stats.evaluated_prompt_tokens + c.stats.generated_tokens, ok);
+            self.metrics.record(l.backend, ms, tokens, ok);
         }
+    }
+
+    fn finish_generation(&mut self, c: Completion, ok: bool) -> JsValue {
+        self.record_generation(c.stats.evaluated_prompt_tokens + c.stats.generated_tokens, ok);
         let s = &c.stats;
         let stats = object(&[
             ("promptTokens", num(s.prompt_tokens as f64)),
