@@ -55,8 +55,18 @@ pub(super) fn channel_mix(w: &Layer, x: &[f32], prev: &[f32]) -> Result<Vec<f32>
     let e = x.len();
     let xk = ops::mix(x, prev, &w.vec("ffn.time_mix_k", e)?);
     let xr = ops::mix(x, prev, &w.vec("ffn.time_mix_r", e)?);
-    let r = w.matvec("ffn.receptance.weight", &xr)?;
-    let k: Vec<f32> = w.matvec("ffn.key.weight", &xk)?.into_iter().map(ops::relu_sq).collect();
-    let v = w.matvec("ffn.value.weight", &k)?;
+    gated_ffn(w, &xk, &xr)
+}
+
+/// `sigmoid(R xr) * (V relu(K xk)²)`: the channel mix of v4 to v6, after their token shifts.
+pub(super) fn gated_ffn(w: &Layer, xk: &[f32], xr: &[f32]) -> Result<Vec<f32>> {
+    let r = w.matvec("ffn.receptance.weight", xr)?;
+    let v = ffn_value(w, xk)?;
     Ok(r.iter().zip(&v).map(|(&r, v)| ops::sigmoid(r) * v).collect())
+}
+
+/// `V relu(K xk)²`, the value path of every version's channel mix.
+pub(super) fn ffn_value(w: &Layer, xk: &[f32]) -> Result<Vec<f32>> {
+    let k: Vec<f32> = w.matvec("ffn.key.weight", xk)?.into_iter().map(ops::relu_sq).collect();
+    w.matvec("ffn.value.weight", &k)
 }

@@ -6,7 +6,7 @@
 //! matrices one after the other; `time_decay` (`[1, S, H]`) is the raw decay base, turned into a
 //! decay per token as `exp(-exp(time_decay + D2 tanh(D1 xw)))`; `time_faaaa` is the bonus `u`.
 
-use super::{ops, v5, Layer};
+use super::{ops, v4, v5, Layer};
 use crate::error::Result;
 
 pub(super) fn time_mix(w: &Layer, x: &[f32], prev: &[f32], heads: &mut [f32]) -> Result<Vec<f32>> {
@@ -57,8 +57,5 @@ pub(super) fn channel_mix(w: &Layer, x: &[f32], prev: &[f32]) -> Result<Vec<f32>
     let e = x.len();
     let xk = ops::shift(x, prev, &w.vec("ffn.time_maa_k", e)?);
     let xr = ops::shift(x, prev, &w.vec("ffn.time_maa_r", e)?);
-    let r = w.matvec("ffn.receptance.weight", &xr)?;
-    let k: Vec<f32> = w.matvec("ffn.key.weight", &xk)?.into_iter().map(ops::relu_sq).collect();
-    let v = w.matvec("ffn.value.weight", &k)?;
-    Ok(r.iter().zip(&v).map(|(&r, v)| ops::sigmoid(r) * v).collect())
+    v4::gated_ffn(w, &xk, &xr)
 }

@@ -123,8 +123,7 @@ fn wkv(s: usize, r: &[f32], w: &[f32], k: &[f32], v: &[f32], a: &[f32], b: &[f32
 /// Channel mixing: `V relu(K xk)²` (no receptance in v7).
 pub(super) fn channel_mix(w: &Layer, x: &[f32], prev: &[f32]) -> Result<Vec<f32>> {
     let xk = ops::shift(x, prev, &w.vec("ffn.x_k", x.len())?);
-    let k: Vec<f32> = w.matvec("ffn.key.weight", &xk)?.into_iter().map(ops::relu_sq).collect();
-    w.matvec("ffn.value.weight", &k)
+    super::v4::ffn_value(w, &xk)
 }
 
 #[cfg(test)]
