@@ -165,14 +165,14 @@ export class EchoEngine {
         reject(new EchoError('invalid_options', `the arguments cannot be sent to the worker (${e.message})`));
         return;
       }
-      this.#pending.set(id, { resolve, reject, onEvent });
-      if (signal) {
-        const abort = () => this.#crashed || this.#worker.post({ op: 'abort', target: id });
-        signal.addEventListener('abort', abort, { once: true });
-        const done = () => signal.removeEventListener('abort', abort);
-        this.#pending.get(id).resolve = (v) => (done(), resolve(v));
-        this.#pending.get(id).reject = (e) => (done(), reject(e));
+      if (!signal) {
+        this.#pending.set(id, { resolve, reject, onEvent });
+        return;
       }
+      const abort = () => this.#crashed || this.#worker.post({ op: 'abort', target: id });
+      signal.addEventListener('abort', abort, { once: true });
+      const settle = (fn) => (v) => (signal.removeEventListener('abort', abort), fn(v));
+      this.#pending.set(id, { resolve: settle(resolve), reject: settle(reject), onEvent });
     });
   }
 
