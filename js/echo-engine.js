@@ -197,12 +197,19 @@ export class EchoEngine {
   generate(prompt, options = {}) {
     const { signal, ...rest } = options;
     const stop = new AbortController();
+    const forward = () => stop.abort();
     if (signal?.aborted) stop.abort();
-    signal?.addEventListener('abort', () => stop.abort(), { once: true });
+    signal?.addEventListener('abort', forward, { once: true });
     const chunks = [];
     let finished = false;
     let failure;
     let wake = () => {};
+    // The caller's signal may outlive this generation: let go of it once the result is in.
+    const settle = () => {
+      finished = true;
+      signal?.removeEventListener('abort', forward);
+      wake();
+    };
     const onEvent = ({ text }) => {
       chunks.push({ text });
       wake();
@@ -211,11 +218,10 @@ export class EchoEngine {
       ? this.#call('generate', { prompt, options: rest, stream: true }, { signal: stop.signal, onEvent })
       : Promise.reject(new EchoError('invalid_options', 'the prompt must be a string'));
     const result = call.then(
-      (completion) => ((finished = true), wake(), completion),
+      (completion) => (settle(), completion),
       (e) => {
-        finished = true;
         failure = e;
-        wake();
+        settle();
         throw e;
       },
     );
