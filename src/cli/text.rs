@@ -6,6 +6,7 @@ use crate::backend;
 use crate::error::{json_string, Error, Result};
 use crate::generate::{Completion, GenerateOptions, Session};
 use crate::sampler::SamplerOptions;
+use crate::tokenizer::json::Json;
 use crate::tokenizer::{kind_for_vocab, Tokenizer, TokenizerKind};
 
 pub(super) const GENERATE_OPTIONS: &[&str] = &[
@@ -152,60 +153,9 @@ fn stop_strings(values: &[String]) -> Vec<String> {
 
 /// A JSON array of strings, or None if `s` is not one.
 fn json_strings(s: &str) -> Option<Vec<String>> {
-    fn skip_space(c: &mut std::iter::Peekable<std::str::Chars>) {
-        while c.next_if(char::is_ascii_whitespace).is_some() {}
-    }
-    let mut chars = s.trim().chars().peekable();
-    (chars.next()? == '[').then_some(())?;
-    let mut out = Vec::new();
-    skip_space(&mut chars);
-    if chars.next_if_eq(&']').is_none() {
-        loop {
-            skip_space(&mut chars);
-            (chars.next()? == '"').then_some(())?;
-            out.push(json_string_body(&mut chars)?);
-            skip_space(&mut chars);
-            match chars.next()? {
-                ',' => continue,
-                ']' => break,
-                _ => return None,
-            }
-        }
-    }
-    chars.next().is_none().then_some(out)
-}
-
-/// The rest of a JSON string after its opening quote, escapes decoded.
-fn json_string_body(chars: &mut impl Iterator<Item = char>) -> Option<String> {
-    fn hex4(chars: &mut impl Iterator<Item = char>) -> Option<u32> {
-        (0..4).try_fold(0, |acc, _| Some(acc * 16 + chars.next()?.to_digit(16)?))
-    }
-    let mut out = String::new();
-    loop {
-        match chars.next()? {
-            '"' => return Some(out),
-            '\\' => out.push(match chars.next()? {
-                'n' => '\n',
-                't' => '\t',
-                'r' => '\r',
-                'b' => '\u{8}',
-                'f' => '\u{c}',
-                'u' => {
-                    let hi = hex4(chars)?;
-                    if (0xD800..0xDC00).contains(&hi) {
-                        // A surrogate pair: the low half must follow as \uXXXX.
-                        (chars.next()? == '\\' && chars.next()? == 'u').then_some(())?;
-                        let lo = hex4(chars)?;
-                        char::from_u32(0x10000 + ((hi - 0xD800) << 10) + lo.checked_sub(0xDC00).filter(|l| *l < 0x400)?)?
-                    } else {
-                        char::from_u32(hi)?
-                    }
-                }
-                c @ ('"' | '\\' | '/') => c,
-                _ => return None,
-            }),
-            c => out.push(c),
-        }
+    match Json::parse(s.trim().as_bytes()).ok()? {
+        Json::Array(items) => items.iter().map(|v| v.as_str().map(str::to_string)).collect(),
+        _ => None,
     }
 }
 

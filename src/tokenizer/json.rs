@@ -1,6 +1,7 @@
-//! A small JSON reader, just enough for a Hugging Face `tokenizer.json`: the whole document
-//! becomes a `Json` tree. Written here rather than pulling in serde_json because the engine needs
-//! it only for this one file and every kilobyte counts in the `.wasm`. Errors carry the byte offset.
+//! A small JSON reader, just enough for a Hugging Face `tokenizer.json` (and the CLI's `--stop`
+//! arrays): the whole document becomes a `Json` tree. Written here rather than pulling in
+//! serde_json because the engine needs so little of it and every kilobyte counts in the `.wasm`.
+//! Errors carry the byte offset.
 
 use crate::error::{Error, Result};
 

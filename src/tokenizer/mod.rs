@@ -10,7 +10,7 @@
 
 mod bpe;
 mod byte;
-mod json;
+pub(crate) mod json;
 mod neox;
 mod pieces;
 mod pretokenize;
