@@ -15,6 +15,10 @@ fn load(bytes: &[u8]) -> Arc<Model> {
     Arc::new(load_bytes(bytes, LoadOptions::default()).unwrap())
 }
 
+fn load_fixture(dir: &std::path::Path, file: &str) -> Arc<Model> {
+    load(&std::fs::read(dir.join(file)).unwrap())
+}
+
 fn context(model: &Arc<Model>) -> GgmlContext {
     GgmlContext::new(Arc::new(GgmlModel::new(model.clone()).unwrap())).unwrap()
 }
@@ -52,7 +56,7 @@ fn every_fixture_conforms_in_serial_and_sequence_mode() {
     let Some(dir) = common::fixtures_dir() else { return };
     println!("file\tserial diff_sum\tsequence diff_sum");
     for &(file, tag, dtype) in common::MODELS {
-        let model = load(&std::fs::read(dir.join(file)).unwrap());
+        let model = load_fixture(&dir, file);
         let want = common::expected_logits(&dir, tag);
         let mut ctx = context(&model);
         let mut line = file.to_string();
@@ -75,7 +79,7 @@ fn every_fixture_conforms_in_serial_and_sequence_mode() {
 fn the_reference_backend_agrees_on_fp32_models() {
     let Some(dir) = common::fixtures_dir() else { return };
     for &(file, _, _) in common::MODELS.iter().filter(|m| m.2 == "FP32") {
-        let model = load(&std::fs::read(dir.join(file)).unwrap());
+        let model = load_fixture(&dir, file);
         let tokens = long_prompt();
         let (logits, state) = run(&mut context(&model), &model, &tokens, false);
         let mut ref_state = model.initial_state();
@@ -90,7 +94,7 @@ fn the_reference_backend_agrees_on_fp32_models() {
 fn sequence_chunks_and_serial_give_the_same_state() {
     let Some(dir) = common::fixtures_dir() else { return };
     for &(file, _, _) in common::MODELS {
-        let model = load(&std::fs::read(dir.join(file)).unwrap());
+        let model = load_fixture(&dir, file);
         let mut ctx = context(&model);
         let tokens = long_prompt();
         let (serial_logits, serial_state) = run(&mut ctx, &model, &tokens, true);
@@ -114,7 +118,7 @@ fn sequence_chunks_and_serial_give_the_same_state() {
 fn skipping_logits_gives_the_same_state() {
     let Some(dir) = common::fixtures_dir() else { return };
     for &(file, _, _) in common::MODELS {
-        let model = load(&std::fs::read(dir.join(file)).unwrap());
+        let model = load_fixture(&dir, file);
         let mut ctx = context(&model);
         let mut with = model.initial_state();
         let mut without = model.initial_state();
@@ -128,7 +132,7 @@ fn skipping_logits_gives_the_same_state() {
 #[test]
 fn contexts_share_one_models_weights() {
     let Some(dir) = common::fixtures_dir() else { return };
-    let model = load(&std::fs::read(dir.join("tiny-rwkv-7v0-834K-Q5_1.bin")).unwrap());
+    let model = load_fixture(&dir, "tiny-rwkv-7v0-834K-Q5_1.bin");
     let shared = Arc::new(GgmlModel::new(model.clone()).unwrap());
     let (mut a, mut b) = (GgmlContext::new(shared.clone()).unwrap(), GgmlContext::new(shared).unwrap());
     let (mut sa, mut sb) = (model.initial_state(), model.initial_state());
@@ -147,7 +151,7 @@ fn contexts_share_one_models_weights() {
 #[test]
 fn bad_arguments_are_refused_and_change_nothing() {
     let Some(dir) = common::fixtures_dir() else { return };
-    let model = load(&std::fs::read(dir.join("tiny-rwkv-4v0-660K-FP32.bin")).unwrap());
+    let model = load_fixture(&dir, "tiny-rwkv-4v0-660K-FP32.bin");
     let mut ctx = context(&model);
     let mut state = model.initial_state();
     let initial = state.clone();
