@@ -127,19 +127,21 @@ async function openPath(path, signal) {
   };
 }
 
-/** The whole source in one buffer (vocabulary files: a few MB). */
+/**
+ * The whole source in one buffer (vocabulary files: a few MB). Each chunk is copied once, into a
+ * buffer of the source's size when known (chunks may be reused by the source, so they are copied).
+ */
 export async function readAll(src) {
-  const parts = [];
+  let out = new Uint8Array(src.total ?? 0);
   let n = 0;
   for await (const chunk of src.chunks()) {
-    parts.push(chunk.slice());
+    if (n + chunk.byteLength > out.byteLength) {
+      const grown = new Uint8Array(Math.max(2 * out.byteLength, n + chunk.byteLength));
+      grown.set(out.subarray(0, n));
+      out = grown;
+    }
+    out.set(chunk, n);
     n += chunk.byteLength;
   }
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
+  return out.subarray(0, n);
 }
