@@ -70,13 +70,18 @@ pub struct Sampler {
     rng: SplitMix,
     /// Decayed occurrence count of each generated token.
     occurrences: HashMap<u32, f32>,
+    /// Vocabulary-sized buffers reused from token to token: the adjusted logits, their
+    /// probabilities and the ranking.
+    adjusted: Vec<f32>,
+    probs: Vec<f64>,
+    order: Vec<usize>,
 }
 
 impl Sampler {
     pub fn new(opts: SamplerOptions, n_vocab: usize) -> Result<Sampler> {
         opts.validate(n_vocab)?;
         let rng = SplitMix(opts.seed);
-        Ok(Sampler { opts, rng, occurrences: HashMap::new() })
+        Ok(Sampler { opts, rng, occurrences: HashMap::new(), adjusted: Vec::new(), probs: Vec::new(), order: Vec::new() })
     }
 
     /// Applies penalties, bias and bans to `logits` in place (what the distribution is sampled from).
@@ -94,9 +99,12 @@ impl Sampler {
 
     /// Picks the next token from raw logits (adjusting a copy) and records it for the penalties.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
-        let mut adjusted = logits.to_vec();
+        let mut adjusted = std::mem::take(&mut self.adjusted);
+        adjusted.clear();
+        adjusted.extend_from_slice(logits);
         self.adjust(&mut adjusted);
         let token = self.pick(&adjusted);
+        self.adjusted = adjusted;
         self.accept(token);
         token
     }
@@ -116,7 +124,9 @@ impl Sampler {
         }
         // Softmax in f64, then the cuts on the probabilities, then temperature, as `rwkv` does.
         let max = logits[argmax] as f64;
-        let mut probs: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
+        let probs = &mut self.probs;
+        probs.clear();
+        probs.extend(logits.iter().map(|&v| (v as f64 - max).exp()));
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= total);
 
@@ -126,7 +136,9 @@ impl Sampler {
         let n = probs.len();
         let by_rank = |a: &usize, b: &usize| probs[*b].total_cmp(&probs[*a]).then(a.cmp(b));
         let mut keep = if self.opts.top_k > 0 { self.opts.top_k.min(n) } else { n };
-        let mut order: Vec<usize> = (0..n).collect();
+        let order = &mut self.order;
+        order.clear();
+        order.extend(0..n);
         let mut k = keep.min(64);
         loop {
             if k < n {
