@@ -68,14 +68,22 @@ async function describeSource(source) {
     if (source.locked) throw new EchoError('invalid_options', 'the stream is locked (already being read): pass an unread stream');
     return [{ stream: source }, [source]];
   }
-  if (source instanceof ArrayBuffer) return [{ bytes: new Uint8Array(source) }, [source]];
-  if (ArrayBuffer.isView(source)) {
-    const bytes = new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
-    // Only a view of a whole, transferable buffer can move without a copy.
-    const whole = source.buffer instanceof ArrayBuffer && source.byteOffset === 0 && source.byteLength === source.buffer.byteLength;
-    return whole ? [{ bytes }, [source.buffer]] : [{ bytes: bytes.slice() }, []];
+  if (source instanceof ArrayBuffer || ArrayBuffer.isView(source)) {
+    const [bytes, transfer] = ownedBytes(source);
+    return [{ bytes }, transfer];
   }
   throw new EchoError('invalid_options', 'the source must be a URL, a Blob or File, an ArrayBuffer, a Uint8Array, a ReadableStream or (in Node) a file path');
+}
+
+/**
+ * Bytes for the worker to own, and what to transfer: a whole ArrayBuffer moves (and is detached);
+ * part of one, or shared memory, is copied once and the copy moves.
+ */
+function ownedBytes(source) {
+  const view = source instanceof ArrayBuffer ? new Uint8Array(source) : new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
+  const whole = view.buffer instanceof ArrayBuffer && view.byteOffset === 0 && view.byteLength === view.buffer.byteLength;
+  const owned = whole ? view : view.slice();
+  return [owned, [owned.buffer]];
 }
 
 /** Token ids as a plain array, checked here: a wrong type must not reach the worker. */
@@ -285,9 +293,8 @@ export class EchoEngine {
     if (!(bytes instanceof ArrayBuffer) && !ArrayBuffer.isView(bytes)) {
       throw new EchoError('invalid_options', 'the state must be a Uint8Array or an ArrayBuffer from saveState');
     }
-    const view = bytes instanceof ArrayBuffer ? new Uint8Array(bytes) : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const owned = view.byteOffset === 0 && view.byteLength === view.buffer.byteLength ? view : view.slice();
-    return this.#call('loadState', { bytes: owned }, { transfer: [owned.buffer] });
+    const [owned, transfer] = ownedBytes(bytes);
+    return this.#call('loadState', { bytes: owned }, { transfer });
   }
 
   memory() {
