@@ -21,7 +21,6 @@ pub struct World {
 impl World {
     pub fn load(file: &[u8]) -> Result<World> {
         let mut pieces = Pieces::default();
-        let mut tokens = Vec::new();
         let mut has_byte = [false; 256];
         for (n, line) in file.split(|&b| b == b'\n').enumerate() {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -46,7 +45,6 @@ impl World {
             if let [b] = bytes[..] {
                 has_byte[b as usize] = true;
             }
-            tokens.push((bytes, id));
         }
         // Every single byte must be a token, so that encoding can never get stuck.
         if let Some(b) = has_byte.iter().position(|&h| !h) {
@@ -54,7 +52,9 @@ impl World {
                 "world vocabulary: byte 0x{b:02x} has no token of its own, so some text could not be encoded"
             )));
         }
-        let trie = Trie::build(tokens.iter().map(|(t, id)| (t.as_slice(), *id))).map_err(|dup| {
+        // Built from the id table, which already holds every token's bytes.
+        let tokens = (0..pieces.id_limit() as u32).filter_map(|id| pieces.get(id).map(|bytes| (bytes, id)));
+        let trie = Trie::build(tokens).map_err(|dup| {
             Error::invalid_options(format!(
                 "world vocabulary: the token {:?} appears twice",
                 String::from_utf8_lossy(dup)
