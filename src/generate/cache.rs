@@ -7,9 +7,9 @@
 use super::options::Completion;
 
 /// Least-recently-used entries under a byte bound. Linear scans: the bound keeps entries few
-/// next to the work each lookup saves. Both caches deref to it for their sizes and `clear`.
+/// next to the work each lookup saves.
 #[derive(Debug)]
-pub struct Lru<K, V> {
+struct Lru<K, V> {
     slots: Vec<Slot<K, V>>,
     max_bytes: usize,
     used_bytes: usize,
@@ -62,43 +62,6 @@ impl<K: PartialEq, V> Lru<K, V> {
         self.used_bytes -= self.slots.swap_remove(i).bytes;
     }
 
-    pub fn clear(&mut self) {
-        self.slots.clear();
-        self.used_bytes = 0;
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.used_bytes
-    }
-
-    pub fn max_bytes(&self) -> usize {
-        self.max_bytes
-    }
-
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-}
-
-/// Gives a cache wrapper its `Lru`'s size accessors and `clear`.
-macro_rules! deref_to_lru {
-    ($cache:ty, $k:ty, $v:ty) => {
-        impl std::ops::Deref for $cache {
-            type Target = Lru<$k, $v>;
-            fn deref(&self) -> &Self::Target {
-                &self.0
-            }
-        }
-        impl std::ops::DerefMut for $cache {
-            fn deref_mut(&mut self) -> &mut Self::Target {
-                &mut self.0
-            }
-        }
-    };
 }
 
 /// A state and, when they were computed, the logits it gives for the next token.
@@ -116,6 +79,19 @@ pub struct PrefixCache(Lru<Vec<u32>, Snapshot>);
 impl PrefixCache {
     pub fn new(max_bytes: usize) -> PrefixCache {
         PrefixCache(Lru::new(max_bytes))
+    }
+
+    /// Bytes held (what the bound limits).
+    pub fn bytes(&self) -> usize {
+        self.0.used_bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.slots.is_empty()
     }
 
     /// Remembers the state after `tokens`. Storing the same prefix again keeps logits already
@@ -150,8 +126,6 @@ impl PrefixCache {
 
 }
 
-deref_to_lru!(PrefixCache, Vec<u32>, Snapshot);
-
 /// Completions keyed by the conversation's tokens (prompt included) and an encoding of every
 /// option that shapes the output. Each entry costs its key, text and token bytes.
 #[derive(Debug)]
@@ -176,8 +150,6 @@ impl ResponseCache {
     }
 
 }
-
-deref_to_lru!(ResponseCache, (Vec<u32>, Vec<u8>), Completion);
 
 #[cfg(test)]
 mod tests {
