@@ -31,7 +31,6 @@ const io = {
   stdout(line) { process.stdout.write(line + '\n'); },
   stdoutRaw(text) { process.stdout.write(text); },
   stderr(line) { process.stderr.write(line + '\n'); },
-  now() { return performance.now(); },
 };
 
 const code = runCli(process.argv.slice(2), io);

@@ -27,9 +27,7 @@ pub trait Io {
     /// Writes `text` to stdout as it is (no newline added): streamed generation.
     fn stdout_raw(&mut self, text: &str);
     fn stderr(&mut self, line: &str);
-    /// Milliseconds from an arbitrary origin.
-    fn now_ms(&self) -> f64;
-    /// The same clock as an owned function, for what outlives a borrow of the `Io` (a session).
+    /// Milliseconds from a fixed start, as an owned function (a session keeps it).
     fn clock(&self) -> Box<dyn Fn() -> f64>;
     /// "native" or "wasm".
     fn runtime(&self) -> &'static str;
@@ -130,12 +128,13 @@ fn run_command(args: &[String], io: &mut dyn Io) -> Result<()> {
 
 /// Streams a model file into memory; returns the model and the seconds it took.
 fn load(path: &str, io: &mut dyn Io) -> Result<(Arc<Model>, f64)> {
-    let start = io.now_ms();
+    let now = io.clock();
+    let start = now();
     let file_bytes = io.open(path)?;
     let mut loader = ModelLoader::new(LoadOptions { file_bytes: Some(file_bytes), ..LoadOptions::default() });
     for_each_chunk(io, path, |_, chunk| loader.push(chunk))?;
     let model = loader.finish()?;
-    Ok((Arc::new(model), (io.now_ms() - start) / 1000.0))
+    Ok((Arc::new(model), (now() - start) / 1000.0))
 }
 
 /// `--memory-limit-mb`: a hard cap on the engine's memory, in bytes. In wasm it may only lower
@@ -275,15 +274,16 @@ fn bench(args: &Args, io: &mut dyn Io) -> Result<()> {
     }
 
     let mut state = model.initial_state();
-    let t0 = io.now_ms();
+    let now = io.clock();
+    let t0 = now();
     backend.eval(&prompt, &mut state, Some(&mut logits))?;
-    let prompt_ms = io.now_ms() - t0;
+    let prompt_ms = now() - t0;
 
     let mut times = Vec::with_capacity(n_decode);
     for i in 0..n_decode {
-        let t = io.now_ms();
+        let t = now();
         backend.eval(&[token(n_prompt + i)], &mut state, Some(&mut logits))?;
-        times.push(io.now_ms() - t);
+        times.push(now() - t);
     }
     if logits.iter().any(|v| !v.is_finite()) {
         return Err(Error::new(ErrorCode::InvalidModel, "the model produced non-finite logits"));

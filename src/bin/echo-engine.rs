@@ -45,9 +45,6 @@ impl Io for NativeIo {
     fn stderr(&mut self, line: &str) {
         eprintln!("{line}");
     }
-    fn now_ms(&self) -> f64 {
-        self.start.elapsed().as_secs_f64() * 1000.0
-    }
     fn clock(&self) -> Box<dyn Fn() -> f64> {
         let start = self.start;
         Box::new(move || start.elapsed().as_secs_f64() * 1000.0)

@@ -25,8 +25,6 @@ extern "C" {
     fn stdout_raw(this: &CliIo, text: &str);
     #[wasm_bindgen(method)]
     fn stderr(this: &CliIo, line: &str);
-    #[wasm_bindgen(method)]
-    fn now(this: &CliIo) -> f64;
 }
 
 fn js_detail(e: JsValue) -> String {
@@ -57,9 +55,6 @@ impl Io for CliIo {
     }
     fn stderr(&mut self, line: &str) {
         CliIo::stderr(self, line)
-    }
-    fn now_ms(&self) -> f64 {
-        self.now()
     }
     fn clock(&self) -> Box<dyn Fn() -> f64> {
         Box::new(super::now_ms)
