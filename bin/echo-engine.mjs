@@ -1,12 +1,18 @@
 #!/usr/bin/env node
 // The echo-engine CLI on Node.js: runs the wasm build (pkg/) with Node's file system.
 // Same commands and output as the native binary; see `echo-engine` without arguments.
-import { openSync, readSync, writeSync, closeSync, fstatSync, readFileSync } from 'node:fs';
+import { openSync, readSync, writeSync, closeSync, fstatSync, readFileSync, existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import init, { runCli } from '../pkg/echo_engine.js';
 
 const wasmPath = fileURLToPath(new URL('../pkg/echo_engine_bg.wasm', import.meta.url));
+if (!existsSync(wasmPath)) {
+  // A checkout that was never built: say how, in the CLI's error format.
+  const message = `the wasm build is missing (${wasmPath}): run ./build-wasm.sh in the echo-engine repository`;
+  process.stderr.write(JSON.stringify({ code: 'load_failed', message }) + '\n');
+  process.exit(1);
+}
+const { default: init, runCli } = await import('../pkg/echo_engine.js');
 await init({ module_or_path: readFileSync(wasmPath) });
 
 const readers = new Map();

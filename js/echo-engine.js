@@ -23,7 +23,9 @@ export class EchoError extends Error {
 async function spawnWorker(url) {
   if (isNode) {
     const { Worker } = await import('node:worker_threads');
-    const w = new Worker(url);
+    // Not the parent's execArgv (the default): flags such as --input-type or -e are refused by
+    // a worker, and the engine needs none.
+    const w = new Worker(url, { execArgv: [] });
     return {
       post: (msg, transfer) => w.postMessage(msg, transfer),
       onMessage: (fn) => w.on('message', fn),

@@ -35,7 +35,7 @@ pub trait Io {
     fn peak_memory_bytes(&self) -> u64;
 }
 
-const USAGE: &str = "usage: echo-engine <info|logits|quantize|bench|synth|generate|tokenize|detokenize> [options]
+const USAGE: &str = "usage: echo-engine <info|logits|quantize|bench|synth|generate|tokenize|detokenize|help> [options]
   info       --model F
   logits     --model F --tokens 34,105,110 [--mode serial|sequence] [--backend ggml|reference]
   quantize   --in F --out G --type Q4_0|Q4_1|Q5_0|Q5_1|Q8_0
@@ -114,6 +114,10 @@ impl Args {
 fn run_command(args: &[String], io: &mut dyn Io) -> Result<()> {
     let (cmd, rest) = args.split_first().ok_or_else(|| Error::invalid_options(USAGE))?;
     match cmd.as_str() {
+        "help" | "--help" | "-h" => {
+            io.stdout(USAGE);
+            Ok(())
+        }
         "info" => info(&Args::parse(rest, &["model"])?, io),
         "logits" => logits(&Args::parse(rest, &["model", "tokens", "mode", "backend"])?, io),
         "quantize" => quantize(&Args::parse(rest, &["in", "out", "type"])?, io),

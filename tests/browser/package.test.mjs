@@ -1,0 +1,69 @@
+// The packed tarball in a page, as a newcomer would use it: installed into an empty project and
+// imported by name through an import map, in real headless Chromium.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { makeModels, root } from '../support/models.mjs';
+import { installPacked } from '../support/package.mjs';
+import { startServer } from './server.mjs';
+
+const CHROMIUM = '/usr/bin/chromium';
+const missing = [
+  [CHROMIUM, 'Debian chromium'],
+  [join(root, 'pkg/echo_engine_bg.wasm'), 'the wasm package (run ./build-wasm.sh)'],
+  [join(root, 'node_modules/playwright-core'), 'playwright-core (run npm ci)'],
+].filter(([path]) => !existsSync(path));
+const skip = missing.length > 0 && `missing ${missing.map(([, what]) => what).join(', ')}`;
+
+const PAGE = (model) => `<!doctype html>
+<script type="importmap">{ "imports": { "echo-engine": "./node_modules/echo-engine/js/echo-engine.js" } }</script>
+<script type="module">
+  import { EchoEngine } from 'echo-engine';
+  window.result = (async () => {
+    const engine = await EchoEngine.create();
+    await engine.loadModel(${JSON.stringify(model)});
+    const { tokens, stopReason } = await engine.complete('Hello', { maxTokens: 8, seed: 1 });
+    engine.terminate();
+    return { tokens: tokens.length, stopReason };
+  })();
+</script>`;
+
+let models;
+let packed;
+let server;
+let browser;
+let profile;
+
+before(async () => {
+  if (skip) return;
+  models = makeModels();
+  packed = installPacked();
+  writeFileSync(join(packed.app, 'index.html'), PAGE(`/models/${basename(models.tiny)}`));
+  server = await startServer({ root: packed.app, mounts: { '/models/': models.dir } });
+  const { chromium } = await import('playwright-core');
+  profile = mkdtempSync(join(tmpdir(), 'echo-chromium-'));
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+  packed?.remove();
+  models?.remove();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+test('a page imports the installed package by name through an import map and generates', { skip }, async () => {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${server.url}/index.html`);
+  await page.waitForFunction(() => window.result !== undefined);
+  assert.deepEqual(await page.evaluate(() => window.result), { tokens: 8, stopReason: 'length' });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
