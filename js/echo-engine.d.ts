@@ -144,7 +144,10 @@ export interface MemoryInfo {
 
 export interface BackendMetrics {
   requests: number;
+  /** Requests that failed (an abort is not a failure: see `aborted`). */
   errors: number;
+  /** Generations the caller aborted. */
+  aborted: number;
   tokens: number;
   tokensPerS: number;
   /** Over the last 1024 requests. */

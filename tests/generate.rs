@@ -23,9 +23,9 @@ use echo_engine::ErrorCode;
 const MODEL: &str = "tiny-rwkv-5v2-730K-FP32.bin";
 const BIG_CACHE: usize = 64 << 20;
 
-fn load(file: &str) -> Option<Arc<Model>> {
-    let dir = common::fixtures_dir()?;
-    Some(Arc::new(load_bytes(&std::fs::read(dir.join(file)).unwrap(), LoadOptions::default()).unwrap()))
+fn load(file: &str) -> Arc<Model> {
+    let bytes = std::fs::read(common::fixtures_dir().join(file)).unwrap();
+    Arc::new(load_bytes(&bytes, LoadOptions::default()).unwrap())
 }
 
 fn session_for(model: &Arc<Model>, cache_bytes: usize) -> Session {
@@ -34,9 +34,9 @@ fn session_for(model: &Arc<Model>, cache_bytes: usize) -> Session {
     Session::new(model.clone(), backend, Tokenizer::byte(), cache_bytes, Box::new(move || start.elapsed().as_secs_f64() * 1e3))
 }
 
-/// A session on the default fixture, or None (SKIPPED printed).
-fn session(cache_bytes: usize) -> Option<Session> {
-    load(MODEL).map(|m| session_for(&m, cache_bytes))
+/// A session on the default fixture.
+fn session(cache_bytes: usize) -> Session {
+    session_for(&load(MODEL), cache_bytes)
 }
 
 fn opts(seed: u64, max_tokens: usize) -> GenerateOptions {
@@ -123,8 +123,9 @@ fn stop_strings_are_never_released_whatever_the_split() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn streamed_text_is_valid_and_adds_up_to_the_completion() {
-    let Some(mut s) = session(0) else { return };
+    let mut s = session(0);
     // Hot sampling over the byte vocabulary produces invalid and split sequences.
     let mut o = opts(3, 200);
     o.sampler.temperature = 2.0;
@@ -141,8 +142,9 @@ fn streamed_text_is_valid_and_adds_up_to_the_completion() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn stop_strings_and_stop_tokens_end_generation_across_tokens() {
-    let Some(mut s) = session(0) else { return };
+    let mut s = session(0);
     let (_, free) = run(&mut s, PROMPT, greedy(64));
     // Each byte is a token, so a 3-character stop string spans three tokens.
     let chars: Vec<(usize, char)> = free.text.char_indices().collect();
@@ -174,8 +176,9 @@ fn stop_strings_and_stop_tokens_end_generation_across_tokens() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn penalties_bias_and_bans_change_the_distribution() {
-    let Some(mut s) = session(0) else { return };
+    let mut s = session(0);
     let logits = s.eval_tokens(PROMPT.as_bytes().iter().map(|&b| b as u32).collect::<Vec<_>>().as_slice()).unwrap();
     let softmax = |l: &[f32]| {
         let max = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
@@ -227,8 +230,9 @@ fn penalties_bias_and_bans_change_the_distribution() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn max_tokens_and_abort_are_honoured() {
-    let Some(mut s) = session(0) else { return };
+    let mut s = session(0);
     let (_, c) = run(&mut s, PROMPT, opts(1, 5));
     assert_eq!((c.tokens.len(), c.stop_reason), (5, StopReason::Length));
     let (pieces, c) = run(&mut s, "", opts(1, 0));
@@ -269,8 +273,9 @@ fn max_tokens_and_abort_are_honoured() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn bad_requests_are_typed_errors() {
-    let Some(mut s) = session(BIG_CACHE) else { return };
+    let mut s = session(BIG_CACHE);
     let code = |r: echo_engine::Result<()>| r.unwrap_err().code;
     assert_eq!(code(s.begin("", opts(1, 4))), ErrorCode::InvalidOptions);
     let mut o = opts(1, 4);
@@ -289,9 +294,10 @@ fn bad_requests_are_typed_errors() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn seeded_generation_gives_the_bytes_pinned_for_every_runtime() {
     for &(file, expected) in vectors::SEEDED {
-        let Some(model) = load(file) else { return };
+        let model = load(file);
         let c = run(&mut session_for(&model, 0), vectors::PROMPT, opts(vectors::SEED, vectors::MAX_TOKENS)).1;
         let tokens: Vec<u8> = c.tokens.iter().map(|&t| t as u8).collect();
         assert_eq!(tokens, expected, "{file}: got {:?}", String::from_utf8_lossy(&tokens));
@@ -300,8 +306,9 @@ fn seeded_generation_gives_the_bytes_pinned_for_every_runtime() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn same_seed_same_output_and_another_seed_differs() {
-    let Some(model) = load(MODEL) else { return };
+    let model = load(MODEL);
     let gen = |seed| run(&mut session_for(&model, 0), PROMPT, opts(seed, 64)).1;
     let (a, b, c) = (gen(11), gen(11), gen(12));
     assert_eq!(a.tokens, b.tokens);
@@ -310,11 +317,12 @@ fn same_seed_same_output_and_another_seed_differs() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn splitting_a_sequence_does_not_change_the_logits() {
     // What makes cache hits exact: the state after a prefix is the same however it was chunked.
     let tokens: Vec<u32> = (0..3 * SEQ_CHUNK as u32 + 5).map(|i| (i * 59 + 7) % 256).collect();
     for &(file, _, _) in common::MODELS {
-        let Some(model) = load(file) else { return };
+        let model = load(file);
         let whole = session_for(&model, 0).eval_tokens(&tokens).unwrap();
         let mut s = session_for(&model, 0);
         let mut pieces = None;
@@ -326,8 +334,9 @@ fn splitting_a_sequence_does_not_change_the_logits() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn a_shared_prefix_evaluates_only_new_tokens_with_identical_logits() {
-    let Some(model) = load(MODEL) else { return };
+    let model = load(MODEL);
     let mut s = session_for(&model, BIG_CACHE);
     let question = "What is two plus two?";
     // Request 1: the system prompt alone (e.g. warming the cache).
@@ -361,8 +370,9 @@ fn a_shared_prefix_evaluates_only_new_tokens_with_identical_logits() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn a_continued_conversation_matches_a_cold_replay() {
-    let Some(model) = load(MODEL) else { return };
+    let model = load(MODEL);
     let turns = [("User: hi\n\nBot:", 12), ("\n\nUser: and then?\n\nBot:", 12), ("", 5)];
     let play = |s: &mut Session| turns.iter().map(|&(p, n)| run(s, p, opts(9, n)).1).collect::<Vec<_>>();
     let mut warm = session_for(&model, BIG_CACHE);
@@ -385,8 +395,9 @@ fn a_continued_conversation_matches_a_cold_replay() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn the_response_cache_answers_identical_requests() {
-    let Some(model) = load(MODEL) else { return };
+    let model = load(MODEL);
     let mut s = session_for(&model, BIG_CACHE);
     let (_, first) = run(&mut s, PROMPT, opts(4, 20));
     s.reset();
@@ -409,8 +420,9 @@ fn the_response_cache_answers_identical_requests() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn the_prefix_cache_never_exceeds_its_bound() {
-    let Some(model) = load(MODEL) else { return };
+    let model = load(MODEL);
     let state_bytes = 4 * model.state_len();
     let bound = 3 * state_bytes + 1000;
     let mut s = session_for(&model, bound);
@@ -439,8 +451,9 @@ fn the_prefix_cache_never_exceeds_its_bound() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn saved_state_restores_the_conversation_exactly() {
-    let Some(model) = load(MODEL) else { return };
+    let model = load(MODEL);
     let mut a = session_for(&model, 0);
     run(&mut a, PROMPT, opts(2, 10));
     let saved = a.save_state();
@@ -463,8 +476,9 @@ fn saved_state_restores_the_conversation_exactly() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn bad_state_bytes_are_refused_and_change_nothing() {
-    let Some(model) = load(MODEL) else { return };
+    let model = load(MODEL);
     let mut s = session_for(&model, 0);
     run(&mut s, PROMPT, opts(2, 4));
     let good = s.save_state();
@@ -486,11 +500,9 @@ fn bad_state_bytes_are_refused_and_change_nothing() {
     bad.push(patched(40, 0)); // logits flag off: the logits become stray bytes
     bad.push(patched(44, f32::NAN.to_bits())); // a state value
     bad.push(patched(good.len() - 4, f32::INFINITY.to_bits())); // a logit
-    if let Some(other) = load("tiny-rwkv-7v0-834K-FP32.bin") {
-        let mut t = session_for(&other, 0);
-        run(&mut t, PROMPT, opts(2, 4));
-        bad.push(t.save_state());
-    }
+    let mut other = session_for(&load("tiny-rwkv-7v0-834K-FP32.bin"), 0);
+    run(&mut other, PROMPT, opts(2, 4));
+    bad.push(other.save_state());
     for (i, b) in bad.iter().enumerate() {
         assert_eq!(s.load_state(b).unwrap_err().code, ErrorCode::InvalidOptions, "case {i}");
     }

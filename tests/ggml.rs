@@ -52,8 +52,9 @@ fn long_prompt() -> Vec<u32> {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn every_fixture_conforms_in_serial_and_sequence_mode() {
-    let Some(dir) = common::fixtures_dir() else { return };
+    let dir = common::fixtures_dir();
     println!("file\tserial diff_sum\tsequence diff_sum");
     for &(file, tag, dtype) in common::MODELS {
         let model = load_fixture(&dir, file);
@@ -76,8 +77,9 @@ fn every_fixture_conforms_in_serial_and_sequence_mode() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn the_reference_backend_agrees_on_fp32_models() {
-    let Some(dir) = common::fixtures_dir() else { return };
+    let dir = common::fixtures_dir();
     for &(file, _, _) in common::MODELS.iter().filter(|m| m.2 == "FP32") {
         let model = load_fixture(&dir, file);
         let tokens = long_prompt();
@@ -91,8 +93,9 @@ fn the_reference_backend_agrees_on_fp32_models() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn sequence_chunks_and_serial_give_the_same_state() {
-    let Some(dir) = common::fixtures_dir() else { return };
+    let dir = common::fixtures_dir();
     for &(file, _, _) in common::MODELS {
         let model = load_fixture(&dir, file);
         let mut ctx = context(&model);
@@ -115,8 +118,9 @@ fn sequence_chunks_and_serial_give_the_same_state() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn skipping_logits_gives_the_same_state() {
-    let Some(dir) = common::fixtures_dir() else { return };
+    let dir = common::fixtures_dir();
     for &(file, _, _) in common::MODELS {
         let model = load_fixture(&dir, file);
         let mut ctx = context(&model);
@@ -130,8 +134,9 @@ fn skipping_logits_gives_the_same_state() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn contexts_share_one_models_weights() {
-    let Some(dir) = common::fixtures_dir() else { return };
+    let dir = common::fixtures_dir();
     let model = load_fixture(&dir, "tiny-rwkv-7v0-834K-Q5_1.bin");
     let shared = Arc::new(GgmlModel::new(model.clone()).unwrap());
     let (mut a, mut b) = (GgmlContext::new(shared.clone()).unwrap(), GgmlContext::new(shared).unwrap());
@@ -149,8 +154,9 @@ fn contexts_share_one_models_weights() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn bad_arguments_are_refused_and_change_nothing() {
-    let Some(dir) = common::fixtures_dir() else { return };
+    let dir = common::fixtures_dir();
     let model = load_fixture(&dir, "tiny-rwkv-4v0-660K-FP32.bin");
     let mut ctx = context(&model);
     let mut state = model.initial_state();
@@ -179,8 +185,9 @@ fn quantize(bytes: &[u8], target: DType) -> Vec<u8> {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn quantized_fp32_and_fp16_fixtures_load_and_stay_close() {
-    let Some(dir) = common::fixtures_dir() else { return };
+    let dir = common::fixtures_dir();
     println!("source\ttarget\tdiff_sum");
     for &(file, tag, dtype) in common::MODELS.iter().filter(|m| m.2 == "FP32" || m.2 == "FP16") {
         let source = std::fs::read(dir.join(file)).unwrap();
@@ -206,8 +213,9 @@ fn quantized_fp32_and_fp16_fixtures_load_and_stay_close() {
 }
 
 #[test]
+#[cfg_attr(not(echo_tokenizers), ignore = "tokenizer fixtures not found at ../shared/fixtures/tokenizers")]
 fn quantizing_fp32_to_q5_reproduces_rwkv_cpp_files() {
-    let Some(dir) = common::fixtures_dir() else { return };
+    let dir = common::fixtures_dir();
     for tag in ["4v0-660K", "5v1-730K", "5v2-730K", "7v0-834K"] {
         let source = std::fs::read(dir.join(format!("tiny-rwkv-{tag}-FP32.bin"))).unwrap();
         for target in [DType::Q5_0, DType::Q5_1] {

@@ -53,8 +53,9 @@ fn argmax(x: &[f32]) -> usize {
 const BOUND_NEEDS_GGML_ACTIVATION_ROUNDING: [&str; 2] = ["tiny-rwkv-7v0-834K-Q5_0.bin", "tiny-rwkv-7v0-834K-Q5_1.bin"];
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn fp32_logits_match_expected() {
-    let Some(dir) = common::fixtures_dir() else { return };
+    let dir = common::fixtures_dir();
     for &(file, tag, dtype) in common::MODELS.iter().filter(|m| m.2 == "FP32") {
         let model = load(&dir, file);
         let expected = common::expected_logits(&dir, tag);
@@ -69,8 +70,9 @@ fn fp32_logits_match_expected() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn fp16_and_quantized_diff_sums_within_readme_bounds() {
-    let Some(dir) = common::fixtures_dir() else { return };
+    let dir = common::fixtures_dir();
     for &(file, tag, dtype) in common::MODELS.iter().filter(|m| m.2 != "FP32") {
         let model = load(&dir, file);
         let expected = common::expected_logits(&dir, tag);
@@ -98,8 +100,9 @@ fn fp16_and_quantized_diff_sums_within_readme_bounds() {
 /// and is still two orders of magnitude below what a wrong formula produces (a wrong decay or
 /// state orientation moves logits by 0.1 to several units on these models).
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn v7_quantized_logits_stay_close_to_fp32() {
-    let Some(dir) = common::fixtures_dir() else { return };
+    let dir = common::fixtures_dir();
     let expected = common::expected_logits(&dir, "7v0-834K");
     for file in BOUND_NEEDS_GGML_ACTIVATION_ROUNDING {
         let (logits, _) = run(&load(&dir, file), &common::PROMPT, true);
@@ -132,8 +135,9 @@ fn dequantized_copy(model: &Model) -> Model {
 /// file gives the logits and state of its dequantized FP32 copy. So whatever separates these
 /// files' logits from the FP32 model's is the weights' rounding, not the backend.
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn quantized_path_is_the_dequantized_model() {
-    let Some(dir) = common::fixtures_dir() else { return };
+    let dir = common::fixtures_dir();
     for &(file, _, _) in common::MODELS.iter().filter(|m| m.2 != "FP32") {
         let model = load(&dir, file);
         let copy = dequantized_copy(&model);
@@ -146,8 +150,9 @@ fn quantized_path_is_the_dequantized_model() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn serial_and_sequence_give_the_same_logits_and_state() {
-    let Some(dir) = common::fixtures_dir() else { return };
+    let dir = common::fixtures_dir();
     for &(file, _, _) in common::MODELS {
         let model = load(&dir, file);
         let (serial_logits, serial_state) = run(&model, &common::PROMPT, true);
@@ -161,8 +166,9 @@ fn serial_and_sequence_give_the_same_logits_and_state() {
 /// The state carries everything between calls: 1 token then 2 equals 3 at once, and asking for
 /// no logits advances the state the same way.
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn state_round_trip() {
-    let Some(dir) = common::fixtures_dir() else { return };
+    let dir = common::fixtures_dir();
     for &(file, _, _) in common::MODELS {
         let model = load(&dir, file);
         let (want_logits, want_state) = run(&model, &common::PROMPT, false);
@@ -182,8 +188,9 @@ fn state_round_trip() {
 }
 
 #[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn bad_input_is_refused_and_changes_nothing() {
-    let Some(dir) = common::fixtures_dir() else { return };
+    let dir = common::fixtures_dir();
     for file in ["tiny-rwkv-4v0-660K-FP32.bin", "tiny-rwkv-7v0-834K-Q5_1.bin"] {
         let model = load(&dir, file);
         let n_vocab = model.hparams.n_vocab;

@@ -61,11 +61,6 @@ impl ModelLoader {
         self.parser.consumed()
     }
 
-    /// Bytes the model is expected to need (weights + reserve), known once the header is read.
-    pub fn needed_bytes(&self) -> Option<u64> {
-        self.sink.header.map(|h| self.sink.estimate(&h))
-    }
-
     /// The input has ended: checks that the file is complete and is a valid model.
     pub fn finish(self) -> Result<Model> {
         self.parser.finish()?;
@@ -137,21 +132,5 @@ impl Sink for Collect {
 pub fn load_bytes(bytes: &[u8], opts: LoadOptions) -> Result<Model> {
     let mut loader = ModelLoader::new(LoadOptions { file_bytes: Some(bytes.len() as u64), ..opts });
     loader.push(bytes)?;
-    loader.finish()
-}
-
-/// Loads a model from a reader in fixed-size chunks, never holding the file in memory.
-pub fn load_reader(mut reader: impl std::io::Read, opts: LoadOptions) -> Result<Model> {
-    let mut loader = ModelLoader::new(opts);
-    let mut chunk = vec![0u8; 1 << 20];
-    loop {
-        let n = reader
-            .read(&mut chunk)
-            .map_err(|e| Error::new(crate::error::ErrorCode::LoadFailed, format!("reading the model failed: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        loader.push(&chunk[..n])?;
-    }
     loader.finish()
 }

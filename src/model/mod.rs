@@ -9,7 +9,7 @@ pub mod schema;
 use std::collections::HashMap;
 
 pub use buffer::AlignedBuf;
-pub use loader::{load_bytes, load_reader, LoadOptions, ModelLoader};
+pub use loader::{load_bytes, LoadOptions, ModelLoader};
 pub use stream::StreamingLoad;
 
 use crate::error::{Error, Result};

@@ -10,7 +10,7 @@ use echo_ggml_sys::mem;
 use wasm_bindgen::prelude::*;
 
 use super::js::{num, object, Options};
-use super::metrics::Metrics;
+use super::metrics::{Metrics, Outcome};
 use crate::backend::{self, Backend, BackendKind};
 use crate::error::{Error, ErrorCode, Result};
 use crate::generate::{Completion, GenerateOptions, Session, Step};
@@ -211,7 +211,8 @@ impl Engine {
         let l = self.loaded_mut()?;
         let result = l.session.eval_tokens(&ids);
         let backend = l.backend;
-        self.metrics.record(backend, super::now_ms() - start, ids.len(), result.is_ok());
+        let outcome = if result.is_ok() { Outcome::Done } else { Outcome::Failed };
+        self.metrics.record(backend, super::now_ms() - start, ids.len(), outcome);
         Ok(result?)
     }
 
@@ -235,9 +236,9 @@ impl Engine {
     pub fn step(&mut self) -> JsResult<JsValue> {
         match self.loaded_mut()?.session.step() {
             Ok(Step::Text(text)) => Ok(object(&[("text", text.into())])),
-            Ok(Step::Done(c)) => Ok(self.finish_generation(c, true)),
+            Ok(Step::Done(c)) => Ok(self.finish_generation(c, Outcome::Done)),
             Err(e) => {
-                self.record_generation(0, false);
+                self.record_generation(0, Outcome::Failed);
                 Err(e.into())
             }
         }
@@ -247,7 +248,7 @@ impl Engine {
     #[wasm_bindgen(js_name = abortGenerate)]
     pub fn abort_generate(&mut self) -> JsValue {
         match self.loaded.as_mut().and_then(|l| l.session.abort()) {
-            Some(c) => self.finish_generation(c, false),
+            Some(c) => self.finish_generation(c, Outcome::Aborted),
             None => JsValue::NULL,
         }
     }
@@ -302,15 +303,15 @@ impl Engine {
     }
 
     /// Records the generation in progress, from `beginGenerate` to now, as one request.
-    fn record_generation(&mut self, tokens: usize, ok: bool) {
+    fn record_generation(&mut self, tokens: usize, outcome: Outcome) {
         if let Some(l) = self.loaded.as_mut() {
             let ms = l.generation_start.take().map_or(0.0, |t| super::now_ms() - t);
-            self.metrics.record(l.backend, ms, tokens, ok);
+            self.metrics.record(l.backend, ms, tokens, outcome);
         }
     }
 
-    fn finish_generation(&mut self, c: Completion, ok: bool) -> JsValue {
-        self.record_generation(c.stats.evaluated_prompt_tokens + c.stats.generated_tokens, ok);
+    fn finish_generation(&mut self, c: Completion, outcome: Outcome) -> JsValue {
+        self.record_generation(c.stats.evaluated_prompt_tokens + c.stats.generated_tokens, outcome);
         let s = &c.stats;
         let stats = object(&[
             ("promptTokens", num(s.prompt_tokens as f64)),

@@ -10,10 +10,19 @@ use super::js::{num, object};
 
 const WINDOW: usize = 1024;
 
+/// How a request ended. An abort is the caller's choice, not a failure of the engine.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Aborted,
+    Failed,
+}
+
 #[derive(Default)]
 struct Counters {
     requests: u64,
     errors: u64,
+    aborted: u64,
     tokens: u64,
     busy_ms: f64,
     latencies_ms: VecDeque<f64>,
@@ -27,8 +36,8 @@ pub struct Metrics {
 
 impl Metrics {
     /// One finished request (an evaluation or a whole generation): its time, the tokens it
-    /// processed (prompt and generated), and whether it failed.
-    pub fn record(&mut self, backend: &'static str, ms: f64, tokens: usize, ok: bool) {
+    /// processed (prompt and generated), and how it ended.
+    pub fn record(&mut self, backend: &'static str, ms: f64, tokens: usize, outcome: Outcome) {
         let c = match self.backends.iter().position(|(b, _)| *b == backend) {
             Some(i) => &mut self.backends[i].1,
             None => {
@@ -37,7 +46,8 @@ impl Metrics {
             }
         };
         c.requests += 1;
-        c.errors += u64::from(!ok);
+        c.errors += u64::from(outcome == Outcome::Failed);
+        c.aborted += u64::from(outcome == Outcome::Aborted);
         c.tokens += tokens as u64;
         c.busy_ms += ms;
         if c.latencies_ms.len() == WINDOW {
@@ -46,7 +56,7 @@ impl Metrics {
         c.latencies_ms.push_back(ms);
     }
 
-    /// `{ [backend]: { requests, errors, tokens, tokensPerS, latencyMs: { p50, p90, p99, max } } }`.
+    /// `{ [backend]: { requests, errors, aborted, tokens, tokensPerS, latencyMs: { p50, p90, p99, max } } }`.
     pub fn to_js(&self) -> JsValue {
         let fields: Vec<(&str, JsValue)> = self
             .backends
@@ -63,6 +73,7 @@ impl Metrics {
                 let counters = object(&[
                     ("requests", num(c.requests as f64)),
                     ("errors", num(c.errors as f64)),
+                    ("aborted", num(c.aborted as f64)),
                     ("tokens", num(c.tokens as f64)),
                     ("tokensPerS", num(tokens_per_s)),
                     ("latencyMs", latency),

@@ -20,7 +20,6 @@ const missing = [
   [join(root, 'node_modules/playwright-core'), 'playwright-core (run npm ci)'],
 ].filter(([path]) => !existsSync(path));
 const skip = missing.length > 0 && `missing ${missing.map(([, what]) => what).join(', ')}`;
-if (skip) console.log(`SKIPPED: ${skip}`);
 
 let browser;
 let models;
@@ -29,7 +28,6 @@ let profile;
 before(async () => {
   if (skip) return;
   models = makeModels({ big100: true, big250: true });
-  if (!models.tinyIsFixture) console.log('note: fixtures not found; the tiny model is a synthetic one (random text)');
   const { chromium } = await import('playwright-core');
   profile = mkdtempSync(join(tmpdir(), 'echo-chromium-'));
   browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });

@@ -8,12 +8,12 @@ import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { TOKENIZERS_MISSING, neoxJson, worldVocab } from '../support/fixtures.mjs';
 import { makeModels, root, synth } from '../support/models.mjs';
 
 const MIB = 1024 * 1024;
 const haveWasm = existsSync(join(root, 'pkg/echo_engine_bg.wasm'));
-if (!haveWasm) console.log('SKIPPED: pkg/ is not built (run ./build-wasm.sh)');
-const skip = !haveWasm;
+const skip = !haveWasm && 'pkg/ is not built (run ./build-wasm.sh)';
 
 const { EchoEngine, EchoError } = haveWasm ? await import('../../js/echo-engine.js') : {};
 let models;
@@ -230,16 +230,12 @@ test('backends: reference and mock are used when asked, and reported', { skip },
   assert.ok(first.tokens.every((t) => t >= 32 && t <= 126), 'mock favours printable ASCII');
 });
 
-const tokenizers = join(root, '../shared/fixtures/tokenizers');
-const haveTokenizers = existsSync(tokenizers);
-if (!skip && !haveTokenizers) console.log(`SKIPPED: tokenizer files not found at ${tokenizers}`);
-
-test('vocabularies: World by path, NeoX as a Blob; auto leaves a vocabulary-less model token-only', { skip: skip || !haveTokenizers }, async () => {
+test('vocabularies: World by path, NeoX as a Blob; auto leaves a vocabulary-less model token-only', { skip: skip || TOKENIZERS_MISSING }, async () => {
   const e = await engine();
   const world = synth(join(models.dir, 'world.bin'), ['--arch', 'v5.2', '--n-embed', '64', '--n-layer', '1', '--n-vocab', '65536', '--type', 'FP16']);
   const text = "I'll 'd test блабла 以下は、]) -> <|endoftext|><|padding|> int";
   const ids = [74, 5229, 274, 101, 32223, 5092, 27980, 2795, 27980, 33, 10399, 10258, 10139, 10079, 1682, 3463, 295, 125, 25258, 7588, 2318, 125, 790, 125, 49520, 125, 63, 21888];
-  const info = await e.loadModel(world, { vocab: join(tokenizers, 'rwkv_vocab_v20230424.txt') });
+  const info = await e.loadModel(world, { vocab: worldVocab });
   assert.equal(info.tokenizer, 'world');
   assert.deepEqual(await e.tokenize(text), ids);
   assert.equal(await e.detokenize(ids), text);
@@ -250,7 +246,7 @@ test('vocabularies: World by path, NeoX as a Blob; auto leaves a vocabulary-less
   assert.equal((await rejection(e.generate('Hi').result)).code, 'invalid_options');
 
   const neox = synth(join(models.dir, 'neox.bin'), ['--arch', 'v4', '--n-embed', '64', '--n-layer', '1', '--n-vocab', '50277', '--type', 'FP16']);
-  const vocab = new Blob([readFileSync(join(tokenizers, '20B_tokenizer.json'))]);
+  const vocab = new Blob([readFileSync(neoxJson)]);
   assert.equal((await e.loadModel(neox, { vocab })).tokenizer, 'neox');
   assert.equal(await e.detokenize(await e.tokenize('Hello world')), 'Hello world');
 });

@@ -3,13 +3,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { FIXTURES_MISSING, MODELS, fixtures } from '../support/fixtures.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const fixtures = join(root, '../shared/fixtures/rwkv-tiny');
 const nodeCli = join(root, 'bin/echo-engine.mjs');
 const nativeCli = join(root, 'target/release/echo-engine');
 const PROMPT = '34,105,110';
@@ -32,8 +32,6 @@ const BOUNDS = {
 // floats would need the same summation order on every SIMD width, which ggml does not offer.
 const ROUNDING_FLIPS = new Set(['tiny-rwkv-5v1-730K-Q5_0.bin', 'tiny-rwkv-5v2-730K-FP16.bin', 'tiny-rwkv-6v0-3m-Q5_1.bin']);
 
-const haveFixtures = existsSync(fixtures);
-if (!haveFixtures) console.log(`SKIPPED: fixtures not found at ${fixtures}`);
 
 function run(cli, args) {
   const [cmd, argv] = cli === 'node' ? [process.execPath, [nodeCli, ...args]] : [nativeCli, args];
@@ -52,11 +50,9 @@ function expected(tag) {
   return new Float32Array(b.buffer, b.byteOffset, 256);
 }
 
-const models = haveFixtures
-  ? readdirSync(fixtures).filter((f) => f.startsWith('tiny-rwkv-')).sort()
-  : [];
+const models = MODELS;
 
-test('conformance in Node (wasm) and agreement with native, every fixture', { skip: !haveFixtures }, () => {
+test('conformance in Node (wasm) and agreement with native, every fixture', { skip: FIXTURES_MISSING }, () => {
   const rows = [];
   for (const file of models) {
     const [, tag, dtype] = file.match(/^tiny-rwkv-(.+)-(FP32|FP16|Q5_0|Q5_1)\.bin$/);
@@ -83,7 +79,7 @@ test('conformance in Node (wasm) and agreement with native, every fixture', { sk
   console.log('file\tserial diff_sum\twasm-native max|d|\tsequence diff_sum\twasm-native max|d|\n' + rows.join('\n'));
 });
 
-test('info reports the model', { skip: !haveFixtures }, () => {
+test('info reports the model', { skip: FIXTURES_MISSING }, () => {
   const info = json('node', ['info', '--model', join(fixtures, 'tiny-rwkv-6v0-3m-Q5_1.bin')]);
   assert.equal(info.arch, 'v6');
   assert.equal(info.n_vocab, 256);
@@ -94,7 +90,7 @@ test('info reports the model', { skip: !haveFixtures }, () => {
   assert.ok(info.memory_bytes > info.file_bytes * 0.9);
 });
 
-test('quantizing in wasm writes the same bytes as native', { skip: !haveFixtures }, () => {
+test('quantizing in wasm writes the same bytes as native', { skip: FIXTURES_MISSING }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'echo-q-'));
   try {
     for (const type of ['Q4_0', 'Q5_1', 'Q8_0']) {
@@ -122,14 +118,15 @@ test('bad input gives one JSON error line and a non-zero exit', () => {
     assert.equal(JSON.parse(r2.stderr.trim()).code, 'invalid_model');
     const r3 = run('node', ['frobnicate']);
     assert.equal(JSON.parse(r3.stderr.trim()).code, 'invalid_options');
-    if (haveFixtures) {
-      const model = join(fixtures, 'tiny-rwkv-4v0-660K-FP32.bin');
-      const r4 = run('node', ['logits', '--model', model, '--tokens', '1,999']);
-      assert.equal(JSON.parse(r4.stderr.trim()).code, 'invalid_options');
-    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a token the model does not have is a typed error', { skip: FIXTURES_MISSING }, () => {
+  const model = join(fixtures, 'tiny-rwkv-4v0-660K-FP32.bin');
+  const r = run('node', ['logits', '--model', model, '--tokens', '1,999']);
+  assert.equal(JSON.parse(r.stderr.trim()).code, 'invalid_options');
 });
 
 test('the wasm module imports only wasm-bindgen glue, and has SIMD128', async () => {

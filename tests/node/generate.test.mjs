@@ -4,24 +4,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { FIXTURES_MISSING, TOKENIZERS_MISSING, fixtures, neoxJson, worldVocab } from '../support/fixtures.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const fixtures = join(root, '../shared/fixtures/rwkv-tiny');
-const tokenizers = join(root, '../shared/fixtures/tokenizers');
-const worldVocab = join(tokenizers, 'rwkv_vocab_v20230424.txt');
-const neoxJson = join(tokenizers, '20B_tokenizer.json');
 const nodeCli = join(root, 'bin/echo-engine.mjs');
 // ECHO_NATIVE_CLI: a native build in another target directory.
 const nativeCli = process.env.ECHO_NATIVE_CLI ?? join(root, 'target/release/echo-engine');
 const model = join(fixtures, 'tiny-rwkv-5v2-730K-FP32.bin');
 
-const haveModels = existsSync(fixtures);
-const haveTokenizers = existsSync(worldVocab) && existsSync(neoxJson);
-if (!haveModels) console.log(`SKIPPED: fixtures not found at ${fixtures}`);
-if (!haveTokenizers) console.log(`SKIPPED: tokenizer fixtures not found at ${tokenizers}`);
 
 // The fixture README's World vector.
 const WORLD_TEXT = "I'll 'd test блабла 以下は、]) -> <|endoftext|><|padding|> int";
@@ -49,7 +41,7 @@ function errorCode(cli, args) {
 
 const GEN = ['generate', '--model', model, '--prompt', 'The quick brown fox', '--max-tokens', '48', '--seed', '7'];
 
-test('generate: seeded output is repeatable, streamed text equals the JSON text, native agrees', { skip: !haveModels }, () => {
+test('generate: seeded output is repeatable, streamed text equals the JSON text, native agrees', { skip: FIXTURES_MISSING }, () => {
   const [a] = lines('node', [...GEN, '--json']);
   const [b] = lines('node', [...GEN, '--json']);
   assert.deepEqual(a, { ...b, stats: a.stats });
@@ -70,7 +62,7 @@ test('generate: seeded output is repeatable, streamed text equals the JSON text,
   assert.equal(n.text, a.text);
 });
 
-test('generate: stop strings (JSON array or repeated) cut the text and are not printed', { skip: !haveModels }, () => {
+test('generate: stop strings (JSON array or repeated) cut the text and are not printed', { skip: FIXTURES_MISSING }, () => {
   const [free] = lines('node', [...GEN, '--temperature', '0', '--json']);
   const stop = free.text.slice(10, 13);
   const want = free.text.slice(0, free.text.indexOf(stop));
@@ -82,7 +74,7 @@ test('generate: stop strings (JSON array or repeated) cut the text and are not p
   }
 });
 
-test('generate: a second prompt sharing a prefix resumes from the prefix cache', { skip: !haveModels }, () => {
+test('generate: a second prompt sharing a prefix resumes from the prefix cache', { skip: FIXTURES_MISSING }, () => {
   const prefix = 'A long shared system prompt, the same for every request in this process. ';
   const args = ['generate', '--model', model, '--max-tokens', '8', '--json'];
   const [first, second] = lines('node', [...args, '--prompt', prefix, '--prompt', `${prefix}Question?`]);
@@ -95,7 +87,7 @@ test('generate: a second prompt sharing a prefix resumes from the prefix cache',
   assert.deepEqual(cold.tokens, second.tokens);
 });
 
-test('tokenize and detokenize: the World vector, NeoX, bytes; Node equals native', { skip: !haveTokenizers }, () => {
+test('tokenize and detokenize: the World vector, NeoX, bytes; Node equals native', { skip: TOKENIZERS_MISSING }, () => {
   const world = ['--tokenizer', 'world', '--vocab', worldVocab];
   for (const cli of ['node', 'native']) {
     assert.deepEqual(JSON.parse(ok(cli, ['tokenize', ...world, '--text', WORLD_TEXT])), WORLD_IDS);
@@ -118,14 +110,15 @@ test('text commands: bad input is a typed error', () => {
   assert.equal(errorCode('node', ['detokenize', '--tokenizer', 'byte', '--ids', '1,256']), 'invalid_options');
   assert.equal(errorCode('node', ['detokenize', '--tokenizer', 'byte', '--ids', '1,x']), 'invalid_options');
   assert.equal(errorCode('node', ['tokenize', '--tokenizer', 'world', '--vocab', join(root, 'missing.txt'), '--text', 'x']), 'load_failed');
-  if (haveModels) {
-    assert.equal(errorCode('node', [...GEN, '--temperature', '-1']), 'invalid_options');
-    assert.equal(errorCode('node', [...GEN, '--top-p', 'lots']), 'invalid_options');
-    assert.equal(errorCode('node', [...GEN, '--stop-tokens', '999']), 'invalid_options');
-    assert.equal(errorCode('node', ['generate', '--model', model]), 'invalid_options');
-    // A World tokenizer on a 256-token model: the prompt has ids the model does not have.
-    if (haveTokenizers) {
-      assert.equal(errorCode('node', [...GEN, '--tokenizer', 'world', '--vocab', worldVocab]), 'invalid_options');
-    }
-  }
+});
+
+test('generate: bad options are typed errors', { skip: FIXTURES_MISSING }, () => {
+  assert.equal(errorCode('node', [...GEN, '--temperature', '-1']), 'invalid_options');
+  assert.equal(errorCode('node', [...GEN, '--top-p', 'lots']), 'invalid_options');
+  assert.equal(errorCode('node', [...GEN, '--stop-tokens', '999']), 'invalid_options');
+  assert.equal(errorCode('node', ['generate', '--model', model]), 'invalid_options');
+});
+
+test('generate: a World tokenizer on a 256-token model gives ids the model lacks, a typed error', { skip: FIXTURES_MISSING || TOKENIZERS_MISSING }, () => {
+  assert.equal(errorCode('node', [...GEN, '--tokenizer', 'world', '--vocab', worldVocab]), 'invalid_options');
 });
