@@ -1,11 +1,15 @@
 //! Tokenizers against their fixture files (`../shared/fixtures/tokenizers`).
 //!
 //! The checks are plain `pub fn`s that take the files' bytes; `native` runs them on the files, and
-//! `wasm` (Node.js, and headless Chromium with WASM_BINDGEN_USE_BROWSER=1) on copies embedded at
+//! `wasm` (Node.js, and headless Chromium: `wasm-pack test --node`, `wasm-pack test --headless --chrome`) on copies embedded at
 //! compile time (a browser has no file system).
 //! NeoX's expected ids come from Hugging Face `tokenizers` 0.23.3:
 //! `Tokenizer.from_file("20B_tokenizer.json").encode(s).ids`.
 #![allow(dead_code)]
+
+#[cfg(target_arch = "wasm32")]
+#[path = "common/wasm_mode.rs"]
+mod wasm_mode;
 
 use echo_engine::tokenizer::{kind_for_vocab, Tokenizer, TokenizerKind};
 use echo_engine::ErrorCode;
@@ -266,70 +270,72 @@ mod native {
     use super::*;
     use std::path::PathBuf;
 
-    /// A fixture file's bytes, or None after printing SKIPPED.
-    fn fixture(name: &str) -> Option<Vec<u8>> {
+    /// A tokenizer fixture's bytes (tests that call this are ignored when the folder is missing).
+    fn fixture(name: &str) -> Vec<u8> {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/tokenizers").join(name);
-        match std::fs::read(&path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) => {
-                println!("SKIPPED: tokenizer fixture not found at {} ({e})", path.display());
-                None
-            }
-        }
+        std::fs::read(&path).unwrap_or_else(|e| panic!("tokenizer fixture {}: {e}", path.display()))
     }
 
     const WORLD: &str = "rwkv_vocab_v20230424.txt";
     const NEOX: &str = "20B_tokenizer.json";
 
     #[test]
+    #[cfg_attr(not(echo_tokenizers), ignore = "tokenizer fixtures not found at ../shared/fixtures/tokenizers")]
     fn world_known_vector() {
-        let Some(v) = fixture(WORLD) else { return };
+        let v = fixture(WORLD);
         check_world_known_vector(&v);
     }
 
     #[test]
+    #[cfg_attr(not(echo_tokenizers), ignore = "tokenizer fixtures not found at ../shared/fixtures/tokenizers")]
     fn world_round_trips_and_decoding() {
-        let Some(v) = fixture(WORLD) else { return };
+        let v = fixture(WORLD);
         let tok = Tokenizer::world(&v).unwrap();
         check_round_trips(&tok);
         check_decode_arbitrary_ids(&tok);
     }
 
     #[test]
+    #[cfg_attr(not(echo_tokenizers), ignore = "tokenizer fixtures not found at ../shared/fixtures/tokenizers")]
     fn world_is_fast() {
-        let Some(v) = fixture(WORLD) else { return };
+        let v = fixture(WORLD);
         check_speed(&Tokenizer::world(&v).unwrap(), 1.0);
     }
 
     #[test]
+    #[cfg_attr(not(echo_tokenizers), ignore = "tokenizer fixtures not found at ../shared/fixtures/tokenizers")]
     fn world_malformed_files() {
-        let Some(v) = fixture(WORLD) else { return };
+        let v = fixture(WORLD);
         check_world_malformed(&v);
     }
 
     #[test]
+    #[cfg_attr(not(echo_tokenizers), ignore = "tokenizer fixtures not found at ../shared/fixtures/tokenizers")]
     fn neox_matches_reference_ids() {
-        let Some(j) = fixture(NEOX) else { return };
+        let j = fixture(NEOX);
         check_neox_reference_ids(&j);
     }
 
     #[test]
+    #[cfg_attr(not(echo_tokenizers), ignore = "tokenizer fixtures not found at ../shared/fixtures/tokenizers")]
     fn neox_round_trips_and_decoding() {
-        let Some(j) = fixture(NEOX) else { return };
+        let j = fixture(NEOX);
         let tok = Tokenizer::neox(&j).unwrap();
         check_round_trips(&tok);
         check_decode_arbitrary_ids(&tok);
     }
 
     #[test]
+    #[cfg_attr(not(echo_tokenizers), ignore = "tokenizer fixtures not found at ../shared/fixtures/tokenizers")]
     fn neox_is_fast() {
-        let Some(j) = fixture(NEOX) else { return };
+        let j = fixture(NEOX);
         check_speed(&Tokenizer::neox(&j).unwrap(), 3.0);
     }
 
     #[test]
+    #[cfg_attr(not(echo_tokenizers), ignore = "tokenizer fixtures not found at ../shared/fixtures/tokenizers")]
     fn neox_malformed_files() {
-        let Some(j) = fixture(NEOX) else { return };
+        let j = fixture(NEOX);
         check_neox_malformed(&j);
     }
 
@@ -349,24 +355,24 @@ mod wasm {
     use super::*;
     use wasm_bindgen_test::*;
 
+    /// (World vocabulary, NeoX tokenizer.json), embedded at build time; the tests that use them
+    /// are ignored when the folder was missing then.
     #[cfg(echo_tokenizers)]
-    const FILES: Option<(&[u8], &[u8])> = Some((
-        include_bytes!(concat!(env!("ECHO_TOKENIZERS"), "/rwkv_vocab_v20230424.txt")),
-        include_bytes!(concat!(env!("ECHO_TOKENIZERS"), "/20B_tokenizer.json")),
-    ));
+    fn files() -> (&'static [u8], &'static [u8]) {
+        (
+            include_bytes!(concat!(env!("ECHO_TOKENIZERS"), "/rwkv_vocab_v20230424.txt")),
+            include_bytes!(concat!(env!("ECHO_TOKENIZERS"), "/20B_tokenizer.json")),
+        )
+    }
     #[cfg(not(echo_tokenizers))]
-    const FILES: Option<(&[u8], &[u8])> = None;
-
-    fn files() -> Option<(&'static [u8], &'static [u8])> {
-        if FILES.is_none() {
-            console_log!("SKIPPED: tokenizer fixtures not found at ../shared/fixtures/tokenizers when the tests were built");
-        }
-        FILES
+    fn files() -> (&'static [u8], &'static [u8]) {
+        unreachable!("ignored without the tokenizer fixtures")
     }
 
     #[wasm_bindgen_test]
+    #[cfg_attr(not(echo_tokenizers), ignore = "tokenizer fixtures not found at ../shared/fixtures/tokenizers")]
     fn world() {
-        let Some((world, _)) = files() else { return };
+        let (world, _) = files();
         check_world_known_vector(world);
         let tok = Tokenizer::world(world).unwrap();
         check_round_trips(&tok);
@@ -375,8 +381,9 @@ mod wasm {
     }
 
     #[wasm_bindgen_test]
+    #[cfg_attr(not(echo_tokenizers), ignore = "tokenizer fixtures not found at ../shared/fixtures/tokenizers")]
     fn neox() {
-        let Some((_, json)) = files() else { return };
+        let (_, json) = files();
         check_neox_reference_ids(json);
         let tok = Tokenizer::neox(json).unwrap();
         check_round_trips(&tok);

@@ -1,7 +1,10 @@
-//! The engine in wasm (Node.js, and headless Chromium with WASM_BINDGEN_USE_BROWSER=1):
+//! The engine in wasm (Node.js, and headless Chromium: `wasm-pack test --node`, `wasm-pack test --headless --chrome`):
 //! conformance of every fixture in serial and sequence mode, streaming loads, typed errors.
 //! The fixtures are embedded at compile time (a browser has no file system).
 #![cfg(target_arch = "wasm32")]
+
+#[path = "common/wasm_mode.rs"]
+mod wasm_mode;
 
 use std::sync::Arc;
 
@@ -36,13 +39,6 @@ const EXPECTED: &[(&str, &[u8])] = embed!(
 );
 #[cfg(not(echo_fixtures))]
 const EXPECTED: &[(&str, &[u8])] = &[];
-
-fn skipped() -> bool {
-    if MODELS.is_empty() {
-        console_log!("SKIPPED: fixtures not found at ../shared/fixtures/rwkv-tiny when the tests were built");
-    }
-    MODELS.is_empty()
-}
 
 /// (tag, data type) from a file name like tiny-rwkv-5v2-730K-Q5_1.bin (every type name has 4 letters).
 fn parse_name(file: &str) -> (&str, &str) {
@@ -85,10 +81,8 @@ fn ggml_is_built_with_simd128() {
 }
 
 #[wasm_bindgen_test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn every_fixture_conforms_in_serial_and_sequence_mode() {
-    if skipped() {
-        return;
-    }
     for (file, bytes) in MODELS {
         let (tag, dtype) = parse_name(file);
         let want = expected(tag);
@@ -111,10 +105,8 @@ fn every_fixture_conforms_in_serial_and_sequence_mode() {
 }
 
 #[wasm_bindgen_test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn the_reference_backend_agrees_on_fp32_models() {
-    if skipped() {
-        return;
-    }
     for (file, bytes) in MODELS.iter().filter(|(f, _)| f.ends_with("FP32.bin")) {
         let model = Arc::new(load_streamed(bytes));
         let a = run(&model, BackendKind::Reference, true);
@@ -125,10 +117,8 @@ fn the_reference_backend_agrees_on_fp32_models() {
 }
 
 #[wasm_bindgen_test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn malformed_input_gives_typed_errors_then_a_model_still_loads() {
-    if skipped() {
-        return;
-    }
     let good = MODELS.iter().find(|(f, _)| f.ends_with("5v2-730K-Q5_1.bin")).unwrap().1;
     common::malformed::check(good);
     let model = Arc::new(echo_engine::model::load_bytes(good, LoadOptions::default()).unwrap());

@@ -1,7 +1,10 @@
-//! wasm tests, run in node by wasm-bindgen-test-runner:
+//! wasm tests (`wasm-pack test --node vendor/ggml`, `wasm-pack test --headless --chrome vendor/ggml`), or by hand:
 //! `CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 //!  cargo test -p echo-ggml-sys --target wasm32-unknown-unknown`
 #![cfg(target_arch = "wasm32")]
+
+#[path = "../../../tests/common/wasm_mode.rs"]
+mod wasm_mode;
 
 mod common;
 
