@@ -9,8 +9,7 @@ export type ErrorCode =
   | 'no_model'
   | 'invalid_options'
   | 'out_of_memory'
-  | 'worker_crashed'
-  | 'busy';
+  | 'worker_crashed';
 
 /** Every failure: `code` says what went wrong, `message` what to do. */
 export class EchoError extends Error {

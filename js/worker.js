@@ -84,7 +84,7 @@ async function run(id, op, args, signal) {
 }
 
 async function create({ memoryLimitMb, backend }) {
-  if (engine) throw echoError('busy', 'the engine is already created');
+  if (engine) throw echoError('invalid_options', 'the engine is already created');
   const wasmUrl = new URL('../pkg/echo_engine_bg.wasm', import.meta.url);
   if (isNode) {
     const { readFile } = await import('node:fs/promises');

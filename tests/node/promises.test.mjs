@@ -84,14 +84,17 @@ test('evalTokens and loadState, then generate with continue, go on from that sta
 test('a state saved on one backend loads on another and gives its logits; a state of another model is refused', { skip }, async () => {
   const ggml = await engine({ backend: 'ggml' });
   const reference = await engine({ backend: 'reference' });
+  const maxDiff = (a, b) => Math.max(...a.map((v, i) => Math.abs(v - b[i])));
+  // How far the two backends are apart on this FP16 model anyway (ggml rounds activations to
+  // f16 for FP16 weights, the reference stays in f32): a state crossing over may add no more.
+  const apart = maxDiff(await ggml.evalTokens(bytes('Hello!')), await reference.evalTokens(bytes('Hello!')));
+  await ggml.reset();
   await ggml.evalTokens(bytes('Hello'));
   const state = await ggml.saveState();
   const expected = await ggml.evalTokens([33]);
   await reference.loadState(state);
-  const got = await reference.evalTokens([33]);
-  const maxDiff = Math.max(...got.map((v, i) => Math.abs(v - expected[i])));
-  // The tiny FP16 model: the reference evaluates in f32 from the same f16 weights (1e-3 natively).
-  assert.ok(maxDiff < 1e-3, `max |Δ| ${maxDiff}`);
+  const crossed = maxDiff(await reference.evalTokens([33]), expected);
+  assert.ok(crossed <= 1.5 * apart + 1e-5, `max |Δ| ${crossed} after loading the state, ${apart} from scratch`);
 
   // A state of another model (a v7 with a different state size) is refused and changes nothing.
   const other = await engine({}, synth(join(models.dir, 'v7.bin'), ['--arch', 'v7', '--n-embed', '64', '--n-layer', '1', '--n-vocab', '256', '--type', 'FP32']));
@@ -156,9 +159,12 @@ test('sampler options reach the sampler from JS: bannedTokens, logitBias, stopTo
   assert.ok(!banned.tokens.includes(first));
   const biased = await e.complete('The ', { ...GREEDY, maxTokens: 8, logitBias: { 90: 1000 } });
   assert.deepEqual(biased.tokens, Array(8).fill(90));
+  // A stop token ends the reply: it is the last of `tokens`, and adds no text.
+  const stopAt = greedy.tokens.indexOf(greedy.tokens[2]);
   const stopped = await e.complete('The ', { ...GREEDY, maxTokens: 8, stopTokens: [greedy.tokens[2]] });
   assert.equal(stopped.stopReason, 'stop');
-  assert.deepEqual(stopped.tokens, greedy.tokens.slice(0, greedy.tokens.indexOf(greedy.tokens[2])));
+  assert.deepEqual(stopped.tokens, greedy.tokens.slice(0, stopAt + 1));
+  assert.equal(stopped.text, Buffer.from(greedy.tokens.slice(0, stopAt)).toString());
   // With sampling on, topK 1 and minP 1 leave only the most likely token: greedy output.
   for (const only of [{ topK: 1 }, { minP: 1 }]) {
     const r = await e.complete('The ', { temperature: 1, topP: 1, presencePenalty: 0, frequencyPenalty: 0, maxTokens: 8, seed: 3, ...only });
