@@ -16,7 +16,8 @@ type Shape = &'static [&'static str];
 /// and `ggml_get_rows` take any type) and every other tensor as an operand of element-wise ops,
 /// which ggml computes in f32 only. Its converter (`convert_pytorch_to_ggml.py`) writes the
 /// matrices of an FP16 file in FP16, except those it keeps in FP32 by name (`.time_*`); its
-/// quantizer quantizes the 2-D matrices, except the embedding, the head and v7's LoRA.
+/// quantizer quantizes the 2-D matrices except the embedding, the head and (its v7 files show)
+/// v7's LoRA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
     /// An element-wise operand: FP32 in every file (in another type it aborts rwkv.cpp).
@@ -32,7 +33,7 @@ const MATRIX: Store = Store::Matrix { half: true, quantized: true };
 const KEPT: Store = Store::Matrix { half: true, quantized: false };
 /// v6's 2-D LoRA: FP32 in float files (a `.time_*` name), quantized in quantized files.
 const TIME: Store = Store::Matrix { half: false, quantized: true };
-/// v6's 3-D LoRA (`time_maa_w2`): FP32 in every file.
+/// v6's 3-D LoRA (`time_maa_w2`): FP32 in the files rwkv.cpp writes.
 const TIME_3D: Store = Store::Matrix { half: false, quantized: false };
 
 impl Store {
@@ -66,6 +67,7 @@ enum Layers {
     AfterFirst,
 }
 
+/// One tensor of a table: its name (inside `blocks.N.` for a layer's), shape, storage and layers.
 pub struct Spec {
     name: &'static str,
     pub shape: Shape,
