@@ -41,6 +41,7 @@ const USAGE: &str = "usage: echo-engine <info|logits|quantize|bench|synth|genera
   quantize   --in F --out G --type Q4_0|Q4_1|Q5_0|Q5_1|Q8_0
   bench      --model F [--decode 64] [--prompt 128] [--backend ggml|reference]
   synth      --arch v4|v5.1|v5.2|v6|v7 --n-embed 768 --n-layer 12 --n-vocab 50277 --type FP16 --out F [--seed 1]
+             [--n-ffn N] [--head-size N]
   generate   --model F --prompt TEXT [--prompt TEXT …] [--tokenizer auto|world|neox|byte] [--vocab FILE]
              [--max-tokens 256] [--temperature 1] [--top-p 0.85] [--top-k 0] [--min-p 0]
              [--presence-penalty 0.2] [--frequency-penalty 0.2] [--penalty-decay 0.996] [--seed 42]
@@ -104,10 +105,11 @@ impl Args {
         }
     }
     fn number(&self, key: &str, default: u64) -> Result<u64> {
-        match self.optional(key) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| Error::invalid_options(format!("--{key} must be a whole number, got '{v}'"))),
-        }
+        Ok(self.optional_number(key)?.unwrap_or(default))
+    }
+    fn optional_number(&self, key: &str) -> Result<Option<u64>> {
+        let parse = |v: &str| v.parse().map_err(|_| Error::invalid_options(format!("--{key} must be a whole number, got '{v}'")));
+        self.optional(key).map(parse).transpose()
     }
 }
 
@@ -122,7 +124,7 @@ fn run_command(args: &[String], io: &mut dyn Io) -> Result<()> {
         "logits" => logits(&Args::parse(rest, &["model", "tokens", "mode", "backend"])?, io),
         "quantize" => quantize(&Args::parse(rest, &["in", "out", "type"])?, io),
         "bench" => bench(&Args::parse(rest, &["model", "decode", "prompt", "backend"])?, io),
-        "synth" => synth_cmd(&Args::parse(rest, &["arch", "n-embed", "n-layer", "n-vocab", "type", "out", "seed"])?, io),
+        "synth" => synth_cmd(&Args::parse(rest, &["arch", "n-embed", "n-layer", "n-vocab", "n-ffn", "head-size", "type", "out", "seed"])?, io),
         "generate" => text::generate(&Args::parse(rest, text::GENERATE_OPTIONS)?, io),
         "tokenize" => text::tokenize(&Args::parse(rest, &["tokenizer", "vocab", "text"])?, io),
         "detokenize" => text::detokenize(&Args::parse(rest, &["tokenizer", "vocab", "ids", "json"])?, io),
@@ -316,6 +318,8 @@ fn synth_cmd(args: &Args, io: &mut dyn Io) -> Result<()> {
         n_embed: args.number("n-embed", 768)? as usize,
         n_layer: args.number("n-layer", 12)? as usize,
         n_vocab: args.number("n-vocab", 50277)? as usize,
+        n_ffn: args.optional_number("n-ffn")?.map(|n| n as usize),
+        head_size: args.optional_number("head-size")?.map(|n| n as usize),
         dtype: DType::from_name(args.optional("type").unwrap_or("FP16"))?,
         seed: args.number("seed", 1)?,
     };

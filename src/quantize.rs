@@ -1,13 +1,13 @@
 //! Quantization of FP32/FP16 models to Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0, streaming: the input file
 //! goes in as chunks, the output comes out as chunks, and only one row is ever buffered. Which
-//! tensors are quantized follows rwkv.cpp (`schema::keeps_precision`); the block encoding is
-//! ggml's own, so files are bit-identical to what rwkv.cpp would write.
+//! tensors are quantized follows rwkv.cpp ([`schema::Store`]); the block encoding is ggml's
+//! own, so files are bit-identical to what rwkv.cpp would write.
 
 use half::f16;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::{write_file_header, write_tensor_header, DType, FileHeader, Parser, Sink, TensorInfo, VERSION};
-use crate::model::schema::keeps_precision;
+use crate::model::schema;
 
 /// Appends `row` encoded as `dtype`.
 pub fn encode_row(dtype: DType, row: &[f32], out: &mut Vec<u8>) {
@@ -114,7 +114,8 @@ impl Sink for QuantSink {
     }
 
     fn begin_tensor(&mut self, info: &TensorInfo) -> Result<()> {
-        let quantize = !info.dtype.is_quantized() && !keeps_precision(info) && info.shape[0] % self.target.block_len() == 0;
+        let quantize = !info.dtype.is_quantized()
+            && schema::store(&info.name).is_some_and(|s| s.quantizes(self.target, info.shape[0]));
         let mut out_info = info.clone();
         if quantize {
             out_info.dtype = self.target;

@@ -1,10 +1,12 @@
 //! Deterministic random-weight models at any size, for benchmarks and memory tests. The weights
 //! are scaled so activations stay finite (unit-variance mat-vecs, decays inside (0, 1)); the file
-//! is produced row by row, so a model of any size is written with a few KB of memory.
+//! is produced row by row, so a model of any size is written with a few KB of memory. Tensors,
+//! their order and their types are those of a file rwkv.cpp's converter (and quantizer) makes
+//! from a checkpoint of that size (the schema's tables).
 
 use crate::error::{Error, Result};
 use crate::format::{write_file_header, write_tensor_header, DType, FileHeader, TensorInfo, VERSION};
-use crate::model::schema::{self, keeps_precision, Dims};
+use crate::model::schema::{self, Dims};
 use crate::model::Arch;
 use crate::quantize::encode_row;
 use crate::rng::SplitMix;
@@ -15,6 +17,9 @@ pub struct SynthSpec {
     pub n_embed: usize,
     pub n_layer: usize,
     pub n_vocab: usize,
+    /// The FFN width and the head size; None: as the RWKV training code sizes them.
+    pub n_ffn: Option<usize>,
+    pub head_size: Option<usize>,
     pub dtype: DType,
     pub seed: u64,
 }
@@ -29,11 +34,11 @@ fn uniform(rng: &mut SplitMix, lo: f32, hi: f32) -> f32 {
 fn dims(spec: &SynthSpec) -> Dims {
     let e = spec.n_embed;
     let round32 = |x: f64| ((x / 32.0).round() as usize * 32).max(32);
-    let ffn = match spec.arch {
+    let ffn = spec.n_ffn.unwrap_or(match spec.arch {
         Arch::V5_2 | Arch::V6 => (e * 7 / 2) / 32 * 32,
         _ => 4 * e,
-    };
-    let head_size = e.min(64);
+    });
+    let head_size = spec.head_size.unwrap_or(e.min(64));
     let sqrt = (e as f64).sqrt();
     Dims::from([
         ("E", e),
@@ -72,22 +77,13 @@ fn value_range(name: &str, shape: &[usize]) -> (f32, f32) {
     }
 }
 
-/// The data type a tensor is stored in: rwkv.cpp's converter writes 2-D matrices in the model's
-/// float type and everything else in FP32; quantizing then follows `keeps_precision`.
-fn stored_dtype(info: &TensorInfo, target: DType) -> DType {
-    match target {
-        DType::F32 => DType::F32,
-        _ if info.shape.len() != 2 => DType::F32,
-        DType::F16 => DType::F16,
-        q if keeps_precision(info) || info.shape[0] % q.block_len() != 0 => DType::F16,
-        q => q,
-    }
-}
-
 /// The tensors of the model, in file order, with their stored types and sizes.
 pub fn plan(spec: &SynthSpec) -> Result<(FileHeader, Vec<TensorInfo>)> {
     if spec.n_embed == 0 || spec.n_layer == 0 || spec.n_vocab == 0 || spec.n_embed % 32 != 0 {
         return Err(Error::invalid_options("n_embed must be a positive multiple of 32, n_layer and n_vocab positive"));
+    }
+    if spec.n_ffn == Some(0) || spec.head_size.is_some_and(|s| s == 0 || spec.n_embed % s != 0) {
+        return Err(Error::invalid_options("n_ffn must be positive and head_size must divide n_embed"));
     }
     let dims = dims(spec);
     let header = FileHeader {
@@ -99,11 +95,11 @@ pub fn plan(spec: &SynthSpec) -> Result<(FileHeader, Vec<TensorInfo>)> {
     };
     let tensors = schema::expected(spec.arch, spec.n_layer)
         .into_iter()
-        .map(|(name, shape)| {
-            let mut info = TensorInfo { name, dtype: DType::F32, shape: schema::resolve(shape, &dims), n_bytes: 0 };
-            info.dtype = stored_dtype(&info, spec.dtype);
-            info.n_bytes = info.dtype.row_bytes(info.shape[0]).expect("row fits") * info.shape[1..].iter().product::<usize>();
-            info
+        .map(|(name, t)| {
+            let shape = schema::resolve(t.shape, &dims);
+            let dtype = t.store.dtype(spec.dtype, shape[0]);
+            let n_bytes = dtype.row_bytes(shape[0]).expect("row fits") * shape[1..].iter().product::<usize>();
+            TensorInfo { name, dtype, shape, n_bytes }
         })
         .collect();
     Ok((header, tensors))

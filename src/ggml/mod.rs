@@ -19,7 +19,7 @@ use echo_ggml_sys as sys;
 use sys::{ggml_gallocr, ggml_tensor, Context};
 
 use crate::error::{Error, Result};
-use crate::model::{Arch, Hparams, Model};
+use crate::model::{schema, Arch, Hparams, Model};
 
 /// Tokens per graph when evaluating a sequence: longer inputs go chunk by chunk, which bounds
 /// the compute memory while keeping the matrix products batched.
@@ -28,36 +28,10 @@ pub const SEQ_CHUNK: usize = 32;
 /// Upper bound of graph nodes per layer (v7, the largest graph, needs about 110).
 const NODES_PER_LAYER: usize = 192;
 
-/// The matrices, used by `ggml_mul_mat`/`ggml_get_rows` in their stored type. Every other
+/// The matrices are used by `ggml_mul_mat`/`ggml_get_rows` in their stored type; every other
 /// tensor is a small vector, converted to f32.
-const MATRICES: &[&str] = &[
-    "emb.weight",
-    "head.weight",
-    "att.key.weight",
-    "att.value.weight",
-    "att.receptance.weight",
-    "att.output.weight",
-    "att.gate.weight",
-    "ffn.key.weight",
-    "ffn.value.weight",
-    "ffn.receptance.weight",
-    "att.time_maa_w1",
-    "att.time_maa_w2",
-    "att.time_decay_w1",
-    "att.time_decay_w2",
-    "att.w1",
-    "att.w2",
-    "att.a1",
-    "att.a2",
-    "att.g1",
-    "att.g2",
-    "att.v1",
-    "att.v2",
-];
-
 fn is_matrix(name: &str) -> bool {
-    let leaf = name.strip_prefix("blocks.").and_then(|rest| rest.split_once('.')).map_or(name, |(_, leaf)| leaf);
-    MATRICES.contains(&leaf)
+    schema::store(name).is_some_and(schema::Store::is_matrix)
 }
 
 /// A model's weights as ggml tensors.

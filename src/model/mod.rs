@@ -25,6 +25,8 @@ pub enum Arch {
 }
 
 impl Arch {
+    pub const ALL: [Arch; 5] = [Arch::V4, Arch::V5_1, Arch::V5_2, Arch::V6, Arch::V7];
+
     pub fn name(self) -> &'static str {
         match self {
             Arch::V4 => "v4",

@@ -1,127 +1,231 @@
-//! Which tensors each RWKV architecture has, and the shapes they must have.
+//! Which tensors each RWKV architecture has: their shapes, their order in a file, and the types
+//! rwkv.cpp stores them in.
 
 use std::collections::HashMap;
 
 use super::Arch;
 use crate::error::{Error, Result};
-use crate::format::{FileHeader, TensorInfo};
+use crate::format::{DType, FileHeader, TensorInfo};
 
 /// An expected shape, ggml order. Each dimension is a number, or a symbol: `E` n_embed, `V` n_vocab,
 /// `F` the FFN width, `S` head size, `H` head count, lower case a LoRA rank. A symbol takes one value
 /// throughout the model (the first tensor that has it fixes it).
 type Shape = &'static [&'static str];
 
-struct Spec {
+/// How rwkv.cpp stores a tensor. Its graphs use the matrices in their stored type (`ggml_mul_mat`
+/// and `ggml_get_rows` take any type) and every other tensor as an operand of element-wise ops,
+/// which ggml computes in f32 only. Its converter (`convert_pytorch_to_ggml.py`) writes the
+/// matrices of an FP16 file in FP16, except those it keeps in FP32 by name (`.time_*`); its
+/// quantizer quantizes the 2-D matrices except the embedding, the head and (its v7 files show)
+/// v7's LoRA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// An element-wise operand: FP32 in every file (in another type it aborts rwkv.cpp).
+    Vector,
+    /// A matrix: `half` if FP16 files have it in FP16, `quantized` if quantized files quantize it.
+    Matrix { half: bool, quantized: bool },
+}
+
+const VECTOR: Store = Store::Vector;
+/// The projections.
+const MATRIX: Store = Store::Matrix { half: true, quantized: true };
+/// The embedding, the head and v7's LoRA, which quantization keeps in their float type.
+const KEPT: Store = Store::Matrix { half: true, quantized: false };
+/// v6's 2-D LoRA: FP32 in float files (a `.time_*` name), quantized in quantized files.
+const TIME: Store = Store::Matrix { half: false, quantized: true };
+/// v6's 3-D LoRA (`time_maa_w2`): FP32 in the files rwkv.cpp writes.
+const TIME_3D: Store = Store::Matrix { half: false, quantized: false };
+
+impl Store {
+    pub fn is_matrix(self) -> bool {
+        matches!(self, Store::Matrix { .. })
+    }
+
+    /// Whether quantizing to `q` (a quantized type) turns this tensor, with rows of `row_len`, into `q`.
+    pub fn quantizes(self, q: DType, row_len: usize) -> bool {
+        matches!(self, Store::Matrix { quantized: true, .. }) && row_len % q.block_len() == 0
+    }
+
+    /// The tensor's type in a file of type `file` made as rwkv.cpp makes files: converted to FP32
+    /// or FP16, and a quantized file quantized from the FP16 one.
+    pub fn dtype(self, file: DType, row_len: usize) -> DType {
+        match (self, file) {
+            (Store::Vector, _) | (_, DType::F32) => DType::F32,
+            (_, q) if q.is_quantized() && self.quantizes(q, row_len) => q,
+            (Store::Matrix { half: true, .. }, _) => DType::F16,
+            (Store::Matrix { half: false, .. }, _) => DType::F32,
+        }
+    }
+}
+
+/// Which layers have a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layers {
+    All,
+    First,
+    /// v7's value-residual tensors.
+    AfterFirst,
+}
+
+/// One tensor of a table: its name (inside `blocks.N.` for a layer's), shape, storage and layers.
+pub struct Spec {
     name: &'static str,
-    shape: Shape,
+    pub shape: Shape,
+    pub store: Store,
+    layers: Layers,
 }
 
-const fn s(name: &'static str, shape: Shape) -> Spec {
-    Spec { name, shape }
+const fn s(name: &'static str, shape: Shape, store: Store) -> Spec {
+    Spec { name, shape, store, layers: Layers::All }
 }
 
-const GLOBAL: &[Spec] = &[
-    s("emb.weight", &["E", "V"]),
-    s("blocks.0.ln0.weight", &["E"]),
-    s("blocks.0.ln0.bias", &["E"]),
-    s("ln_out.weight", &["E"]),
-    s("ln_out.bias", &["E"]),
-    s("head.weight", &["E", "V"]),
+const fn first(name: &'static str, shape: Shape, store: Store) -> Spec {
+    Spec { name, shape, store, layers: Layers::First }
+}
+
+const fn after_first(name: &'static str, shape: Shape, store: Store) -> Spec {
+    Spec { name, shape, store, layers: Layers::AfterFirst }
+}
+
+/// Before the layers.
+const EMB: &[Spec] = &[s("emb.weight", &["E", "V"], KEPT)];
+
+/// After the layers.
+const HEAD: &[Spec] =
+    &[s("ln_out.weight", &["E"], VECTOR), s("ln_out.bias", &["E"], VECTOR), s("head.weight", &["E", "V"], KEPT)];
+
+const LN: &[Spec] = &[
+    s("ln1.weight", &["E"], VECTOR),
+    s("ln1.bias", &["E"], VECTOR),
+    s("ln2.weight", &["E"], VECTOR),
+    s("ln2.bias", &["E"], VECTOR),
 ];
 
-const LAYER_COMMON: &[Spec] = &[
-    s("ln1.weight", &["E"]),
-    s("ln1.bias", &["E"]),
-    s("ln2.weight", &["E"]),
-    s("ln2.bias", &["E"]),
-    s("att.key.weight", &["E", "E"]),
-    s("att.value.weight", &["E", "E"]),
-    s("att.receptance.weight", &["E", "E"]),
-    s("att.output.weight", &["E", "E"]),
-    s("ffn.key.weight", &["E", "F"]),
-    s("ffn.value.weight", &["F", "E"]),
+/// The first layer's normalization of the embeddings.
+const LN0: &[Spec] = &[first("ln0.weight", &["E"], VECTOR), first("ln0.bias", &["E"], VECTOR)];
+
+const V4_ATT: &[Spec] = &[
+    s("att.time_decay", &["E"], VECTOR),
+    s("att.time_first", &["E"], VECTOR),
+    s("att.time_mix_k", &["E"], VECTOR),
+    s("att.time_mix_v", &["E"], VECTOR),
+    s("att.time_mix_r", &["E"], VECTOR),
+    s("att.key.weight", &["E", "E"], MATRIX),
+    s("att.value.weight", &["E", "E"], MATRIX),
+    s("att.receptance.weight", &["E", "E"], MATRIX),
+    s("att.output.weight", &["E", "E"], MATRIX),
 ];
 
-const V4: &[Spec] = &[
-    s("att.time_decay", &["E"]),
-    s("att.time_first", &["E"]),
-    s("att.time_mix_k", &["E"]),
-    s("att.time_mix_v", &["E"]),
-    s("att.time_mix_r", &["E"]),
-    s("ffn.time_mix_k", &["E"]),
-    s("ffn.time_mix_r", &["E"]),
-    s("ffn.receptance.weight", &["E", "E"]),
+const V5_1_ATT: &[Spec] = &[
+    s("att.time_decay", &["1", "1", "H"], VECTOR),
+    s("att.time_first", &["1", "1", "H"], VECTOR),
+    s("att.time_mix_k", &["E"], VECTOR),
+    s("att.time_mix_v", &["E"], VECTOR),
+    s("att.time_mix_r", &["E"], VECTOR),
+    s("att.ln_x.weight", &["E"], VECTOR),
+    s("att.ln_x.bias", &["E"], VECTOR),
+    s("att.key.weight", &["E", "E"], MATRIX),
+    s("att.value.weight", &["E", "E"], MATRIX),
+    s("att.receptance.weight", &["E", "E"], MATRIX),
+    s("att.output.weight", &["E", "E"], MATRIX),
 ];
 
-const V5_1: &[Spec] = &[
-    s("att.time_decay", &["1", "1", "H"]),
-    s("att.time_first", &["1", "1", "H"]),
-    s("att.time_mix_k", &["E"]),
-    s("att.time_mix_v", &["E"]),
-    s("att.time_mix_r", &["E"]),
-    s("att.ln_x.weight", &["E"]),
-    s("att.ln_x.bias", &["E"]),
-    s("ffn.time_mix_k", &["E"]),
-    s("ffn.time_mix_r", &["E"]),
-    s("ffn.receptance.weight", &["E", "E"]),
+const V5_2_ATT: &[Spec] = &[
+    s("att.time_decay", &["1", "S", "H"], VECTOR),
+    s("att.time_faaaa", &["1", "S", "H"], VECTOR),
+    s("att.time_mix_k", &["E"], VECTOR),
+    s("att.time_mix_v", &["E"], VECTOR),
+    s("att.time_mix_r", &["E"], VECTOR),
+    s("att.time_mix_g", &["E"], VECTOR),
+    s("att.ln_x.weight", &["E"], VECTOR),
+    s("att.ln_x.bias", &["E"], VECTOR),
+    s("att.key.weight", &["E", "E"], MATRIX),
+    s("att.value.weight", &["E", "E"], MATRIX),
+    s("att.receptance.weight", &["E", "E"], MATRIX),
+    s("att.output.weight", &["E", "E"], MATRIX),
+    s("att.gate.weight", &["E", "E"], MATRIX),
 ];
 
-const V5_2: &[Spec] = &[
-    s("att.time_decay", &["1", "S", "H"]),
-    s("att.time_faaaa", &["1", "S", "H"]),
-    s("att.time_mix_k", &["E"]),
-    s("att.time_mix_v", &["E"]),
-    s("att.time_mix_r", &["E"]),
-    s("att.time_mix_g", &["E"]),
-    s("att.ln_x.weight", &["E"]),
-    s("att.ln_x.bias", &["E"]),
-    s("att.gate.weight", &["E", "E"]),
-    s("ffn.time_mix_k", &["E"]),
-    s("ffn.time_mix_r", &["E"]),
-    s("ffn.receptance.weight", &["E", "E"]),
+/// v4's and v5's channel mix.
+const FFN_MIX: &[Spec] = &[
+    s("ffn.time_mix_k", &["E"], VECTOR),
+    s("ffn.time_mix_r", &["E"], VECTOR),
+    s("ffn.key.weight", &["E", "F"], MATRIX),
+    s("ffn.value.weight", &["F", "E"], MATRIX),
+    s("ffn.receptance.weight", &["E", "E"], MATRIX),
 ];
 
-const V6: &[Spec] = &[
-    s("att.time_maa_x", &["E"]),
-    s("att.time_maa_w", &["E"]),
-    s("att.time_maa_k", &["E"]),
-    s("att.time_maa_v", &["E"]),
-    s("att.time_maa_r", &["E"]),
-    s("att.time_maa_g", &["E"]),
-    s("att.time_maa_w1", &["E", "m5"]),
-    s("att.time_maa_w2", &["m", "E", "5"]),
-    s("att.time_decay", &["1", "S", "H"]),
-    s("att.time_decay_w1", &["E", "d"]),
-    s("att.time_decay_w2", &["d", "E"]),
-    s("att.time_faaaa", &["1", "S", "H"]),
-    s("att.gate.weight", &["E", "E"]),
-    s("att.ln_x.weight", &["E"]),
-    s("att.ln_x.bias", &["E"]),
-    s("ffn.time_maa_k", &["E"]),
-    s("ffn.time_maa_r", &["E"]),
-    s("ffn.receptance.weight", &["E", "E"]),
+const V6_ATT: &[Spec] = &[
+    s("att.time_maa_x", &["E"], VECTOR),
+    s("att.time_maa_w", &["E"], VECTOR),
+    s("att.time_maa_k", &["E"], VECTOR),
+    s("att.time_maa_v", &["E"], VECTOR),
+    s("att.time_maa_r", &["E"], VECTOR),
+    s("att.time_maa_g", &["E"], VECTOR),
+    s("att.time_maa_w1", &["E", "m5"], TIME),
+    s("att.time_maa_w2", &["m", "E", "5"], TIME_3D),
+    s("att.time_decay", &["1", "S", "H"], VECTOR),
+    s("att.time_decay_w1", &["E", "d"], TIME),
+    s("att.time_decay_w2", &["d", "E"], TIME),
+    s("att.time_faaaa", &["1", "S", "H"], VECTOR),
+    s("att.receptance.weight", &["E", "E"], MATRIX),
+    s("att.key.weight", &["E", "E"], MATRIX),
+    s("att.value.weight", &["E", "E"], MATRIX),
+    s("att.output.weight", &["E", "E"], MATRIX),
+    s("att.gate.weight", &["E", "E"], MATRIX),
+    s("att.ln_x.weight", &["E"], VECTOR),
+    s("att.ln_x.bias", &["E"], VECTOR),
 ];
 
-const V7: &[Spec] = &[
-    s("att.x_rwkvag", &["E", "1", "6"]),
-    s("att.w0", &["E", "1", "1"]),
-    s("att.w1", &["E", "w"]),
-    s("att.w2", &["w", "E"]),
-    s("att.a0", &["E", "1", "1"]),
-    s("att.a1", &["E", "a"]),
-    s("att.a2", &["a", "E"]),
-    s("att.g1", &["E", "g"]),
-    s("att.g2", &["g", "E"]),
-    s("att.k_k", &["E", "1", "1"]),
-    s("att.k_a", &["E", "1", "1"]),
-    s("att.r_k", &["S", "H"]),
-    s("att.ln_x.weight", &["E"]),
-    s("att.ln_x.bias", &["E"]),
-    s("ffn.x_k", &["E", "1", "1"]),
+const V6_FFN: &[Spec] = &[
+    s("ffn.time_maa_k", &["E"], VECTOR),
+    s("ffn.time_maa_r", &["E"], VECTOR),
+    s("ffn.key.weight", &["E", "F"], MATRIX),
+    s("ffn.receptance.weight", &["E", "E"], MATRIX),
+    s("ffn.value.weight", &["F", "E"], MATRIX),
 ];
 
-/// v7's value-residual tensors exist in every layer but the first.
-const V7_AFTER_FIRST: &[Spec] = &[s("att.v0", &["E", "1", "1"]), s("att.v1", &["E", "v"]), s("att.v2", &["v", "E"])];
+const V7_ATT: &[Spec] = &[
+    s("att.x_rwkvag", &["E", "1", "6"], VECTOR),
+    s("att.w1", &["E", "w"], KEPT),
+    s("att.w2", &["w", "E"], KEPT),
+    s("att.w0", &["E", "1", "1"], VECTOR),
+    s("att.a1", &["E", "a"], KEPT),
+    s("att.a2", &["a", "E"], KEPT),
+    s("att.a0", &["E", "1", "1"], VECTOR),
+    after_first("att.v1", &["E", "v"], KEPT),
+    after_first("att.v2", &["v", "E"], KEPT),
+    after_first("att.v0", &["E", "1", "1"], VECTOR),
+    s("att.g1", &["E", "g"], KEPT),
+    s("att.g2", &["g", "E"], KEPT),
+    s("att.k_k", &["E", "1", "1"], VECTOR),
+    s("att.k_a", &["E", "1", "1"], VECTOR),
+    s("att.r_k", &["S", "H"], VECTOR),
+    s("att.receptance.weight", &["E", "E"], MATRIX),
+    s("att.key.weight", &["E", "E"], MATRIX),
+    s("att.value.weight", &["E", "E"], MATRIX),
+    s("att.output.weight", &["E", "E"], MATRIX),
+    s("att.ln_x.weight", &["E"], VECTOR),
+    s("att.ln_x.bias", &["E"], VECTOR),
+];
+
+const V7_FFN: &[Spec] = &[
+    s("ffn.x_k", &["E", "1", "1"], VECTOR),
+    s("ffn.key.weight", &["E", "F"], MATRIX),
+    s("ffn.value.weight", &["F", "E"], MATRIX),
+];
+
+/// A layer's tensors in file order: the checkpoint's order, which rwkv.cpp's converter keeps
+/// (its v4 and v5 files have the first layer's `ln0` after its channel mix, v6 and v7 after `ln2`).
+fn layer(arch: Arch) -> [&'static [Spec]; 4] {
+    match arch {
+        Arch::V4 => [LN, V4_ATT, FFN_MIX, LN0],
+        Arch::V5_1 => [LN, V5_1_ATT, FFN_MIX, LN0],
+        Arch::V5_2 => [LN, V5_2_ATT, FFN_MIX, LN0],
+        Arch::V6 => [LN, LN0, V6_ATT, V6_FFN],
+        Arch::V7 => [LN, LN0, V7_ATT, V7_FFN],
+    }
+}
 
 /// Detects the architecture from the tensor names, as rwkv.cpp does.
 pub fn detect(has: impl Fn(&str) -> bool) -> Arch {
@@ -136,23 +240,33 @@ pub fn detect(has: impl Fn(&str) -> bool) -> Arch {
     }
 }
 
-/// Every tensor name the architecture needs, with its expected shape.
-pub fn expected(arch: Arch, n_layer: usize) -> Vec<(String, Shape)> {
-    let per_arch = match arch {
-        Arch::V4 => V4,
-        Arch::V5_1 => V5_1,
-        Arch::V5_2 => V5_2,
-        Arch::V6 => V6,
-        Arch::V7 => V7,
-    };
-    let mut out: Vec<(String, Shape)> = GLOBAL.iter().map(|t| (t.name.to_string(), t.shape)).collect();
-    for layer in 0..n_layer {
-        let extra = if arch == Arch::V7 && layer > 0 { V7_AFTER_FIRST } else { &[] };
-        for t in LAYER_COMMON.iter().chain(per_arch).chain(extra) {
-            out.push((format!("blocks.{layer}.{}", t.name), t.shape));
+/// Every tensor the architecture needs, in file order.
+pub fn expected(arch: Arch, n_layer: usize) -> Vec<(String, &'static Spec)> {
+    let mut out: Vec<(String, &'static Spec)> = EMB.iter().map(|t| (t.name.to_string(), t)).collect();
+    for i in 0..n_layer {
+        for t in layer(arch).into_iter().flatten() {
+            let here = match t.layers {
+                Layers::All => true,
+                Layers::First => i == 0,
+                Layers::AfterFirst => i > 0,
+            };
+            if here {
+                out.push((format!("blocks.{i}.{}", t.name), t));
+            }
         }
     }
+    out.extend(HEAD.iter().map(|t| (t.name.to_string(), t)));
     out
+}
+
+/// How rwkv.cpp stores the tensor of this name (in any architecture: a name means the same in
+/// all of them), so a streaming tool can decide tensor by tensor; None for an unknown name.
+pub fn store(name: &str) -> Option<Store> {
+    let spec = match name.strip_prefix("blocks.").and_then(|rest| rest.split_once('.')) {
+        Some((_, leaf)) => Arch::ALL.into_iter().flat_map(layer).flatten().find(|t| t.name == leaf),
+        None => EMB.iter().chain(HEAD).find(|t| t.name == name),
+    };
+    spec.map(|t| t.store)
 }
 
 /// Values of the shape symbols.
@@ -163,17 +277,18 @@ pub fn resolve(shape: Shape, dims: &Dims) -> Vec<usize> {
     shape.iter().map(|d| d.parse().unwrap_or_else(|_| dims[d])).collect()
 }
 
-/// Checks that exactly the expected tensors are present with consistent shapes; returns the
+/// Checks that exactly the expected tensors are present with consistent shapes, the element-wise
+/// ones in FP32 (rwkv.cpp runs nothing else; matrices may have any type); returns the
 /// values the symbols took (`F`, `S`, `H`, LoRA ranks), with `E` and `V` from the header.
 pub fn validate(arch: Arch, h: &FileHeader, find: impl Fn(&str) -> Option<TensorInfo>, count: usize) -> Result<Dims> {
     let expected = expected(arch, h.n_layer as usize);
     let mut dims = Dims::from([("E", h.n_embed as usize), ("V", h.n_vocab as usize)]);
-    for (name, shape) in &expected {
+    for (name, spec) in &expected {
         let t = find(name).ok_or_else(|| {
             Error::invalid_model(format!("tensor '{name}' is missing (the file looks like an RWKV {} model)", arch.name()))
         })?;
-        let fits = t.shape.len() == shape.len()
-            && t.shape.iter().zip(shape.iter()).all(|(&got, sym)| match sym.parse::<usize>() {
+        let fits = t.shape.len() == spec.shape.len()
+            && t.shape.iter().zip(spec.shape).all(|(&got, sym)| match sym.parse::<usize>() {
                 Ok(n) => got == n,
                 Err(_) => *dims.entry(sym).or_insert(got) == got,
             });
@@ -181,6 +296,14 @@ pub fn validate(arch: Arch, h: &FileHeader, find: impl Fn(&str) -> Option<Tensor
             return Err(Error::invalid_model(format!(
                 "tensor '{name}' has shape {:?}, which does not fit n_embed={} n_vocab={} and the other tensors",
                 t.shape, h.n_embed, h.n_vocab
+            )));
+        }
+        // Refused rather than computed (we could convert it): such a file aborts rwkv.cpp, and
+        // no converter writes one, so it is a broken file.
+        if spec.store == Store::Vector && t.dtype != DType::F32 {
+            return Err(Error::invalid_model(format!(
+                "tensor '{name}' is {}, but RWKV files keep it in FP32: rwkv.cpp computes with it in f32 only",
+                t.dtype.name()
             )));
         }
     }
@@ -193,15 +316,4 @@ pub fn validate(arch: Arch, h: &FileHeader, find: impl Fn(&str) -> Option<Tensor
         )));
     }
     Ok(dims)
-}
-
-/// Whether quantizing keeps this tensor as it is: rwkv.cpp quantizes only 2-D matrices, never the
-/// embedding or head, and (in its v7 files) not v7's LoRA matrices nor `r_k`. Those names exist only
-/// in v7, so no architecture is needed and a streaming quantizer can decide tensor by tensor.
-pub fn keeps_precision(t: &TensorInfo) -> bool {
-    const V7_SMALL: [&str; 9] = ["w1", "w2", "a1", "a2", "g1", "g2", "v1", "v2", "r_k"];
-    if t.shape.len() != 2 || t.name == "emb.weight" || t.name == "head.weight" {
-        return true;
-    }
-    t.name.rsplit_once(".att.").is_some_and(|(_, leaf)| V7_SMALL.contains(&leaf))
 }

@@ -4,12 +4,13 @@ use echo_engine::format::DType;
 use echo_engine::model::{load_bytes, LoadOptions};
 use echo_engine::ErrorCode;
 
-fn expect_err(bytes: &[u8], code: ErrorCode, what: &str) {
+fn expect_err(bytes: &[u8], code: ErrorCode, what: &str) -> String {
     match load_bytes(bytes, LoadOptions::default()) {
         Ok(_) => panic!("{what}: loaded"),
         Err(e) => {
             assert_eq!(e.code, code, "{what}: {e}");
             assert!(!e.message.is_empty());
+            e.message
         }
     }
 }
@@ -58,6 +59,15 @@ pub fn check(good: &[u8]) {
     let mut b = good.to_vec();
     set_i32(&mut b, offsets[3].0 + 8, 42);
     expect_err(&b, ErrorCode::UnsupportedVersion, "unknown tensor data type");
+
+    // An element-wise tensor (the second one, ln1.weight) in FP16, which rwkv.cpp cannot run.
+    let ((start, data), end) = (offsets[1], offsets[2].0);
+    let mut b = good[..start + 8].to_vec();
+    b.extend_from_slice(&DType::F16.code().to_le_bytes());
+    b.extend_from_slice(&good[start + 12..data + (end - data) / 2]);
+    b.extend_from_slice(&good[end..]);
+    let message = expect_err(&b, ErrorCode::InvalidModel, "a vector in FP16");
+    assert!(message.contains("ln1.weight' is FP16"), "{message}");
 
     // Truncated at every tensor boundary and in the middle of every tensor's header and data.
     for (i, &(start, data)) in offsets.iter().enumerate() {
