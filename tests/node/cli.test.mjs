@@ -108,6 +108,25 @@ test('quantizing in wasm writes the same bytes as native', { skip: FIXTURES_MISS
   }
 });
 
+test('synth and bench work for every architecture, in Node and natively, and agree on the file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'echo-arch-'));
+  try {
+    for (const arch of ['v4', 'v5.1', 'v5.2', 'v6', 'v7']) {
+      const files = {};
+      for (const cli of ['node', 'native']) {
+        files[cli] = join(dir, `${cli}-${arch}.bin`);
+        json(cli, ['synth', '--arch', arch, '--n-embed', '64', '--n-layer', '2', '--n-vocab', '300', '--type', 'Q5_1', '--out', files[cli]]);
+        const b = json(cli, ['bench', '--model', files[cli], '--prompt', '40', '--decode', '3']);
+        assert.deepEqual([b.arch, b.data_type, b.prompt_tokens, b.decode_tokens], [arch, 'Q5_1', 40, 3], `${cli} ${arch}`);
+        assert.ok(b.decode_ms_per_token_median > 0 && b.prompt_tokens_per_s > 0, `${cli} ${arch}: ${JSON.stringify(b)}`);
+      }
+      assert.ok(readFileSync(files.node).equals(readFileSync(files.native)), `${arch}: wasm and native synth files differ`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('bad input gives one JSON error line and a non-zero exit', () => {
   const dir = mkdtempSync(join(tmpdir(), 'echo-e-'));
   try {
