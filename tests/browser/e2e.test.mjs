@@ -141,6 +141,21 @@ for (const isolated of [false, true]) {
       for (const v of Object.values(r)) if (!v.ok) assert.equal(v.error.name, 'EchoError');
     });
 
+    test('a download cancelled mid-stream stops the transfer, frees its memory, and the engine goes on', async () => {
+      const path = `/models/${basename(models.big250)}`;
+      const sentBefore = server.sentBytes(path);
+      const r = await run('cancelMidStream', url(models.big250), url(models.tiny));
+      const size = statSync(models.big250).size;
+      assert.equal(r.big.error?.code, 'aborted');
+      assert.ok(r.loadedAtAbort >= 8 * MIB && r.loadedAtAbort < size, `aborted at ${r.loadedAtAbort} of ${size}`);
+      assert.ok(r.memory.usedBytes < MIB, `${r.memory.usedBytes} bytes still held after the abort`);
+      const sent = server.sentBytes(path) - sentBefore;
+      assert.ok(sent < size, `the server sent the whole file (${sent} bytes) despite the abort`);
+      console.log(`FIGURE chromium${isolated ? ' (COOP/COEP)' : ''}: cancelled at ${(r.loadedAtAbort / 1e6).toFixed(1)} MB of ${(size / 1e6).toFixed(0)} MB; the server sent ${(sent / 1e6).toFixed(1)} MB`);
+      assert.equal(r.tiny.ok, true);
+      assert.equal(r.text.ok, true);
+    });
+
     test('a crashed or terminated worker rejects pending calls with worker_crashed; a new engine works', async () => {
       const r = await run('crash', '/tests/browser/pages/crash-worker.js', url(models.tiny));
       assert.equal(r.crashed.error.code, 'worker_crashed');

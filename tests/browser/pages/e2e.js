@@ -128,6 +128,28 @@ window.scenarios = {
     }
   },
 
+  /** A download cancelled mid-stream: the abort reaches the worker while chunks arrive. */
+  async cancelMidStream(bigUrl, tinyUrl) {
+    const engine = await EchoEngine.create();
+    try {
+      const controller = new AbortController();
+      let loadedAtAbort = 0;
+      const onProgress = ({ loaded }) => {
+        if (loaded >= 8 * 1024 * 1024 && !controller.signal.aborted) {
+          loadedAtAbort = loaded;
+          controller.abort();
+        }
+      };
+      const big = await settle(engine.loadModel(bigUrl, { onProgress, signal: controller.signal }));
+      const memory = await engine.memory();
+      const tiny = await settle(engine.loadModel(tinyUrl));
+      const text = await settle(engine.complete('Hello', { maxTokens: 8 }));
+      return { big, loadedAtAbort, memory, tiny, text };
+    } finally {
+      engine.terminate();
+    }
+  },
+
   /** Load throughput and memory for a big model (the figures the README reports). */
   async bigLoad(modelUrl) {
     const engine = await EchoEngine.create();
