@@ -156,6 +156,21 @@ for (const isolated of [false, true]) {
       assert.equal(r.text.ok, true);
     });
 
+    test('a state saved in Node loads in Chromium and gives the same next logits', async () => {
+      const { EchoEngine } = await import('../../js/echo-engine.js');
+      const node = await EchoEngine.create();
+      try {
+        await node.loadModel(models.tiny);
+        await node.evalTokens([...Buffer.from('Hello')]);
+        const state = Array.from(await node.saveState());
+        const expected = Array.from(await node.evalTokens([33]));
+        // The same wasm build in both runtimes: the same floats.
+        assert.deepEqual(await run('stateFromElsewhere', url(models.tiny), state, 33), expected);
+      } finally {
+        node.terminate();
+      }
+    });
+
     test('a crashed or terminated worker rejects pending calls with worker_crashed; a new engine works', async () => {
       const r = await run('crash', '/tests/browser/pages/crash-worker.js', url(models.tiny));
       assert.equal(r.crashed.error.code, 'worker_crashed');

@@ -150,6 +150,18 @@ window.scenarios = {
     }
   },
 
+  /** A conversation state saved elsewhere (Node): loaded here, it gives the next logits. */
+  async stateFromElsewhere(tinyUrl, state, token) {
+    const engine = await EchoEngine.create();
+    try {
+      await engine.loadModel(tinyUrl);
+      await engine.loadState(Uint8Array.from(state));
+      return Array.from(await engine.evalTokens([token]));
+    } finally {
+      engine.terminate();
+    }
+  },
+
   /** Load throughput and memory for a big model (the figures the README reports). */
   async bigLoad(modelUrl) {
     const engine = await EchoEngine.create();
