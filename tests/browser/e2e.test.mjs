@@ -3,40 +3,27 @@
 // the cross-origin isolation headers WebVM pages use, and every scenario runs in both.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { statSync } from 'node:fs';
+import { basename } from 'node:path';
 import { makeModels, root } from '../support/models.mjs';
+import { CHROMIUM_MISSING, launchChromium } from './chromium.mjs';
 import { startServer } from './server.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const MIB = 1024 * 1024;
-
-const missing = [
-  [CHROMIUM, 'Debian chromium'],
-  [join(root, 'pkg/echo_engine_bg.wasm'), 'the wasm package (run ./build-wasm.sh)'],
-  [join(root, 'node_modules/playwright-core'), 'playwright-core (run npm ci)'],
-].filter(([path]) => !existsSync(path));
-const skip = missing.length > 0 && `missing ${missing.map(([, what]) => what).join(', ')}`;
+const skip = CHROMIUM_MISSING;
 
 let browser;
 let models;
-let profile;
 
 before(async () => {
   if (skip) return;
   models = makeModels({ big100: true, big250: true });
-  const { chromium } = await import('playwright-core');
-  profile = mkdtempSync(join(tmpdir(), 'echo-chromium-'));
-  browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
 });
 
 after(async () => {
   await browser?.close();
   models?.remove();
-  if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
 const isMonotonic = (xs) => xs.every((x, i) => i === 0 || x >= xs[i - 1]);

@@ -2,20 +2,14 @@
 // imported by name through an import map, in real headless Chromium.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { makeModels, root } from '../support/models.mjs';
+import { makeModels } from '../support/models.mjs';
 import { installPacked } from '../support/package.mjs';
+import { CHROMIUM_MISSING, launchChromium } from './chromium.mjs';
 import { startServer } from './server.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const missing = [
-  [CHROMIUM, 'Debian chromium'],
-  [join(root, 'pkg/echo_engine_bg.wasm'), 'the wasm package (run ./build-wasm.sh)'],
-  [join(root, 'node_modules/playwright-core'), 'playwright-core (run npm ci)'],
-].filter(([path]) => !existsSync(path));
-const skip = missing.length > 0 && `missing ${missing.map(([, what]) => what).join(', ')}`;
+const skip = CHROMIUM_MISSING;
 
 const PAGE = (model) => `<!doctype html>
 <script type="importmap">{ "imports": { "echo-engine": "./node_modules/echo-engine/js/echo-engine.js" } }</script>
@@ -34,7 +28,6 @@ let models;
 let packed;
 let server;
 let browser;
-let profile;
 
 before(async () => {
   if (skip) return;
@@ -42,11 +35,7 @@ before(async () => {
   packed = installPacked();
   writeFileSync(join(packed.app, 'index.html'), PAGE(`/models/${basename(models.tiny)}`));
   server = await startServer({ root: packed.app, mounts: { '/models/': models.dir } });
-  const { chromium } = await import('playwright-core');
-  profile = mkdtempSync(join(tmpdir(), 'echo-chromium-'));
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -54,7 +43,6 @@ after(async () => {
   await server?.close();
   packed?.remove();
   models?.remove();
-  if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
 test('a page imports the installed package by name through an import map and generates', { skip }, async () => {

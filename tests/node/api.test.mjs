@@ -9,37 +9,21 @@ import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { TOKENIZERS_MISSING, neoxJson, worldVocab } from '../support/fixtures.mjs';
+import { engine, rejection, terminateAll } from '../support/engines.mjs';
 import { makeModels, root, synth } from '../support/models.mjs';
+import { EchoEngine } from '../../js/echo-engine.js';
 
 const MIB = 1024 * 1024;
 const haveWasm = existsSync(join(root, 'pkg/echo_engine_bg.wasm'));
 const skip = !haveWasm && 'pkg/ is not built (run ./build-wasm.sh)';
 
-const { EchoEngine, EchoError } = haveWasm ? await import('../../js/echo-engine.js') : {};
 let models;
-const engines = [];
-
-async function engine(options) {
-  const e = await EchoEngine.create(options);
-  engines.push(e);
-  return e;
-}
-
-async function rejection(promise) {
-  try {
-    await promise;
-  } catch (e) {
-    assert.ok(e instanceof EchoError, `not an EchoError: ${e}`);
-    return e;
-  }
-  assert.fail('expected a rejection');
-}
 
 before(() => {
   if (!skip) models = makeModels({ big250: true });
 });
 after(() => {
-  engines.forEach((e) => e.terminate());
+  terminateAll();
   models?.remove();
 });
 

@@ -9,44 +9,33 @@ import { createReadStream, existsSync, readFileSync, writeFileSync } from 'node:
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { engine, rejection, terminateAll } from '../support/engines.mjs';
 import { makeModels, root, synth } from '../support/models.mjs';
 
 const haveWasm = existsSync(join(root, 'pkg/echo_engine_bg.wasm'));
 const skip = !haveWasm && 'pkg/ is not built (run ./build-wasm.sh)';
-const { EchoEngine, EchoError } = haveWasm ? await import('../../js/echo-engine.js') : {};
 
 const GREEDY = { temperature: 0, presencePenalty: 0, frequencyPenalty: 0 };
 const bytes = (text) => [...Buffer.from(text)];
 
 let models;
-const engines = [];
-async function engine(options, model = models.tiny) {
-  const e = await EchoEngine.create(options);
-  engines.push(e);
-  if (model) await e.loadModel(model);
+/** An engine with `model` (by default the tiny one) loaded. */
+async function loaded(options, model = models.tiny) {
+  const e = await engine(options);
+  await e.loadModel(model);
   return e;
-}
-
-async function rejection(promise) {
-  try {
-    await promise;
-  } catch (e) {
-    assert.ok(e instanceof EchoError, `not an EchoError: ${e}`);
-    return e;
-  }
-  assert.fail('expected a rejection');
 }
 
 before(() => {
   if (!skip) models = makeModels();
 });
 after(() => {
-  engines.forEach((e) => e.terminate());
+  terminateAll();
   models?.remove();
 });
 
 test('continue: true goes on from the conversation; without it a call starts afresh', { skip }, async () => {
-  const e = await engine();
+  const e = await loaded();
   const first = await e.complete('The river', { ...GREEDY, maxTokens: 12 });
   const continued = await e.complete(' and', { ...GREEDY, maxTokens: 12, continue: true });
   const whole = await e.complete(`The river${first.text} and`, { ...GREEDY, maxTokens: 12 });
@@ -57,7 +46,7 @@ test('continue: true goes on from the conversation; without it a call starts afr
 });
 
 test('reset() empties the conversation: the next evaluation starts from the initial state', { skip }, async () => {
-  const e = await engine();
+  const e = await loaded();
   const initial = await e.evalTokens([65]);
   const advanced = await e.evalTokens([65]);
   assert.notDeepEqual(advanced, initial, 'a second token sees the first');
@@ -66,7 +55,7 @@ test('reset() empties the conversation: the next evaluation starts from the init
 });
 
 test('evalTokens and loadState, then generate with continue, go on from that state', { skip }, async () => {
-  const e = await engine();
+  const e = await loaded();
   const prompt = 'Once upon';
   await e.evalTokens(bytes(prompt));
   const afterEval = await e.complete(' a', { ...GREEDY, maxTokens: 10, continue: true });
@@ -82,8 +71,8 @@ test('evalTokens and loadState, then generate with continue, go on from that sta
 });
 
 test('a state saved on one backend loads on another and gives its logits; a state of another model is refused', { skip }, async () => {
-  const ggml = await engine({ backend: 'ggml' });
-  const reference = await engine({ backend: 'reference' });
+  const ggml = await loaded({ backend: 'ggml' });
+  const reference = await loaded({ backend: 'reference' });
   const maxDiff = (a, b) => Math.max(...a.map((v, i) => Math.abs(v - b[i])));
   // How far the two backends are apart on this FP16 model anyway (ggml rounds activations to
   // f16 for FP16 weights, the reference stays in f32): a state crossing over may add no more.
@@ -97,7 +86,7 @@ test('a state saved on one backend loads on another and gives its logits; a stat
   assert.ok(crossed <= 1.5 * apart + 1e-5, `max |Δ| ${crossed} after loading the state, ${apart} from scratch`);
 
   // A state of another model (a v7 with a different state size) is refused and changes nothing.
-  const other = await engine({}, synth(join(models.dir, 'v7.bin'), ['--arch', 'v7', '--n-embed', '64', '--n-layer', '1', '--n-vocab', '256', '--type', 'FP32']));
+  const other = await loaded({}, synth(join(models.dir, 'v7.bin'), ['--arch', 'v7', '--n-embed', '64', '--n-layer', '1', '--n-vocab', '256', '--type', 'FP32']));
   await other.evalTokens([1]);
   const before = await ggml.saveState();
   assert.equal((await rejection(ggml.loadState(await other.saveState()))).code, 'invalid_options');
@@ -105,7 +94,7 @@ test('a state saved on one backend loads on another and gives its logits; a stat
 });
 
 test('leaving the for await loop ends the generation with stopReason abort', { skip }, async () => {
-  const e = await engine();
+  const e = await loaded();
   const generation = e.generate('Once', { maxTokens: 100000 });
   for await (const chunk of generation) if (chunk.text) break;
   const result = await generation.result;
@@ -117,7 +106,7 @@ test('leaving the for await loop ends the generation with stopReason abort', { s
 });
 
 test('aborting a queued request rejects it with aborted; aborting a running complete() resolves with abort', { skip }, async () => {
-  const e = await engine();
+  const e = await loaded();
   const running = new AbortController();
   const long = e.complete('Once', { maxTokens: 100000, signal: running.signal });
   const queued = new AbortController();
@@ -134,7 +123,7 @@ test('aborting a queued request rejects it with aborted; aborting a running comp
 });
 
 test('every Node source kind gives the same logits as a file path on the ggml backend', { skip }, async () => {
-  const e = await engine({ backend: 'ggml' }, null);
+  const e = await engine({ backend: 'ggml' });
   await e.loadModel(models.tiny);
   const expected = await e.evalTokens([1, 2, 3]);
   const sources = {
@@ -151,7 +140,7 @@ test('every Node source kind gives the same logits as a file path on the ggml ba
 });
 
 test('sampler options reach the sampler from JS: bannedTokens, logitBias, stopTokens, topK, minP', { skip }, async () => {
-  const e = await engine();
+  const e = await loaded();
   const greedy = await e.complete('The ', { ...GREEDY, maxTokens: 8 });
   const first = greedy.tokens[0];
   const banned = await e.complete('The ', { ...GREEDY, maxTokens: 8, bannedTokens: [first] });
@@ -175,7 +164,7 @@ test('sampler options reach the sampler from JS: bannedTokens, logitBias, stopTo
 });
 
 test('a model file of an unknown version is unsupported_version through the JS API', { skip }, async () => {
-  const e = await engine({}, null);
+  const e = await engine();
   const file = readFileSync(models.tiny);
   file.writeInt32LE(99, 4);
   const path = join(models.dir, 'version-99.bin');
