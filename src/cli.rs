@@ -40,7 +40,7 @@ const USAGE: &str = "usage: echo-engine <info|logits|quantize|bench|synth|genera
   logits     --model F --tokens 34,105,110 [--mode serial|sequence] [--backend ggml|reference]
   quantize   --in F --out G --type Q4_0|Q4_1|Q5_0|Q5_1|Q8_0
   bench      --model F [--decode 64] [--prompt 128] [--backend ggml|reference]
-  synth      --arch v4|v5.1|v5.2|v6|v7 --n-embed 768 --n-layer 12 --n-vocab 50277 --type FP16 --out F [--seed 1]
+  synth      --arch v4|v5.1|v5.2|v6|v7 --n-embed 768 --n-layer 12 --n-vocab 50277 --type FP16 --out F [--seed 1] [--n-ffn N]
   generate   --model F --prompt TEXT [--prompt TEXT …] [--tokenizer auto|world|neox|byte] [--vocab FILE]
              [--max-tokens 256] [--temperature 1] [--top-p 0.85] [--top-k 0] [--min-p 0]
              [--presence-penalty 0.2] [--frequency-penalty 0.2] [--penalty-decay 0.996] [--seed 42]
@@ -118,7 +118,7 @@ fn run_command(args: &[String], io: &mut dyn Io) -> Result<()> {
         "logits" => logits(&Args::parse(rest, &["model", "tokens", "mode", "backend"])?, io),
         "quantize" => quantize(&Args::parse(rest, &["in", "out", "type"])?, io),
         "bench" => bench(&Args::parse(rest, &["model", "decode", "prompt", "backend"])?, io),
-        "synth" => synth_cmd(&Args::parse(rest, &["arch", "n-embed", "n-layer", "n-vocab", "type", "out", "seed"])?, io),
+        "synth" => synth_cmd(&Args::parse(rest, &["arch", "n-embed", "n-layer", "n-vocab", "n-ffn", "type", "out", "seed"])?, io),
         "generate" => text::generate(&Args::parse(rest, text::GENERATE_OPTIONS)?, io),
         "tokenize" => text::tokenize(&Args::parse(rest, &["tokenizer", "vocab", "text"])?, io),
         "detokenize" => text::detokenize(&Args::parse(rest, &["tokenizer", "vocab", "ids", "json"])?, io),
@@ -312,6 +312,10 @@ fn synth_cmd(args: &Args, io: &mut dyn Io) -> Result<()> {
         n_embed: args.number("n-embed", 768)? as usize,
         n_layer: args.number("n-layer", 12)? as usize,
         n_vocab: args.number("n-vocab", 50277)? as usize,
+        n_ffn: match args.optional("n-ffn") {
+            Some(_) => Some(args.number("n-ffn", 0)? as usize),
+            None => None,
+        },
         dtype: DType::from_name(args.optional("type").unwrap_or("FP16"))?,
         seed: args.number("seed", 1)?,
     };

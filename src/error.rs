@@ -21,6 +21,8 @@ pub enum ErrorCode {
     InvalidOptions,
     /// An allocation failed even though the model fit the budget when it was checked.
     OutOfMemory,
+    /// ggml's graph computation did not complete, for a reason other than memory.
+    ComputeFailed,
     /// The engine is already running an operation that cannot be interleaved.
     Busy,
 }
@@ -36,6 +38,7 @@ impl ErrorCode {
             ErrorCode::NoModel => "no_model",
             ErrorCode::InvalidOptions => "invalid_options",
             ErrorCode::OutOfMemory => "out_of_memory",
+            ErrorCode::ComputeFailed => "compute_failed",
             ErrorCode::Busy => "busy",
         }
     }

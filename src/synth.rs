@@ -15,6 +15,9 @@ pub struct SynthSpec {
     pub n_embed: usize,
     pub n_layer: usize,
     pub n_vocab: usize,
+    /// The FFN's width; None for the architecture's usual one. Wider than the 4× n_embed a file
+    /// header is budgeted for, it makes a model whose evaluation may not fit (memory tests).
+    pub n_ffn: Option<usize>,
     pub dtype: DType,
     pub seed: u64,
 }
@@ -29,10 +32,10 @@ fn uniform(rng: &mut SplitMix, lo: f32, hi: f32) -> f32 {
 fn dims(spec: &SynthSpec) -> Dims {
     let e = spec.n_embed;
     let round32 = |x: f64| ((x / 32.0).round() as usize * 32).max(32);
-    let ffn = match spec.arch {
+    let ffn = spec.n_ffn.unwrap_or(match spec.arch {
         Arch::V5_2 | Arch::V6 => (e * 7 / 2) / 32 * 32,
         _ => 4 * e,
-    };
+    });
     let head_size = e.min(64);
     let sqrt = (e as f64).sqrt();
     Dims::from([
@@ -86,8 +89,8 @@ fn stored_dtype(info: &TensorInfo, target: DType) -> DType {
 
 /// The tensors of the model, in file order, with their stored types and sizes.
 pub fn plan(spec: &SynthSpec) -> Result<(FileHeader, Vec<TensorInfo>)> {
-    if spec.n_embed == 0 || spec.n_layer == 0 || spec.n_vocab == 0 || spec.n_embed % 32 != 0 {
-        return Err(Error::invalid_options("n_embed must be a positive multiple of 32, n_layer and n_vocab positive"));
+    if spec.n_embed == 0 || spec.n_layer == 0 || spec.n_vocab == 0 || spec.n_embed % 32 != 0 || spec.n_ffn.is_some_and(|f| f == 0 || f % 32 != 0) {
+        return Err(Error::invalid_options("n_embed (and n_ffn) must be positive multiples of 32, n_layer and n_vocab positive"));
     }
     let dims = dims(spec);
     let header = FileHeader {

@@ -8,7 +8,7 @@ use echo_engine::synth::{self, SynthSpec};
 use echo_engine::ErrorCode;
 
 fn model_bytes() -> Vec<u8> {
-    let spec = SynthSpec { arch: Arch::V5_2, n_embed: 64, n_layer: 2, n_vocab: 256, dtype: DType::F16, seed: 3 };
+    let spec = SynthSpec { arch: Arch::V5_2, n_embed: 64, n_layer: 2, n_vocab: 256, n_ffn: None, dtype: DType::F16, seed: 3 };
     let mut out = Vec::new();
     synth::write(&spec, |b| {
         out.extend_from_slice(b);
