@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use echo_engine::backend;
 use echo_engine::format::DType;
-use echo_engine::ggml::{compute_bytes, GgmlContext, GgmlModel, SEQ_CHUNK};
+use echo_engine::ggml::{compute_bytes, compute_memory, ComputeMemory, GgmlContext, GgmlModel, SEQ_CHUNK};
 use echo_engine::model::{Arch, LoadOptions, Model, ModelLoader, StreamingLoad};
 use echo_engine::synth::{self, SynthSpec};
 use echo_engine::ErrorCode;
@@ -29,7 +29,7 @@ fn synth_model(arch: Arch, n_embed: usize, n_layer: usize, n_vocab: usize, dtype
 
 /// Evaluates a full chunk (the largest graph), then one token (the other graph shape), and
 /// returns what the context allocated and the counting allocator's peak above `used` before.
-fn measure(model: Arc<Model>) -> (usize, usize) {
+fn measure(model: Arc<Model>) -> (ComputeMemory, usize) {
     let mut state = model.initial_state();
     let mut logits = vec![0.0; model.hparams.n_vocab];
     let tokens: Vec<u32> = (0..SEQ_CHUNK as u32).map(|i| i * 7 % model.hparams.n_vocab as u32).collect();
@@ -39,7 +39,7 @@ fn measure(model: Arc<Model>) -> (usize, usize) {
     ctx.eval(&tokens, &mut state, Some(&mut logits)).unwrap();
     ctx.eval(&tokens[..1], &mut state, Some(&mut logits)).unwrap();
     assert!(logits.iter().all(|l| l.is_finite()));
-    (ctx.allocated_bytes(), mem::peak_bytes() - before)
+    (ctx.allocated(), mem::peak_bytes() - before)
 }
 
 #[test]
@@ -56,22 +56,29 @@ fn estimates_bound_what_ggml_allocates() {
     for (arch, dtype) in [(Arch::V4, DType::F16), (Arch::V4, DType::Q5_1), (Arch::V5_2, DType::Q5_1), (Arch::V6, DType::Q5_1), (Arch::V7, DType::F16), (Arch::V7, DType::Q5_1)] {
         models.push((format!("synth {} 768x12 50277 {}", arch.name(), dtype.name()), synth_model(arch, 768, 12, 50277, dtype)));
     }
-    println!("{:36} {:>12} {:>12} {:>7} {:>12} {:>12} {:>12}", "model", "measured", "estimate", "margin", "counted peak", "header bound", "weights");
+    println!("{:34} {:>9} {:>9} {:>6} | {:>6} {:>6} {:>6} {:>6} | {:>9} {:>9}", "model", "measured", "estimate", "margin", "model", "graph", "buffer", "work", "counted", "header");
     for (name, model) in models {
         let model = Arc::new(model);
         let (hp, arch, header) = (model.hparams, model.arch, model.header);
         let (measured, peak) = measure(model.clone());
-        let estimate = compute_bytes(&hp, arch);
+        let estimate = compute_memory(&hp, arch);
         let bound = backend::eval_bytes_bound(&header) as usize;
-        let margin = estimate as f64 / measured as f64 - 1.0;
+        let margin = |m: usize, e: usize| if m == 0 { "     -".into() } else { format!("{:5.0}%", 100.0 * (e as f64 / m as f64 - 1.0)) };
+        let parts = |m: &ComputeMemory| [m.model, m.graph, m.buffer, m.work];
+        let part_margins: Vec<String> = parts(&measured).iter().zip(parts(&estimate)).map(|(&m, e)| margin(m, e)).collect();
         println!(
-            "{name:36} {measured:12} {estimate:12} {:>6.1}% {peak:12} {bound:12} {:12}",
-            100.0 * margin,
-            model.weight_bytes()
+            "{name:34} {:9} {:9} {} | {} | {peak:9} {bound:9}",
+            measured.total(),
+            estimate.total(),
+            margin(measured.total(), estimate.total()),
+            part_margins.join(" ")
         );
-        assert!(measured <= estimate, "{name}: ggml allocated {measured} bytes, over the estimate {estimate}");
-        assert!(peak <= estimate, "{name}: the allocator's peak {peak} is over the estimate {estimate}");
-        assert!(estimate + 4 * model.state_len() <= bound, "{name}: the header bound {bound} is under the estimate {estimate} + state");
+        for ((part, m), e) in ["model", "graph", "buffer", "work"].iter().zip(parts(&measured)).zip(parts(&estimate)) {
+            assert!(m <= e, "{name}: ggml's {part} took {m} bytes, over the estimate {e}");
+        }
+        assert!(peak <= estimate.total(), "{name}: the allocator's peak {peak} is over the estimate {}", estimate.total());
+        let needed = compute_bytes(&hp, arch) + 4 * model.state_len();
+        assert!(needed <= bound, "{name}: the header bound {bound} is under the estimate {needed} (with the state)");
     }
 }
 

@@ -154,14 +154,18 @@ impl GgmlContext {
         Ok(GgmlContext { model, galloc, work: Vec::new() })
     }
 
-    /// What evaluating has really allocated besides the weights, at its largest so far: the
-    /// model's f32 vectors and tensor headers, the graph allocator's buffer, the work buffer
-    /// and one graph's headers (made and freed by every chunk). [`compute_bytes`] bounds it.
-    pub fn allocated_bytes(&self) -> usize {
-        // SAFETY: `galloc` is valid; buffer 0 is the only one (one backend buffer type).
-        let buffer = unsafe { sys::ggml_gallocr_get_buffer_size(self.galloc, 0) };
+    /// What evaluating has really allocated besides the weights, at its largest so far (the
+    /// graph's part without ggml-alloc's bookkeeping, which ggml does not report); each part is
+    /// bounded by [`compute_memory`]'s.
+    pub fn allocated(&self) -> ComputeMemory {
         let nodes = graph_nodes(&self.model.model.hparams);
-        self.model.own_bytes + buffer + self.work.capacity() + sys::context_size(nodes, nodes, 0)
+        ComputeMemory {
+            model: self.model.own_bytes,
+            graph: sys::context_size(nodes, nodes, 0),
+            // SAFETY: `galloc` is valid; buffer 0 is the only one (one backend buffer type).
+            buffer: unsafe { sys::ggml_gallocr_get_buffer_size(self.galloc, 0) },
+            work: self.work.capacity(),
+        }
     }
 
     /// Feeds `tokens` in order from `state` (updated in place) and writes the last token's
@@ -237,33 +241,58 @@ fn graph_nodes(hp: &Hparams) -> usize {
     64 + NODES_PER_LAYER * hp.n_layer
 }
 
-/// Memory an evaluation context needs beyond the weights, for the budget check before loading;
-/// an upper bound of [`GgmlContext::allocated_bytes`] (checked for every fixture and 169M-class
-/// models of each architecture by `tests/memory.rs`, which prints the margin):
-/// - the model's f32 vectors (at most 16 per layer of `n_embed`, v7 24) and tensor headers;
-/// - one graph's headers, exactly as allocated, and ggml-alloc's bookkeeping for it (its hash
-///   table and per-node records: C allocations, counted in wasm only, where they take under 256
-///   bytes a node);
-/// - the graph allocator's buffer for a [`SEQ_CHUNK`]-token graph. ggml-alloc reuses memory
-///   across layers, so it holds one layer's live activations: one `[n_ffn, T]` tensor in the FFN
-///   plus, measured, at most 8 (v4, v5), 14 (v6) or 17 (v7) `[n_embed, T]` ones at any point, and
-///   the `head_size × n_embed` head state. The factors below leave about 20% over those counts;
-/// - the work buffer: the activations converted to the weights' dot-product type, at most f16
-///   (2 bytes) for a `[max(n_embed, n_ffn), T]` input, plus a cache line per thread;
-/// - the logits.
-pub fn compute_bytes(hp: &Hparams, arch: Arch) -> usize {
-    let (e, f, v, l, t) = (hp.n_embed, hp.n_ffn, hp.n_vocab, hp.n_layer, SEQ_CHUNK);
+/// Memory an evaluation context takes besides the weights, by part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ComputeMemory {
+    /// The model's f32 copies of its vectors, and its tensor headers.
+    pub model: usize,
+    /// One graph's headers (made and freed by every chunk), and ggml-alloc's bookkeeping for it.
+    pub graph: usize,
+    /// The graph allocator's buffer for the intermediate tensors.
+    pub buffer: usize,
+    /// The work buffer of the matrix products.
+    pub work: usize,
+}
+
+impl ComputeMemory {
+    pub fn total(&self) -> usize {
+        self.model + self.graph + self.buffer + self.work
+    }
+}
+
+/// An upper bound of what [`GgmlContext::allocated`] reaches, part by part (checked for every
+/// fixture and 169M-class models of each architecture by `tests/memory.rs`, which prints the
+/// margins):
+/// - model: at most 16 vectors of `n_embed` per layer (v6 18, v7 24), 32 tensor headers per layer;
+/// - graph: the headers exactly as allocated, plus ggml-alloc's hash table and per-node records
+///   (C allocations, counted in wasm only, where they take under 256 bytes a node);
+/// - buffer, for a [`SEQ_CHUNK`]-token graph: ggml-alloc reuses memory across layers, so it holds
+///   one layer's live activations: one `[n_ffn, T]` tensor in the FFN plus, measured, at most 8
+///   (v4, v5), 14 (v6) or 17 (v7) `[n_embed, T]` ones at any point, and the `head_size × n_embed`
+///   head state. The factors below leave about 20% over those counts;
+/// - work: the activations converted to the weights' dot-product type, at most f16 (2 bytes) for
+///   a `[max(n_embed, n_ffn), T]` input, plus a cache line per thread.
+pub fn compute_memory(hp: &Hparams, arch: Arch) -> ComputeMemory {
+    let (e, f, l, t) = (hp.n_embed, hp.n_ffn, hp.n_layer, SEQ_CHUNK);
     let (vectors, activations) = match arch {
         Arch::V4 | Arch::V5_1 | Arch::V5_2 => (16, 10),
-        Arch::V6 => (16, 17),
+        Arch::V6 => (18, 17),
         Arch::V7 => (24, 20),
     };
-    // SAFETY: a constant of the library.
-    let model = 4 * e * l * vectors + (8 + 32 * l) * unsafe { sys::ggml_tensor_overhead() };
-    let graph = sys::context_size(graph_nodes(hp), graph_nodes(hp), 0) + 256 * graph_nodes(hp);
-    let buffer = 4 * (t * (activations * e + f) + hp.head_size * e);
-    let work = 2 * t * e.max(f) + 4096;
-    model + graph + buffer + work + 4 * v
+    let nodes = graph_nodes(hp);
+    ComputeMemory {
+        // SAFETY: a constant of the library.
+        model: 4 * e * l * vectors + (8 + 32 * l) * unsafe { sys::ggml_tensor_overhead() },
+        graph: sys::context_size(nodes, nodes, 0) + 256 * nodes,
+        buffer: 4 * (t * (activations * e + f) + hp.head_size * e),
+        work: 2 * t * e.max(f) + 4096,
+    }
+}
+
+/// Memory an evaluation context needs beyond the weights, for the budget check before loading:
+/// [`compute_memory`] and the logits.
+pub fn compute_bytes(hp: &Hparams, arch: Arch) -> usize {
+    compute_memory(hp, arch).total() + 4 * hp.n_vocab
 }
 
 /// The SIMD instruction set ggml's kernels were compiled for.
