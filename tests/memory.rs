@@ -3,6 +3,10 @@
 //! bound what ggml really allocates, for every fixture and for 169M-class models; and an
 //! evaluation that does not fit is a typed `out_of_memory` after which the context still works.
 //!
+//! Natively ggml's C allocations (the graph allocator's buffer and bookkeeping) use libc, not
+//! the counting allocator: "measured" is what ggml reports, and the "counted" peak is the Rust
+//! side only. In wasm everything is counted; `tests/node/memory.test.mjs` checks it end to end.
+//!
 //! The allocator's limit and peak are global, so the tests here take turns (`LOCK`).
 
 mod common;
