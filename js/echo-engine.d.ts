@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'no_model'
   | 'invalid_options'
   | 'out_of_memory'
+  | 'compute_failed'
   | 'worker_crashed';
 
 /** Every failure: `code` says what went wrong, `message` what to do. */

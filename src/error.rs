@@ -21,6 +21,8 @@ pub enum ErrorCode {
     InvalidOptions,
     /// An allocation failed even though the model fit the budget when it was checked.
     OutOfMemory,
+    /// ggml's graph computation did not complete, for a reason other than memory.
+    ComputeFailed,
     /// The engine is already running an operation that cannot be interleaved.
     Busy,
 }
@@ -36,6 +38,7 @@ impl ErrorCode {
             ErrorCode::NoModel => "no_model",
             ErrorCode::InvalidOptions => "invalid_options",
             ErrorCode::OutOfMemory => "out_of_memory",
+            ErrorCode::ComputeFailed => "compute_failed",
             ErrorCode::Busy => "busy",
         }
     }
@@ -75,11 +78,10 @@ impl Error {
             limit_bytes: Some(limit),
         }
     }
+    /// `bytes` 0: the size is not known.
     pub fn out_of_memory(what: &str, bytes: usize) -> Self {
-        Self::new(
-            ErrorCode::OutOfMemory,
-            format!("could not allocate {} MB for {what}; free memory (unload a model) and retry", mb(bytes as u64)),
-        )
+        let size = if bytes == 0 { String::new() } else { format!("{} MB ", mb(bytes as u64)) };
+        Self::new(ErrorCode::OutOfMemory, format!("could not allocate {size}for {what}; free memory (unload a model) and retry"))
     }
 
     /// One JSON object: `{"code": …, "message": …}` (+ byte counts for `model_too_large`).

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use echo_ggml_sys as sys;
 use sys::{ggml_gallocr, ggml_tensor, Context};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::model::{schema, Arch, Hparams, Model};
 
 /// Tokens per graph when evaluating a sequence: longer inputs go chunk by chunk, which bounds
@@ -42,6 +42,8 @@ pub struct GgmlModel {
     _vectors: Vec<Vec<f32>>,
     /// Holds the tensor headers; must outlive nothing but `tensors`.
     _ctx: Context,
+    /// Bytes of `_vectors` and of `_ctx`'s pool: what the model takes besides its weights.
+    own_bytes: usize,
 }
 
 // SAFETY: the tensors are read-only after construction, and the memory they point to (the
@@ -52,7 +54,8 @@ unsafe impl Sync for GgmlModel {}
 impl GgmlModel {
     pub fn new(model: Arc<Model>) -> Result<GgmlModel> {
         let n = model.tensors().len();
-        let ctx = Context::new(sys::context_size(n, 0, 0), true).map_err(|e| Error::out_of_memory("ggml tensor headers", e.bytes))?;
+        let header_bytes = sys::context_size(n, 0, 0);
+        let ctx = Context::new(header_bytes, true).map_err(|e| Error::out_of_memory("ggml tensor headers", e.bytes))?;
         let mut tensors = HashMap::with_capacity(n);
         let mut vectors = Vec::new();
         for t in model.tensors() {
@@ -85,7 +88,8 @@ impl GgmlModel {
             }
             tensors.insert(t.info.name.clone(), tensor);
         }
-        Ok(GgmlModel { model, tensors, _vectors: vectors, _ctx: ctx })
+        let own_bytes = header_bytes + vectors.iter().map(|v| 4 * v.len()).sum::<usize>();
+        Ok(GgmlModel { model, tensors, _vectors: vectors, _ctx: ctx, own_bytes })
     }
 
     pub fn model(&self) -> &Model {
@@ -124,6 +128,19 @@ impl GgmlContext {
         Ok(GgmlContext { model, galloc, work: Vec::new() })
     }
 
+    /// What evaluating has really allocated besides the weights, at its largest so far (the
+    /// graph's part without ggml-alloc's bookkeeping, which ggml does not report); each part is
+    /// bounded by [`compute_memory`]'s.
+    pub fn allocated(&self) -> ComputeMemory {
+        let nodes = graph_nodes(&self.model.model.hparams);
+        ComputeMemory {
+            model: self.model.own_bytes,
+            graph: sys::context_size(nodes, nodes, 0),
+            // SAFETY: `galloc` is valid; buffer 0 is the only one (one backend buffer type).
+            buffer: unsafe { sys::ggml_gallocr_get_buffer_size(self.galloc, 0) },
+            work: self.work.capacity(),
+        }
+    }
 
     /// Feeds `tokens` in order from `state` (updated in place) and writes the last token's
     /// logits when asked. Same contract and errors as [`crate::reference::eval`].
@@ -170,12 +187,8 @@ impl GgmlContext {
                 self.work.resize(plan.work_size, 0);
             }
             plan.work_data = self.work.as_mut_ptr();
-            let status = sys::ggml_graph_compute(graph, &mut plan);
-            if status != sys::GGML_STATUS_SUCCESS {
-                return Err(Error::out_of_memory("ggml graph computation", 0));
-            }
+            compute_status(sys::ggml_graph_compute(graph, &mut plan))
         }
-        Ok(())
     }
 }
 
@@ -186,20 +199,74 @@ impl Drop for GgmlContext {
     }
 }
 
+/// The CPU computation allocates nothing (its buffers are ready before it starts): a failure
+/// is never memory. It stops early only when aborted, which nothing here asks for.
+fn compute_status(status: sys::ggml_status) -> Result<()> {
+    if status == sys::GGML_STATUS_SUCCESS {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorCode::ComputeFailed,
+        format!("ggml's graph computation stopped (status {status}); the conversation's state may be partly updated: reset it"),
+    ))
+}
+
 fn graph_nodes(hp: &Hparams) -> usize {
     64 + NODES_PER_LAYER * hp.n_layer
 }
 
-/// Memory an evaluation context needs beyond the weights, for the budget check before
-/// loading: f32 copies of the vectors, graph headers, intermediate activations of one
-/// [`SEQ_CHUNK`] (ggml-alloc reuses them across layers), the work buffer and the logits.
+/// Memory an evaluation context takes besides the weights, by part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ComputeMemory {
+    /// The model's f32 copies of its vectors, and its tensor headers.
+    pub model: usize,
+    /// One graph's headers (made and freed by every chunk), and ggml-alloc's bookkeeping for it.
+    pub graph: usize,
+    /// The graph allocator's buffer for the intermediate tensors.
+    pub buffer: usize,
+    /// The work buffer of the matrix products.
+    pub work: usize,
+}
+
+impl ComputeMemory {
+    pub fn total(&self) -> usize {
+        self.model + self.graph + self.buffer + self.work
+    }
+}
+
+/// An upper bound of what [`GgmlContext::allocated`] reaches, part by part (checked for every
+/// fixture and 169M-class models of each architecture by `tests/memory.rs`, which prints the
+/// margins):
+/// - model: at most 16 vectors of `n_embed` per layer (v6 18, v7 24), 32 tensor headers per layer;
+/// - graph: the headers exactly as allocated, plus ggml-alloc's hash table and per-node records
+///   (C allocations, counted in wasm only, where they take under 256 bytes a node);
+/// - buffer, for a [`SEQ_CHUNK`]-token graph: ggml-alloc reuses memory across layers, so it holds
+///   one layer's live activations: one `[n_ffn, T]` tensor in the FFN plus, measured, at most 8
+///   (v4, v5), 14 (v6) or 17 (v7) `[n_embed, T]` ones at any point, and the `head_size × n_embed`
+///   head state. The factors below leave about 20% over those counts;
+/// - work: the activations converted to the weights' dot-product type, at most f16 (2 bytes) for
+///   a `[max(n_embed, n_ffn), T]` input, plus a cache line per thread.
+pub fn compute_memory(hp: &Hparams, arch: Arch) -> ComputeMemory {
+    let (e, f, l, t) = (hp.n_embed, hp.n_ffn, hp.n_layer, SEQ_CHUNK);
+    let (vectors, activations) = match arch {
+        Arch::V4 | Arch::V5_1 | Arch::V5_2 => (16, 10),
+        Arch::V6 => (18, 17),
+        Arch::V7 => (24, 20),
+    };
+    let nodes = graph_nodes(hp);
+    ComputeMemory {
+        // SAFETY: a constant of the library.
+        model: 4 * e * l * vectors + (8 + 32 * l) * unsafe { sys::ggml_tensor_overhead() },
+        graph: sys::context_size(nodes, nodes, 0) + 256 * nodes,
+        buffer: 4 * (t * (activations * e + f) + hp.head_size * e),
+        work: 2 * t * e.max(f) + 4096,
+    }
+}
+
+/// Memory an evaluation context needs beyond the weights, for the budget check before loading:
+/// [`compute_memory`] and the logits.
 pub fn compute_bytes(hp: &Hparams, arch: Arch) -> usize {
-    let (e, f, v, t) = (hp.n_embed, hp.n_ffn, hp.n_vocab, SEQ_CHUNK);
-    let vectors = 4 * e * hp.n_layer * if arch == Arch::V7 { 24 } else { 16 };
-    let headers = sys::context_size(graph_nodes(hp), graph_nodes(hp), 0);
-    let activations = 4 * t * (48 * e + 4 * f) + 4 * (t + hp.head_size) * e;
-    let work = 4 * t * e.max(f) + 4 * v;
-    vectors + headers + activations + work + 4 * v
+    compute_memory(hp, arch).total() + 4 * hp.n_vocab
 }
 
 /// The SIMD instruction set ggml's kernels were compiled for.
@@ -218,6 +285,19 @@ pub fn simd_info() -> &'static str {
             "neon"
         } else {
             "none"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_computation_is_not_out_of_memory() {
+        assert_eq!(compute_status(sys::GGML_STATUS_SUCCESS), Ok(()));
+        for status in [-1, 1] {
+            assert_eq!(compute_status(status).unwrap_err().code, ErrorCode::ComputeFailed);
         }
     }
 }

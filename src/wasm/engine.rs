@@ -73,13 +73,16 @@ impl Engine {
 
     fn create(memory_limit_mb: Option<f64>, backend: &str) -> Result<Engine> {
         let cap = backend::memory_cap_bytes().unwrap_or(u64::MAX);
+        // Below this, even copying a chunk of a model into wasm memory could fail, which traps.
+        let floor = mem::used_bytes() as u64 + LOAD_SLACK_BYTES;
         let limit_bytes = match memory_limit_mb {
             None => cap,
-            Some(mb) if mb.is_finite() && mb > 0.0 && mb * MIB <= cap as f64 => (mb * MIB) as u64,
+            Some(mb) if mb.is_finite() && mb * MIB >= floor as f64 && mb * MIB <= cap as f64 => (mb * MIB) as u64,
             Some(mb) => {
                 return Err(Error::invalid_options(format!(
-                    "memoryLimitMb must be a number above 0 and at most the build-time cap of {} MB (got {mb}); \
-                     to raise the cap, rebuild with ECHO_MAX_MEMORY_MB",
+                    "memoryLimitMb must be a number from {:.1} (what the engine itself needs) to the build-time \
+                     cap of {} MB (got {mb}); to raise the cap, rebuild with ECHO_MAX_MEMORY_MB",
+                    floor as f64 / MIB,
                     cap as f64 / MIB
                 )))
             }

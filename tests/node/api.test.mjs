@@ -203,7 +203,9 @@ test('backends: reference and mock are used when asked, and reported', { skip },
   assert.equal((await reference.loadModel(models.tiny)).backend, 'reference');
   const [a, b] = await Promise.all([ggml.evalTokens([1, 2, 3]), reference.evalTokens([1, 2, 3])]);
   const maxDiff = Math.max(...a.map((v, i) => Math.abs(v - b[i])));
-  assert.ok(maxDiff < 0.05, `ggml and reference logits differ by ${maxDiff}`);
+  // The tiny model is FP16: ggml rounds activations to f16 for its products, the reference stays
+  // in f32 (measured 0.0020 in wasm, 0.0021 natively on this fixture, 0.0011 on the stand-in).
+  assert.ok(maxDiff < 0.005, `ggml and reference logits differ by ${maxDiff}`);
   assert.deepEqual(Object.keys(await reference.metrics()), ['reference']);
 
   const mock = await engine({ backend: 'mock' });
