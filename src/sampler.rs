@@ -124,27 +124,31 @@ impl Sampler {
     /// a uniform draw. Both places in the ranking are found without ranking (`RankSearch`), so
     /// the cost is linear in the vocabulary whatever the distribution.
     fn pick(&mut self, logits: &[f32]) -> u32 {
-        let argmax = logits.iter().enumerate().fold(0, |best, (i, &v)| if v > logits[best] { i } else { best });
+        let (mut argmax, mut max) = (0, logits[0]);
+        for (i, &v) in logits.iter().enumerate() {
+            if v > max {
+                (argmax, max) = (i, v);
+            }
+        }
         if self.opts.temperature == 0.0 {
             return argmax as u32;
         }
         // The probabilities are kept unnormalised (`e` = probability × total; the best has 1) and
         // the targets scaled by the total instead: the same ranking, and one pass over the
         // vocabulary, which also fills the first histogram. min_p and zero remove the tail.
-        let max = logits[argmax] as f64;
+        let max = max as f64;
         let min_e = self.opts.min_p as f64;
         let candidate = move |e: f64| e > 0.0 && e >= min_e;
         let (search, mut total) = (&mut self.search, 0.0);
         search.clear();
         self.probs.clear();
-        self.probs.extend(logits.iter().map(|&v| {
-            let e = (v as f64 - max).exp();
+        self.probs.extend(logits.iter().map(|&v| exp_nonpositive(v as f64 - max)));
+        for &e in &self.probs {
             total += e;
             if candidate(e) {
                 search.add(e, e);
             }
-            e
-        }));
+        }
         let probs = &self.probs;
 
         let (top_k, top_p) = (self.opts.top_k, self.opts.top_p as f64);
@@ -183,6 +187,45 @@ impl Sampler {
         drawn.map_or(argmax, |(i, _)| i) as u32
     }
 }
+
+/// e^x for x <= 0 (-inf included), within an ulp or so of `f64::exp`, which in wasm is a
+/// slow software routine; this one has no table or division. Results below f64's normal range
+/// (x < -708) are 0: such a token's chance is nil. x = k ln 2 + r with |r| <= ln 2 / 2, then
+/// e^x = 2^k e^r, e^r by its Taylor series to r^13 (the next term is below 1e-17).
+fn exp_nonpositive(x: f64) -> f64 {
+    // Adding 1.5 × 2^52 rounds to an integer, which the low bits then hold.
+    const ROUND: f64 = 6755399441055744.0;
+    // ln 2 in two parts; the first has 21 trailing zero bits, so k × LN2_HI is exact.
+    const LN2_HI: f64 = 6.93147180369123816490e-01;
+    const LN2_LO: f64 = 1.90821492927058770002e-10;
+    if x < -708.0 {
+        return 0.0;
+    }
+    let shifted = x * std::f64::consts::LOG2_E + ROUND;
+    let k = shifted - ROUND;
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let e_r = TAYLOR.iter().rev().fold(0.0, |sum, &c| sum * r + c);
+    let two_k = f64::from_bits(((shifted.to_bits() as i64 - ROUND.to_bits() as i64 + 1023) as u64) << 52);
+    e_r * two_k
+}
+
+/// 1/n! for n = 0..=13.
+const TAYLOR: [f64; 14] = [
+    1.0,
+    1.0,
+    1.0 / 2.0,
+    1.0 / 6.0,
+    1.0 / 24.0,
+    1.0 / 120.0,
+    1.0 / 720.0,
+    1.0 / 5040.0,
+    1.0 / 40320.0,
+    1.0 / 362880.0,
+    1.0 / 3628800.0,
+    1.0 / 39916800.0,
+    1.0 / 479001600.0,
+    1.0 / 6227020800.0,
+];
 
 /// Running totals over tokens in rank order: how many, and the sum of their values.
 #[derive(Debug, Clone, Copy, Default)]
@@ -259,7 +302,11 @@ impl RankSearch {
     ) -> Option<(usize, Totals)> {
         let (mut b, mut before) = walk(&self.buckets, Totals::default(), &reached, false)?;
         self.members.clear();
-        self.members.extend((0..probs.len()).filter(|&i| bucket(probs[i], 0) == b && accept(i, probs[i])).map(|i| i as u32));
+        for (i, &p) in probs.iter().enumerate() {
+            if bucket(p, 0) == b && accept(i, p) {
+                self.members.push(i as u32);
+            }
+        }
         let mut level = 0;
         while self.members.len() > SORTED && level + 1 < LEVELS {
             level += 1;
@@ -474,6 +521,20 @@ mod tests {
         // The ban holds in sampling too, even greedy.
         let mut g = Sampler::new(SamplerOptions { temperature: 0.0, banned_tokens: vec![5], ..Default::default() }, 8).unwrap();
         assert_eq!(g.sample(&logits()), 0);
+    }
+
+    #[test]
+    fn exp_nonpositive_is_exp_to_the_last_bits() {
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(f64::NEG_INFINITY), 0.0);
+        assert_eq!(exp_nonpositive(-800.0), 0.0);
+        let mut rng = SplitMix(3);
+        for i in 0..100_000 {
+            // Spread over the whole range, and dense near 0 where the probabilities that matter are.
+            let x = if i % 2 == 0 { -708.0 * rng.next_f64() } else { -8.0 * rng.next_f64() };
+            let (got, want) = (exp_nonpositive(x), x.exp());
+            assert!((got - want).abs() <= 2.0 * f64::EPSILON * want, "exp({x}) = {want}, got {got}");
+        }
     }
 
     #[test]
