@@ -134,8 +134,9 @@ impl Sampler {
             return argmax as u32;
         }
         // The probabilities are kept unnormalised (`e` = probability × total; the best has 1) and
-        // the targets scaled by the total instead: the same ranking, and one pass over the
-        // vocabulary, which also fills the first histogram. min_p and zero remove the tail.
+        // the targets scaled by the total instead: the same ranking, without a pass to divide.
+        // The exponentials have a pass of their own (it vectorises); the next sums them and fills
+        // the first histogram. min_p and zero remove the tail.
         let max = max as f64;
         let min_e = self.opts.min_p as f64;
         let candidate = move |e: f64| e > 0.0 && e >= min_e;
