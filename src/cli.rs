@@ -1,8 +1,9 @@
 //! The `echo-engine` command line, written once for both runtimes: the native binary and the
 //! Node.js CLI (`bin/echo-engine.mjs`, which runs this code in wasm). Each runtime supplies an `Io`
 //! (files, output, clock); everything else — parsing, loading, evaluation, benchmarks — is here,
-//! and the text commands (`generate`, `tokenize`, `detokenize`) in `cli/text.rs`.
+//! the text commands (`generate`, `tokenize`, `detokenize`) in `cli/text.rs`, `bench` in `cli/bench.rs`.
 
+mod bench;
 mod text;
 
 use std::collections::HashMap;
@@ -39,7 +40,8 @@ const USAGE: &str = "usage: echo-engine <info|logits|quantize|bench|synth|genera
   info       --model F
   logits     --model F --tokens 34,105,110 [--mode serial|sequence] [--backend ggml|reference]
   quantize   --in F --out G --type Q4_0|Q4_1|Q5_0|Q5_1|Q8_0
-  bench      --model F [--decode 64] [--prompt 128] [--backend ggml|reference]
+  bench      --model F [--decode 64] [--prompt 128] [--backend ggml|reference] [--sample]
+  bench      --sample --n-vocab 65536 [--logit-std 1] [--decode 64]
   synth      --arch v4|v5.1|v5.2|v6|v7 --n-embed 768 --n-layer 12 --n-vocab 50277 --type FP16 --out F [--seed 1]
              [--n-ffn N] [--head-size N]
   generate   --model F --prompt TEXT [--prompt TEXT …] [--tokenizer auto|world|neox|byte] [--vocab FILE]
@@ -51,7 +53,7 @@ const USAGE: &str = "usage: echo-engine <info|logits|quantize|bench|synth|genera
   detokenize --tokenizer world|neox|byte [--vocab FILE] --ids 1,2,3 [--json]";
 
 /// Options that take no value.
-const FLAGS: &[&str] = &["json"];
+const FLAGS: &[&str] = &["json", "sample"];
 
 /// Runs one command; returns the process exit code. Errors go to stderr as one JSON line.
 pub fn run(args: &[String], io: &mut dyn Io) -> i32 {
@@ -123,7 +125,7 @@ fn run_command(args: &[String], io: &mut dyn Io) -> Result<()> {
         "info" => info(&Args::parse(rest, &["model"])?, io),
         "logits" => logits(&Args::parse(rest, &["model", "tokens", "mode", "backend"])?, io),
         "quantize" => quantize(&Args::parse(rest, &["in", "out", "type"])?, io),
-        "bench" => bench(&Args::parse(rest, &["model", "decode", "prompt", "backend"])?, io),
+        "bench" => bench::bench(&Args::parse(rest, bench::OPTIONS)?, io),
         "synth" => synth_cmd(&Args::parse(rest, &["arch", "n-embed", "n-layer", "n-vocab", "n-ffn", "head-size", "type", "out", "seed"])?, io),
         "generate" => text::generate(&Args::parse(rest, text::GENERATE_OPTIONS)?, io),
         "tokenize" => text::tokenize(&Args::parse(rest, &["tokenizer", "vocab", "text"])?, io),
@@ -250,64 +252,6 @@ fn quantize(args: &Args, io: &mut dyn Io) -> Result<()> {
         "{{\"out\":{},\"type\":\"{}\",\"tensors\":{tensors},\"quantized\":{quantized},\"bytes\":{written}}}",
         crate::error::json_string(output),
         target.name()
-    ));
-    Ok(())
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
-}
-
-fn bench(args: &Args, io: &mut dyn Io) -> Result<()> {
-    let path = args.required("model")?;
-    let n_decode = args.number("decode", 64)?.max(1) as usize;
-    let n_prompt = args.number("prompt", 128)?.max(1) as usize;
-    let kind = backend_kind(args)?;
-    let (model, load_s) = load(path, io)?;
-    let mut backend = backend::create(kind, model.clone())?;
-    let n_vocab = model.hparams.n_vocab as u32;
-    let token = |i: usize| (i as u32 * 7919 + 13) % n_vocab;
-
-    let mut logits = vec![0.0f32; model.hparams.n_vocab];
-    let prompt: Vec<u32> = (0..n_prompt).map(token).collect();
-    // Warm-up, not timed: the first calls pay for one-time work (a wasm engine compiles hot
-    // functions again with its optimizing tier; buffers are allocated), which is not throughput.
-    let mut state = model.initial_state();
-    backend.eval(&prompt[..n_prompt.min(2 * crate::ggml::SEQ_CHUNK)], &mut state, Some(&mut logits))?;
-    for i in 0..4 {
-        backend.eval(&[token(i)], &mut state, Some(&mut logits))?;
-    }
-
-    let mut state = model.initial_state();
-    let now = io.clock();
-    let t0 = now();
-    backend.eval(&prompt, &mut state, Some(&mut logits))?;
-    let prompt_ms = now() - t0;
-
-    let mut times = Vec::with_capacity(n_decode);
-    for i in 0..n_decode {
-        let t = now();
-        backend.eval(&[token(n_prompt + i)], &mut state, Some(&mut logits))?;
-        times.push(now() - t);
-    }
-    if logits.iter().any(|v| !v.is_finite()) {
-        return Err(Error::new(ErrorCode::InvalidModel, "the model produced non-finite logits"));
-    }
-    io.stdout(&format!(
-        "{{\"runtime\":\"{}\",\"backend\":\"{}\",\"simd\":\"{}\",\"arch\":\"{}\",\"data_type\":\"{}\",\"file_mb\":{:.1},\
-         \"load_mb_per_s\":{:.1},\"prompt_tokens\":{n_prompt},\"prompt_tokens_per_s\":{:.1},\"decode_tokens\":{n_decode},\
-         \"decode_ms_per_token_median\":{:.3},\"peak_memory_bytes\":{}}}",
-        io.runtime(),
-        kind.name(),
-        backend::simd(),
-        model.arch.name(),
-        model.header.dtype.name(),
-        model.file_bytes as f64 / 1e6,
-        model.file_bytes as f64 / 1e6 / load_s.max(1e-9),
-        n_prompt as f64 / (prompt_ms / 1000.0).max(1e-9),
-        median(&mut times),
-        io.peak_memory_bytes()
     ));
     Ok(())
 }

@@ -70,18 +70,18 @@ pub struct Sampler {
     rng: SplitMix,
     /// Decayed occurrence count of each generated token.
     occurrences: HashMap<u32, f32>,
-    /// Vocabulary-sized buffers reused from token to token: the adjusted logits, their
-    /// probabilities and the ranking.
+    /// Vocabulary-sized buffers reused from token to token: the adjusted logits and their
+    /// probabilities (unnormalised).
     adjusted: Vec<f32>,
     probs: Vec<f64>,
-    order: Vec<usize>,
+    search: RankSearch,
 }
 
 impl Sampler {
     pub fn new(opts: SamplerOptions, n_vocab: usize) -> Result<Sampler> {
         opts.validate(n_vocab)?;
         let rng = SplitMix(opts.seed);
-        Ok(Sampler { opts, rng, occurrences: HashMap::new(), adjusted: Vec::new(), probs: Vec::new(), order: Vec::new() })
+        Ok(Sampler { opts, rng, occurrences: HashMap::new(), adjusted: Vec::new(), probs: Vec::new(), search: RankSearch::default() })
     }
 
     /// Applies penalties, bias and bans to `logits` in place (what the distribution is sampled from).
@@ -117,66 +117,241 @@ impl Sampler {
         *self.occurrences.entry(token).or_insert(0.0) += 1.0;
     }
 
+    /// Softmax in f64, then the cuts on the probabilities, then temperature, as `rwkv` does: the
+    /// tokens kept are the head of the ranking (probability descending, then id ascending) cut
+    /// after `top_k` tokens or after the first to bring the running sum to `top_p`, less those
+    /// below `min_p` × the best; the token drawn is where the running sum of their weights passes
+    /// a uniform draw. Both places in the ranking are found without ranking (`RankSearch`), so
+    /// the cost is linear in the vocabulary whatever the distribution.
     fn pick(&mut self, logits: &[f32]) -> u32 {
-        let argmax = logits.iter().enumerate().fold(0, |best, (i, &v)| if v > logits[best] { i } else { best });
+        let (mut argmax, mut max) = (0, logits[0]);
+        for (i, &v) in logits.iter().enumerate() {
+            if v > max {
+                (argmax, max) = (i, v);
+            }
+        }
         if self.opts.temperature == 0.0 {
             return argmax as u32;
         }
-        // Softmax in f64, then the cuts on the probabilities, then temperature, as `rwkv` does.
-        let max = logits[argmax] as f64;
-        let probs = &mut self.probs;
-        probs.clear();
-        probs.extend(logits.iter().map(|&v| (v as f64 - max).exp()));
-        let total: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= total);
-
-        // Only the head of the ranking matters: rank the best `k` candidates and widen `k` until
-        // they cover top_p (or top_k). A total order (probability, then id) makes the result the
-        // same as ranking all of them, in a fraction of the time for large vocabularies.
-        let n = probs.len();
-        let by_rank = |a: &usize, b: &usize| probs[*b].total_cmp(&probs[*a]).then(a.cmp(b));
-        let mut keep = if self.opts.top_k > 0 { self.opts.top_k.min(n) } else { n };
-        let order = &mut self.order;
-        order.clear();
-        order.extend(0..n);
-        let mut k = keep.min(64);
-        loop {
-            if k < n {
-                order.select_nth_unstable_by(k - 1, by_rank);
-            }
-            order[..k].sort_unstable_by(by_rank);
-            if k == keep || order[..k].iter().map(|&i| probs[i]).sum::<f64>() >= self.opts.top_p as f64 {
-                break;
-            }
-            k = (k * 4).min(keep);
-        }
-        keep = keep.min(k);
-        let mut cumulative = 0.0;
-        for (rank, &i) in order.iter().enumerate().take(keep) {
-            cumulative += probs[i];
-            if cumulative >= self.opts.top_p as f64 {
-                keep = rank + 1;
-                break;
+        // The probabilities are kept unnormalised (`e` = probability × total; the best has 1) and
+        // the targets scaled by the total instead: the same ranking, without a pass to divide.
+        // The exponentials have a pass of their own (it vectorises); the next sums them and fills
+        // the first histogram. min_p and zero remove the tail.
+        let max = max as f64;
+        let min_e = self.opts.min_p as f64;
+        let candidate = move |e: f64| e > 0.0 && e >= min_e;
+        let (search, mut total) = (&mut self.search, 0.0);
+        search.clear();
+        self.probs.clear();
+        self.probs.extend(logits.iter().map(|&v| exp_nonpositive(v as f64 - max)));
+        for &e in &self.probs {
+            total += e;
+            if candidate(e) {
+                search.add(e, e);
             }
         }
-        let floor = self.opts.min_p as f64 * probs[argmax];
-        let kept: Vec<usize> = order[..keep].iter().copied().filter(|&i| probs[i] >= floor && probs[i] > 0.0).collect();
+        let probs = &self.probs;
 
+        let (top_k, top_p) = (self.opts.top_k, self.opts.top_p as f64);
+        let target = top_p * total;
+        let cut = match top_k > 0 || top_p < 1.0 {
+            true => search.find(probs, |_, e| candidate(e), |e| e, |t| (top_k > 0 && t.count >= top_k) || t.sum >= target),
+            false => None,
+        };
+        let last = cut.map(|(i, _)| i);
+        let kept = move |i: usize, e: f64| candidate(e) && last.map_or(true, |l| e > probs[l] || (e == probs[l] && i <= l));
+        // probability^(1/T), up to a common factor.
         let inv_t = 1.0 / self.opts.temperature as f64;
-        let weights: Vec<f64> = kept.iter().map(|&i| probs[i].powf(inv_t)).collect();
-        let sum: f64 = weights.iter().sum();
-        if !(sum > 0.0 && sum.is_finite()) {
+        let weight = move |e: f64| if inv_t == 1.0 { e } else { e.powf(inv_t) };
+        // With T = 1 the weights are the probabilities: the candidates' histogram serves, and the
+        // draw falls before the cut's end (past it only by rounding, and then it is the end).
+        let all = match (cut, inv_t == 1.0) {
+            (Some((_, through)), true) => through,
+            (None, true) => search.total(),
+            (_, false) => {
+                search.clear();
+                for (i, &e) in probs.iter().enumerate() {
+                    if kept(i, e) {
+                        search.add(e, weight(e));
+                    }
+                }
+                search.total()
+            }
+        };
+        if !(all.sum > 0.0 && all.sum.is_finite()) {
             return argmax as u32;
         }
-        let mut r = self.rng.next_f64() * sum;
-        for (&i, &w) in kept.iter().zip(&weights) {
-            if r < w {
-                return i as u32;
-            }
-            r -= w;
-        }
-        *kept.last().unwrap_or(&argmax) as u32
+        let r = self.rng.next_f64() * all.sum;
+        let drawn = search.find(probs, kept, weight, |t| t.sum > r);
+        // Past the end only by rounding: the last kept token.
+        let drawn = drawn.or_else(|| search.find(probs, kept, weight, |t| t.count >= all.count));
+        drawn.map_or(argmax, |(i, _)| i) as u32
     }
+}
+
+/// e^x for x <= 0 (-inf included), within an ulp or so of `f64::exp`, which in wasm is a
+/// slow software routine; this one has no table or division. Results below f64's normal range
+/// (x < -708) are 0: such a token's chance is nil. x = k ln 2 + r with |r| <= ln 2 / 2, then
+/// e^x = 2^k e^r, e^r by its Taylor series to r^13 (the next term is below 1e-17).
+fn exp_nonpositive(x: f64) -> f64 {
+    // Adding 1.5 × 2^52 rounds to an integer, which the low bits then hold.
+    const ROUND: f64 = 6755399441055744.0;
+    // ln 2 in two parts; the first has 21 trailing zero bits, so k × LN2_HI is exact.
+    const LN2_HI: f64 = 6.93147180369123816490e-01;
+    const LN2_LO: f64 = 1.90821492927058770002e-10;
+    if x < -708.0 {
+        return 0.0;
+    }
+    let shifted = x * std::f64::consts::LOG2_E + ROUND;
+    let k = shifted - ROUND;
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let e_r = TAYLOR.iter().rev().fold(0.0, |sum, &c| sum * r + c);
+    let two_k = f64::from_bits(((shifted.to_bits() as i64 - ROUND.to_bits() as i64 + 1023) as u64) << 52);
+    e_r * two_k
+}
+
+/// 1/n! for n = 0..=13.
+const TAYLOR: [f64; 14] = [
+    1.0,
+    1.0,
+    1.0 / 2.0,
+    1.0 / 6.0,
+    1.0 / 24.0,
+    1.0 / 120.0,
+    1.0 / 720.0,
+    1.0 / 5040.0,
+    1.0 / 40320.0,
+    1.0 / 362880.0,
+    1.0 / 3628800.0,
+    1.0 / 39916800.0,
+    1.0 / 479001600.0,
+    1.0 / 6227020800.0,
+];
+
+/// Running totals over tokens in rank order: how many, and the sum of their values.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    count: usize,
+    sum: f64,
+}
+
+impl std::ops::Add for Totals {
+    type Output = Totals;
+    fn add(self, o: Totals) -> Totals {
+        Totals { count: self.count + o.count, sum: self.sum + o.sum }
+    }
+}
+
+/// Finds where in the ranking (probability descending, then id ascending) a running total
+/// reaches a target, without ranking: a radix search on the probabilities' bits. A positive
+/// f64's bits order like its value, so 11 of them at a time (after the sign) make 2048 buckets
+/// in rank order. A histogram totals every token's bucket; the walk down the buckets finds the
+/// one where the target is reached; only that bucket's tokens are taken to the next 11 bits,
+/// until few enough are left to sort. Each level costs at most the tokens it keeps, so the
+/// whole is linear in the vocabulary however the probabilities are spread, even all equal.
+///
+/// The totals are summed bucket by bucket rather than token by token in rank order, so they can
+/// differ from a ranked sum in the last bits: a cut or a draw can differ from a full ranking's
+/// only when its target falls within that rounding of a token's boundary.
+#[derive(Debug, Clone, Default)]
+struct RankSearch {
+    /// The first-level histogram, and the one a bucket is split into.
+    buckets: Vec<Totals>,
+    parts: Vec<Totals>,
+    members: Vec<u32>,
+}
+
+const BUCKETS: usize = 2048;
+/// The levels it takes to use all 63 bits of a positive f64, 11 at a time.
+const LEVELS: u32 = 6;
+/// A bucket with at most this many tokens is sorted rather than split further.
+const SORTED: usize = 64;
+
+/// The `level`th group of 11 bits of `p` (the last group is padded with zeros).
+fn bucket(p: f64, level: u32) -> usize {
+    ((p.to_bits() << (1 + 11 * level)) >> 53) as usize
+}
+
+impl RankSearch {
+    /// Empties the first-level histogram.
+    fn clear(&mut self) {
+        self.buckets.clear();
+        self.buckets.resize(BUCKETS, Totals::default());
+    }
+
+    /// Counts a token of probability `p` in the first-level histogram.
+    fn add(&mut self, p: f64, value: f64) {
+        let b = &mut self.buckets[bucket(p, 0)];
+        b.count += 1;
+        b.sum += value;
+    }
+
+    fn total(&self) -> Totals {
+        self.buckets.iter().fold(Totals::default(), |a, &b| a + b)
+    }
+
+    /// The first token, in rank order among those `accept` takes (given id and probability),
+    /// at which the running totals of `value` up to and including it satisfy `reached` (which
+    /// must stay true once true), with those totals; None if they never do. The first-level
+    /// histogram must hold these tokens (it may hold more, after the target).
+    fn find(
+        &mut self,
+        probs: &[f64],
+        accept: impl Fn(usize, f64) -> bool,
+        value: impl Fn(f64) -> f64,
+        reached: impl Fn(Totals) -> bool,
+    ) -> Option<(usize, Totals)> {
+        let (mut b, mut before) = walk(&self.buckets, Totals::default(), &reached, false)?;
+        self.members.clear();
+        for (i, &p) in probs.iter().enumerate() {
+            if bucket(p, 0) == b && accept(i, p) {
+                self.members.push(i as u32);
+            }
+        }
+        let mut level = 0;
+        while self.members.len() > SORTED && level + 1 < LEVELS {
+            level += 1;
+            self.parts.clear();
+            self.parts.resize(BUCKETS, Totals::default());
+            for &i in &self.members {
+                let p = probs[i as usize];
+                let t = &mut self.parts[bucket(p, level)];
+                t.count += 1;
+                t.sum += value(p);
+            }
+            // The bucket as a whole reached the target, so one of its parts does (or, short by
+            // rounding, the last).
+            (b, before) = walk(&self.parts, before, &reached, true)?;
+            self.members.retain(|&i| bucket(probs[i as usize], level) == b);
+        }
+        let members = &mut self.members;
+        members.sort_unstable_by(|&a, &b| probs[b as usize].total_cmp(&probs[a as usize]).then(a.cmp(&b)));
+        // Short of the target by rounding, the answer is the bucket's last token.
+        let mut found = None;
+        for &i in members.iter() {
+            before = before + Totals { count: 1, sum: value(probs[i as usize]) };
+            found = Some((i as usize, before));
+            if reached(before) {
+                break;
+            }
+        }
+        found
+    }
+}
+
+/// Walks `buckets` from the highest, adding up from `before`, to the first with which the totals
+/// reach the target (or, if none does and `or_last`, the lowest); returns it and the totals
+/// before it.
+fn walk(buckets: &[Totals], mut before: Totals, reached: impl Fn(Totals) -> bool, or_last: bool) -> Option<(usize, Totals)> {
+    let mut lowest = None;
+    for (b, &t) in buckets.iter().enumerate().rev().filter(|(_, t)| t.count > 0) {
+        if reached(before + t) {
+            return Some((b, before));
+        }
+        lowest = Some((b, before));
+        before = before + t;
+    }
+    lowest.filter(|_| or_last)
 }
 
 #[cfg(test)]
@@ -222,9 +397,82 @@ mod tests {
         assert_eq!(sample_set(base).len(), 8);
     }
 
+    /// What the sampler does, the obvious way: rank every token by a full sort, cut, and draw by
+    /// walking the ranking.
+    fn ranked_pick(o: &SamplerOptions, rng: &mut SplitMix, logits: &[f32]) -> u32 {
+        let argmax = logits.iter().enumerate().fold(0, |b, (i, &v)| if v > logits[b] { i } else { b });
+        if o.temperature == 0.0 {
+            return argmax as u32;
+        }
+        let max = logits[argmax] as f64;
+        let e: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
+        let total: f64 = e.iter().sum();
+        let p: Vec<f64> = e.iter().map(|x| x / total).collect();
+        let mut order: Vec<usize> = (0..p.len()).collect();
+        order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+        let mut keep = if o.top_k > 0 { o.top_k.min(p.len()) } else { p.len() };
+        let mut cumulative = 0.0;
+        for (rank, &i) in order.iter().enumerate().take(keep) {
+            cumulative += p[i];
+            if o.top_p < 1.0 && cumulative >= o.top_p as f64 {
+                keep = rank + 1;
+                break;
+            }
+        }
+        let floor = o.min_p as f64 * p[argmax];
+        let kept: Vec<usize> = order[..keep].iter().copied().filter(|&i| p[i] >= floor && p[i] > 0.0).collect();
+        let weights: Vec<f64> = kept.iter().map(|&i| p[i].powf(1.0 / o.temperature as f64)).collect();
+        let sum: f64 = weights.iter().sum();
+        if !(sum > 0.0 && sum.is_finite()) {
+            return argmax as u32;
+        }
+        let mut r = rng.next_f64() * sum;
+        for (&i, &w) in kept.iter().zip(&weights) {
+            if r < w {
+                return i as u32;
+            }
+            r -= w;
+        }
+        *kept.last().unwrap() as u32
+    }
+
+    #[test]
+    fn the_search_picks_what_a_full_ranking_picks() {
+        let n = 5000;
+        let mut rng = SplitMix(7);
+        let mut normal = |std: f64| -> Vec<f32> {
+            (0..n).map(|_| (((0..4).map(|_| rng.next_f64()).sum::<f64>() - 2.0) * 3f64.sqrt() * std) as f32).collect()
+        };
+        let mut distributions = vec![("flat", normal(0.5)), ("peaked", normal(6.0)), ("equal", vec![0.25; n])];
+        // Logits on a coarse grid: long runs of equal probabilities across every level.
+        let coarse = normal(2.0).iter().map(|v| (v * 4.0).round() / 4.0).collect();
+        distributions.push(("coarse", coarse));
+        let base = SamplerOptions::default();
+        let options = [
+            base.clone(),
+            SamplerOptions { top_p: 0.3, temperature: 0.7, ..base.clone() },
+            SamplerOptions { top_p: 1.0, temperature: 1.5, ..base.clone() },
+            SamplerOptions { top_k: 40, top_p: 0.99, ..base.clone() },
+            SamplerOptions { top_k: 3000, top_p: 1.0, min_p: 0.02, ..base.clone() },
+            SamplerOptions { min_p: 0.5, banned_tokens: vec![0, 1, 2], logit_bias: vec![(9, 3.0)], ..base.clone() },
+        ];
+        for (name, logits) in &distributions {
+            for (k, opts) in options.iter().enumerate() {
+                let mut s = Sampler::new(opts.clone(), n).unwrap();
+                let mut rng = SplitMix(opts.seed);
+                for step in 0..40 {
+                    let mut adjusted = logits.clone();
+                    s.adjust(&mut adjusted);
+                    let want = ranked_pick(opts, &mut rng, &adjusted);
+                    assert_eq!(s.sample(logits), want, "{name} logits, options {k}, step {step}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_nucleus_of_a_large_vocabulary_is_exact() {
-        // 5000 tokens: the partial ranking must keep exactly the tokens a full sort keeps.
+        // 5000 tokens: the search must keep exactly the tokens a full sort keeps.
         let logits: Vec<f32> = (0..5000u32).map(|i| ((i * 7919) % 5000) as f32 / 400.0).collect();
         let opts = SamplerOptions { top_p: 0.6, presence_penalty: 0.0, frequency_penalty: 0.0, ..Default::default() };
         let max = logits.iter().cloned().fold(f32::MIN, f32::max) as f64;
@@ -274,6 +522,20 @@ mod tests {
         // The ban holds in sampling too, even greedy.
         let mut g = Sampler::new(SamplerOptions { temperature: 0.0, banned_tokens: vec![5], ..Default::default() }, 8).unwrap();
         assert_eq!(g.sample(&logits()), 0);
+    }
+
+    #[test]
+    fn exp_nonpositive_is_exp_to_the_last_bits() {
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(f64::NEG_INFINITY), 0.0);
+        assert_eq!(exp_nonpositive(-800.0), 0.0);
+        let mut rng = SplitMix(3);
+        for i in 0..100_000 {
+            // Spread over the whole range, and dense near 0 where the probabilities that matter are.
+            let x = if i % 2 == 0 { -708.0 * rng.next_f64() } else { -8.0 * rng.next_f64() };
+            let (got, want) = (exp_nonpositive(x), x.exp());
+            assert!((got - want).abs() <= 2.0 * f64::EPSILON * want, "exp({x}) = {want}, got {got}");
+        }
     }
 
     #[test]

@@ -307,6 +307,27 @@ fn seeded_generation_gives_the_bytes_pinned_for_every_runtime() {
 
 #[test]
 #[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
+fn warming_up_changes_nothing_a_user_sees() {
+    let model = load(MODEL);
+    let (mut cold, mut warm) = (session_for(&model, BIG_CACHE), session_for(&model, BIG_CACHE));
+    warm.warm_up().unwrap();
+    assert!(warm.tokens().is_empty() && !warm.is_active() && warm.prefix_cache().is_empty());
+    assert_eq!(warm.save_state(), cold.save_state());
+    for prompt in [PROMPT, SYSTEM, PROMPT] {
+        let (a, b) = (run(&mut cold, prompt, opts(5, 24)).1, run(&mut warm, prompt, opts(5, 24)).1);
+        assert_eq!((&a.text, &a.tokens, a.stop_reason), (&b.text, &b.tokens, b.stop_reason));
+        let counts = |c: &Completion| {
+            let s = &c.stats;
+            (s.prompt_tokens, s.cached_tokens, s.evaluated_prompt_tokens, s.generated_tokens, s.from_response_cache)
+        };
+        assert_eq!(counts(&a), counts(&b));
+        assert_eq!(cold.save_state(), warm.save_state());
+        assert_eq!((cold.prefix_cache().len(), cold.prefix_cache().bytes()), (warm.prefix_cache().len(), warm.prefix_cache().bytes()));
+    }
+}
+
+#[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn same_seed_same_output_and_another_seed_differs() {
     let model = load(MODEL);
     let gen = |seed| run(&mut session_for(&model, 0), PROMPT, opts(seed, 64)).1;

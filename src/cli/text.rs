@@ -56,6 +56,7 @@ pub(super) fn generate(args: &Args, io: &mut dyn Io) -> Result<()> {
     let tokenizer = tokenizer(args, io, Some(model.hparams.n_vocab))?;
     let backend = backend::create(kind, model.clone())?;
     let mut session = Session::new(model, backend, tokenizer, usize::try_from(cache_bytes).unwrap_or(usize::MAX), io.clock());
+    session.warm_up()?;
     let json = args.flag("json");
     for prompt in prompts {
         session.reset();

@@ -19,11 +19,15 @@ use crate::backend::Backend;
 use crate::error::{Error, ErrorCode, Result};
 use crate::ggml::SEQ_CHUNK;
 use crate::model::Model;
-use crate::sampler::Sampler;
+use crate::sampler::{Sampler, SamplerOptions};
 use crate::tokenizer::Tokenizer;
 
 /// The response cache's share: completions are small next to states.
 const RESPONSE_CACHE_BYTES: usize = 1 << 20;
+
+/// The warm-up's prompt (a sequence takes the batched path) and decoded tokens.
+const WARM_UP_PROMPT: usize = 4;
+const WARM_UP_TOKENS: usize = 4;
 
 pub struct Session {
     model: Arc<Model>,
@@ -74,6 +78,23 @@ impl Session {
             responses: ResponseCache::new(cache_bytes.min(RESPONSE_CACHE_BYTES)),
             active: None,
         }
+    }
+
+    /// Runs the model and the sampler on a scratch state — a short prompt, then a few tokens
+    /// sampled with the default options and fed back — so the first request does not pay for
+    /// one-time work: the backend's buffers and, in wasm, the engine compiling the hot functions
+    /// again with its optimizing tier. The conversation and the caches are as if it had not run.
+    pub fn warm_up(&mut self) -> Result<()> {
+        let n_vocab = self.model.hparams.n_vocab;
+        let mut state = self.model.initial_state();
+        let mut logits = vec![0.0; n_vocab];
+        let mut sampler = Sampler::new(SamplerOptions::default(), n_vocab)?;
+        self.backend.eval(&[0; WARM_UP_PROMPT], &mut state, Some(&mut logits))?;
+        for _ in 0..WARM_UP_TOKENS {
+            let token = sampler.sample(&logits);
+            self.backend.eval(&[token], &mut state, Some(&mut logits))?;
+        }
+        Ok(())
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {

@@ -139,7 +139,8 @@ impl Engine {
         Ok(result?)
     }
 
-    /// The source has ended: validates the model, starts the backend; returns `info()`.
+    /// The source has ended: validates the model, starts the backend and warms it up
+    /// (`Session::warm_up`); returns `info()`.
     #[wasm_bindgen(js_name = finishLoad)]
     pub fn finish_load(&mut self) -> JsResult<JsValue> {
         let Some(p) = self.pending.take() else {
@@ -151,7 +152,8 @@ impl Engine {
         let tokenizer = p.tokenizer.unwrap_or_else(Tokenizer::byte);
         let name = backend.kind().name();
         let cache = state_cache_bytes(self.limit_bytes) as usize;
-        let session = Session::new(model, backend, tokenizer, cache, Box::new(super::now_ms));
+        let mut session = Session::new(model, backend, tokenizer, cache, Box::new(super::now_ms));
+        session.warm_up()?;
         self.loaded = Some(Loaded { session, backend: name, fallback, has_tokenizer, generation_start: None });
         self.info()
     }
