@@ -51,6 +51,7 @@ test('continue: true goes on from the conversation; without it a call starts afr
 
 test('reset() empties the conversation: the next evaluation starts from the initial state', { skip }, async () => {
   const e = await loaded();
+  assert.deepEqual(await e.metrics(), {}, 'the warm-up after loading is no request of the user');
   const initial = await e.evalTokens([65]);
   const advanced = await e.evalTokens([65]);
   assert.notDeepEqual(advanced, initial, 'a second token sees the first');
