@@ -113,6 +113,16 @@ pub fn file_bytes(spec: &SynthSpec) -> Result<u64> {
     Ok(24 + tensors.iter().map(|t| (t.header_bytes() + t.n_bytes) as u64).sum::<u64>())
 }
 
+/// The whole file in memory (small models: tests).
+pub fn to_vec(spec: &SynthSpec) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    write(spec, |bytes| {
+        out.extend_from_slice(bytes);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// Writes the model, handing each piece of the file to `emit` (at most one row plus a header).
 pub fn write(spec: &SynthSpec, mut emit: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
     let (header, tensors) = plan(spec)?;

@@ -289,13 +289,7 @@ fn fp16_and_quantized_fixtures_stay_close_per_logit() {
 /// A small random-weight v6 model of our own.
 fn synth_v6(dtype: DType) -> Vec<u8> {
     let spec = SynthSpec { arch: Arch::V6, n_embed: 128, n_layer: 2, n_vocab: 256, n_ffn: None, head_size: None, dtype, seed: 6 };
-    let mut out = Vec::new();
-    synth::write(&spec, |b| {
-        out.extend_from_slice(b);
-        Ok(())
-    })
-    .unwrap();
-    out
+    synth::to_vec(&spec).unwrap()
 }
 
 /// v6 element-wise: the only v6 fixture is Q5_1, so a random-weight v6 model of our own, FP32,

@@ -18,13 +18,7 @@ fn model_bytes() -> Vec<u8> {
         dtype: DType::F16,
         seed: 3,
     };
-    let mut out = Vec::new();
-    synth::write(&spec, |b| {
-        out.extend_from_slice(b);
-        Ok(())
-    })
-    .unwrap();
-    out
+    synth::to_vec(&spec).unwrap()
 }
 
 #[test]

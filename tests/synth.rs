@@ -28,13 +28,7 @@ fn synth_like(like: &Model, dtype: DType) -> Vec<u8> {
         dtype,
         seed: 1,
     };
-    let mut out = Vec::new();
-    synth::write(&spec, |b| {
-        out.extend_from_slice(b);
-        Ok(())
-    })
-    .unwrap();
-    out
+    synth::to_vec(&spec).unwrap()
 }
 
 fn quantize(bytes: &[u8], target: DType) -> Vec<u8> {
