@@ -1,5 +1,5 @@
 // Debian's chromium, driven by playwright-core, for the browser tests: why they are skipped when
-// something is missing, and a headless browser on a fresh profile.
+// something is missing, a headless browser on a fresh profile, and the test page.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,4 +30,13 @@ export async function launchChromium() {
       rmSync(profile, { recursive: true, force: true });
     },
   };
+}
+
+/** The test page (pages/e2e.html, which loads the package and its scenarios) from `server`, ready. */
+export async function openTestPage(browser, server) {
+  const page = await browser.newPage();
+  page.on('pageerror', (e) => console.log('page error:', e.message));
+  await page.goto(`${server.url}/tests/browser/pages/e2e.html`);
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
+  return page;
 }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { makeModels, root } from '../support/models.mjs';
-import { CHROMIUM_MISSING, launchChromium } from './chromium.mjs';
+import { CHROMIUM_MISSING, launchChromium, openTestPage } from './chromium.mjs';
 import { startServer } from './server.mjs';
 
 const MIB = 1024 * 1024;
@@ -37,10 +37,7 @@ for (const isolated of [false, true]) {
 
     before(async () => {
       server = await startServer({ root, mounts: { '/models/': models.dir }, isolated });
-      page = await browser.newPage();
-      page.on('pageerror', (e) => console.log('page error:', e.message));
-      await page.goto(`${server.url}/tests/browser/pages/e2e.html`);
-      await page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
+      page = await openTestPage(browser, server);
     });
     after(async () => {
       await page?.close();

@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { basename, join } from 'node:path';
 import { makeModels, root, synth } from '../support/models.mjs';
-import { CHROMIUM_MISSING, launchChromium } from './chromium.mjs';
+import { CHROMIUM_MISSING, launchChromium, openTestPage } from './chromium.mjs';
 import { startServer } from './server.mjs';
 
 const MIB = 1024 * 1024;
@@ -28,10 +28,7 @@ before(async () => {
   models.wide = synth(join(models.dir, 'wide.bin'), ['--arch', 'v4', '--n-embed', '128', '--n-layer', '1', '--n-vocab', '256', '--n-ffn', '131072', '--type', 'Q8_0']);
   browser = await launchChromium();
   server = await startServer({ root, mounts: { '/models/': models.dir } });
-  page = await browser.newPage();
-  page.on('pageerror', (e) => console.log('page error:', e.message));
-  await page.goto(`${server.url}/tests/browser/pages/e2e.html`);
-  await page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
+  page = await openTestPage(browser, server);
 });
 
 after(async () => {
