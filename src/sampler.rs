@@ -135,8 +135,8 @@ impl Sampler {
         }
         // The probabilities are kept unnormalised (`e` = probability × total; the best has 1) and
         // the targets scaled by the total instead: the same ranking, without a pass to divide.
-        // The exponentials have a pass of their own (it vectorises); the next sums them and fills
-        // the first histogram. min_p and zero remove the tail.
+        // The exponentials have a pass of their own (it vectorises natively, not in wasm); the next
+        // sums them and fills the first histogram. min_p and zero remove the tail.
         let max = max as f64;
         let min_e = self.opts.min_p as f64;
         let candidate = move |e: f64| e > 0.0 && e >= min_e;
@@ -162,10 +162,10 @@ impl Sampler {
         let kept = move |i: usize, e: f64| candidate(e) && last.map_or(true, |l| e > probs[l] || (e == probs[l] && i <= l));
         // probability^(1/T), up to a common factor.
         let inv_t = 1.0 / self.opts.temperature as f64;
-        let weight = move |e: f64| if inv_t == 1.0 { e } else { e.powf(inv_t) };
+        let (unit, weight) = (inv_t == 1.0, move |e: f64| e.powf(inv_t));
         // With T = 1 the weights are the probabilities: the candidates' histogram serves, and the
         // draw falls before the cut's end (past it only by rounding, and then it is the end).
-        let all = match (cut, inv_t == 1.0) {
+        let all = match (cut, unit) {
             (Some((_, through)), true) => through,
             (None, true) => search.total(),
             (_, false) => {
@@ -182,11 +182,27 @@ impl Sampler {
             return argmax as u32;
         }
         let r = self.rng.next_f64() * all.sum;
-        let drawn = search.find(probs, kept, weight, |t| t.sum > r);
-        // Past the end only by rounding: the last kept token.
-        let drawn = drawn.or_else(|| search.find(probs, kept, weight, |t| t.count >= all.count));
+        // The weight is chosen here, not per token: a test inside it becomes a select after an
+        // unconditional pow (a slow software routine in wasm) for every token searched.
+        let drawn = match unit {
+            true => draw(search, probs, kept, |e| e, r, all.count),
+            false => draw(search, probs, kept, weight, r, all.count),
+        };
         drawn.map_or(argmax, |(i, _)| i) as u32
     }
+}
+
+/// The kept token where the running sum of their weights (`value`) passes `r`, or, past the end
+/// only by rounding, the last of the `count` kept.
+fn draw(
+    search: &mut RankSearch,
+    probs: &[f64],
+    kept: impl Fn(usize, f64) -> bool + Copy,
+    value: impl Fn(f64) -> f64 + Copy,
+    r: f64,
+    count: usize,
+) -> Option<(usize, Totals)> {
+    search.find(probs, kept, value, |t| t.sum > r).or_else(|| search.find(probs, kept, value, |t| t.count >= count))
 }
 
 /// e^x for x <= 0 (-inf included), within an ulp or so of `f64::exp`, which in wasm is a
@@ -205,7 +221,7 @@ fn exp_nonpositive(x: f64) -> f64 {
     let shifted = x * std::f64::consts::LOG2_E + ROUND;
     let k = shifted - ROUND;
     let r = (x - k * LN2_HI) - k * LN2_LO;
-    let e_r = TAYLOR.iter().rev().fold(0.0, |sum, &c| sum * r + c);
+    let e_r = TAYLOR[..13].iter().rev().fold(TAYLOR[13], |sum, &c| sum * r + c);
     let two_k = f64::from_bits(((shifted.to_bits() as i64 - ROUND.to_bits() as i64 + 1023) as u64) << 52);
     e_r * two_k
 }
