@@ -213,8 +213,8 @@ fn exp_nonpositive(x: f64) -> f64 {
     // Adding 1.5 × 2^52 rounds to an integer, which the low bits then hold.
     const ROUND: f64 = 6755399441055744.0;
     // ln 2 in two parts; the first has 21 trailing zero bits, so k × LN2_HI is exact.
-    const LN2_HI: f64 = 6.93147180369123816490e-01;
-    const LN2_LO: f64 = 1.90821492927058770002e-10;
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     if x < -708.0 {
         return 0.0;
     }
