@@ -20,7 +20,8 @@ fn main() {
     }
 
     // Wasm tests cannot read files at run time (no file system in a browser), so they embed the
-    // fixtures; without them the tests print SKIPPED.
+    // fixtures. The cfgs also mark, natively too, the tests that need them: without the fixtures
+    // those tests are ignored, with the reason (tests/common/mod.rs).
     for (dir, cfg, env) in [("rwkv-tiny", "echo_fixtures", "ECHO_FIXTURES"), ("tokenizers", "echo_tokenizers", "ECHO_TOKENIZERS")] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(dir);
