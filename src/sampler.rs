@@ -154,10 +154,9 @@ impl Sampler {
 
         let (top_k, top_p) = (self.opts.top_k, self.opts.top_p as f64);
         let target = top_p * total;
-        let cut = match top_k > 0 || top_p < 1.0 {
-            true => search.find(probs, |_, e| candidate(e), |e| e, |t| (top_k > 0 && t.count >= top_k) || t.sum >= target),
-            false => None,
-        };
+        let cut = (top_k > 0 || top_p < 1.0)
+            .then(|| search.find(probs, |_, e| candidate(e), |e| e, |t| (top_k > 0 && t.count >= top_k) || t.sum >= target))
+            .flatten();
         let last = cut.map(|(i, _)| i);
         let kept = move |i: usize, e: f64| candidate(e) && last.map_or(true, |l| e > probs[l] || (e == probs[l] && i <= l));
         // probability^(1/T), up to a common factor.
@@ -184,10 +183,7 @@ impl Sampler {
         let r = self.rng.next_f64() * all.sum;
         // The weight is chosen here, not per token: a test inside it becomes a select after an
         // unconditional pow (a slow software routine in wasm) for every token searched.
-        let drawn = match unit {
-            true => draw(search, probs, kept, |e| e, r, all.count),
-            false => draw(search, probs, kept, weight, r, all.count),
-        };
+        let drawn = if unit { draw(search, probs, kept, |e| e, r, all.count) } else { draw(search, probs, kept, weight, r, all.count) };
         drawn.map_or(argmax, |(i, _)| i) as u32
     }
 }

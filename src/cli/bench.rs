@@ -32,10 +32,7 @@ pub(super) fn bench(args: &Args, io: &mut dyn Io) -> Result<()> {
     let mut backend = backend::create(kind, model.clone())?;
     let n_vocab = model.hparams.n_vocab;
     let token = |i: usize| (i as u32 * 7919 + 13) % n_vocab as u32;
-    let mut sampler = match args.flag("sample") {
-        true => Some(Sampler::new(SamplerOptions::default(), n_vocab)?),
-        false => None,
-    };
+    let mut sampler = args.flag("sample").then(|| Sampler::new(SamplerOptions::default(), n_vocab)).transpose()?;
 
     let mut logits = vec![0.0f32; n_vocab];
     let prompt: Vec<u32> = (0..n_prompt).map(token).collect();
