@@ -28,8 +28,8 @@ export type BackendName = 'ggml' | 'reference' | 'mock';
 export interface CreateOptions {
   /** Lowers the build-time memory cap (600 MB by default); it cannot raise it. */
   memoryLimitMb?: number;
-  /** 'auto' (default): ggml, or the reference backend if ggml cannot start (see `ModelInfo.backendFallback`). */
-  backend?: 'auto' | BackendName;
+  /** 'ggml' (default); 'reference' is the plain-Rust backend, 'mock' a stand-in for tests. */
+  backend?: BackendName;
   /** Where `worker.js` is served from, if not beside `echo-engine.js`. */
   workerUrl?: string | URL;
 }
@@ -70,8 +70,6 @@ export interface ModelInfo {
   /** null when 'auto' found no vocabulary for this model: token-level calls still work. */
   tokenizer: 'world' | 'neox' | 'byte' | null;
   backend: BackendName;
-  /** Why 'auto' is not using ggml, when it is not. */
-  backendFallback: string | null;
 }
 
 export interface GenerateOptions {

@@ -116,10 +116,10 @@ export class EchoEngine {
   }
 
   /**
-   * @param {{memoryLimitMb?: number, backend?: 'auto'|'ggml'|'reference'|'mock', workerUrl?: string|URL}} [options]
+   * @param {{memoryLimitMb?: number, backend?: 'ggml'|'reference'|'mock', workerUrl?: string|URL}} [options]
    */
   static async create(options = {}) {
-    const { memoryLimitMb, backend = 'auto', workerUrl = new URL('./worker.js', import.meta.url) } = options;
+    const { memoryLimitMb, backend = 'ggml', workerUrl = new URL('./worker.js', import.meta.url) } = options;
     if (memoryLimitMb !== undefined && typeof memoryLimitMb !== 'number') throw new EchoError('invalid_options', 'memoryLimitMb must be a number');
     text(backend, 'backend');
     let worker;

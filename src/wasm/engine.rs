@@ -11,10 +11,10 @@ use wasm_bindgen::prelude::*;
 
 use super::js::{num, object, Options};
 use super::metrics::{Metrics, Outcome};
-use crate::backend::{self, Backend, BackendKind};
+use crate::backend::{self, BackendKind};
 use crate::error::{Error, ErrorCode, Result};
 use crate::generate::{Completion, GenerateOptions, Session, Step};
-use crate::model::{Model, StreamingLoad};
+use crate::model::StreamingLoad;
 use crate::sampler::SamplerOptions;
 use crate::tokenizer::{self, Tokenizer, TokenizerKind};
 
@@ -23,12 +23,6 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// Room for the chunk being copied in (wasm-bindgen copies each pushed chunk into wasm memory)
 /// and small allocations made while loading.
 const LOAD_SLACK_BYTES: u64 = 4 << 20;
-
-#[derive(Clone, Copy, PartialEq)]
-enum BackendChoice {
-    Auto,
-    Fixed(BackendKind),
-}
 
 /// A load in progress: the chunks' destination and the tokenizer it will be paired with.
 struct Pending {
@@ -41,8 +35,6 @@ struct Pending {
 struct Loaded {
     session: Session,
     backend: &'static str,
-    /// Why `auto` did not get ggml, if it did not.
-    fallback: Option<String>,
     /// False when the model has no tokenizer: the session then holds the byte tokenizer as a
     /// stand-in (it needs one), and text calls are refused.
     has_tokenizer: bool,
@@ -53,7 +45,7 @@ struct Loaded {
 #[wasm_bindgen]
 pub struct Engine {
     limit_bytes: u64,
-    choice: BackendChoice,
+    backend: BackendKind,
     pending: Option<Pending>,
     loaded: Option<Loaded>,
     metrics: Metrics,
@@ -65,10 +57,10 @@ type JsResult<T> = std::result::Result<T, JsValue>;
 #[wasm_bindgen]
 impl Engine {
     /// `memoryLimitMb` (default: the build-time cap) may only lower the cap; `backend` is
-    /// 'auto' (default: ggml, or reference if ggml cannot start), 'ggml', 'reference' or 'mock'.
+    /// 'ggml' (default), 'reference' or 'mock'.
     #[wasm_bindgen(constructor)]
     pub fn new(memory_limit_mb: Option<f64>, backend: Option<String>) -> JsResult<Engine> {
-        Ok(Engine::create(memory_limit_mb, backend.as_deref().unwrap_or("auto"))?)
+        Ok(Engine::create(memory_limit_mb, backend.as_deref().unwrap_or("ggml"))?)
     }
 
     fn create(memory_limit_mb: Option<f64>, backend: &str) -> Result<Engine> {
@@ -87,14 +79,10 @@ impl Engine {
                 )))
             }
         };
-        let choice = match backend {
-            "auto" => BackendChoice::Auto,
-            name => BackendChoice::Fixed(BackendKind::from_name(name).map_err(|_| {
-                Error::invalid_options(format!("unknown backend '{name}'; use auto, ggml, reference or mock"))
-            })?),
-        };
+        let backend = BackendKind::from_name(backend)
+            .map_err(|_| Error::invalid_options(format!("unknown backend '{backend}'; use ggml, reference or mock")))?;
         mem::set_limit(Some(limit_bytes as usize));
-        Ok(Engine { limit_bytes, choice, pending: None, loaded: None, metrics: Metrics::default() })
+        Ok(Engine { limit_bytes, backend, pending: None, loaded: None, metrics: Metrics::default() })
     }
 
     /// Starts loading a model (dropping the loaded one first, so both never need to fit).
@@ -147,14 +135,14 @@ impl Engine {
             return Err(Error::invalid_options("finishLoad without beginLoad: start a load first").into());
         };
         let model = Arc::new(p.load.finish()?);
-        let (backend, fallback) = start_backend(self.choice, &model)?;
+        let backend = backend::create(self.backend, model.clone())?;
         let has_tokenizer = p.tokenizer.is_some();
         let tokenizer = p.tokenizer.unwrap_or_else(Tokenizer::byte);
         let name = backend.kind().name();
         let cache = state_cache_bytes(self.limit_bytes) as usize;
         let mut session = Session::new(model, backend, tokenizer, cache, Box::new(super::now_ms));
         session.warm_up()?;
-        self.loaded = Some(Loaded { session, backend: name, fallback, has_tokenizer, generation_start: None });
+        self.loaded = Some(Loaded { session, backend: name, has_tokenizer, generation_start: None });
         self.info()
     }
 
@@ -164,7 +152,7 @@ impl Engine {
         self.pending = None;
     }
 
-    /// `{ arch, nVocab, nEmbed, nLayer, dataType, fileBytes, memoryBytes, tokenizer, backend, backendFallback }`.
+    /// `{ arch, nVocab, nEmbed, nLayer, dataType, fileBytes, memoryBytes, tokenizer, backend }`.
     pub fn info(&self) -> JsResult<JsValue> {
         let l = self.loaded()?;
         let m = l.session.model();
@@ -179,7 +167,6 @@ impl Engine {
             ("memoryBytes", num(backend::memory_bytes(m) as f64)),
             ("tokenizer", if l.has_tokenizer { l.session.tokenizer().name().into() } else { JsValue::NULL }),
             ("backend", l.backend.into()),
-            ("backendFallback", l.fallback.as_deref().map_or(JsValue::NULL, JsValue::from_str)),
         ]))
     }
 
@@ -410,17 +397,4 @@ fn make_tokenizer(name: &str, vocab: Option<Box<[u8]>>, n_vocab: usize) -> Resul
 /// The prompt-state cache's share of the limit.
 fn state_cache_bytes(limit_bytes: u64) -> u64 {
     (limit_bytes / 16).min(32 << 20)
-}
-
-fn start_backend(choice: BackendChoice, model: &Arc<Model>) -> Result<(Box<dyn Backend>, Option<String>)> {
-    match choice {
-        BackendChoice::Fixed(kind) => Ok((backend::create(kind, model.clone())?, None)),
-        BackendChoice::Auto => match backend::create(BackendKind::Ggml, model.clone()) {
-            Ok(b) => Ok((b, None)),
-            Err(e) => {
-                let reason = format!("ggml could not start ({}: {}); using the reference backend", e.code.as_str(), e.message);
-                Ok((backend::create(BackendKind::Reference, model.clone())?, Some(reason)))
-            }
-        },
-    }
 }

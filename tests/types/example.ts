@@ -3,7 +3,7 @@
 import { EchoEngine, EchoError, type Completion, type LoadProgress, type ModelInfo } from 'echo-engine';
 
 export async function demo(modelUrl: string, vocab: Blob): Promise<string> {
-  const engine = await EchoEngine.create({ memoryLimitMb: 256, backend: 'auto' });
+  const engine = await EchoEngine.create({ memoryLimitMb: 256, backend: 'ggml' });
   const controller = new AbortController();
   try {
     const info: ModelInfo = await engine.loadModel(new URL(modelUrl), {
@@ -12,7 +12,7 @@ export async function demo(modelUrl: string, vocab: Blob): Promise<string> {
       onProgress: (p: LoadProgress) => console.log(p.phase, p.loaded, p.total ?? '?'),
       signal: controller.signal,
     });
-    console.log(info.arch, info.nLayer, info.backend, info.backendFallback);
+    console.log(info.arch, info.nLayer, info.backend);
     let text = '';
     const generation = engine.generate('Hello', { maxTokens: 32, temperature: 0.8, topP: 0.9, stop: ['\n\n'], seed: 1 });
     for await (const chunk of generation) text += chunk.text;
