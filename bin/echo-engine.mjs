@@ -37,6 +37,7 @@ const io = {
   stdout(line) { process.stdout.write(line + '\n'); },
   stdoutRaw(text) { process.stdout.write(text); },
   stderr(line) { process.stderr.write(line + '\n'); },
+  runtime: () => 'node',
 };
 
 const code = runCli(process.argv.slice(2), io);

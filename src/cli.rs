@@ -30,8 +30,8 @@ pub trait Io {
     fn stderr(&mut self, line: &str);
     /// Milliseconds from a fixed start, as an owned function (a session keeps it).
     fn clock(&self) -> Box<dyn Fn() -> f64>;
-    /// "native" or "wasm".
-    fn runtime(&self) -> &'static str;
+    /// "native", or the JavaScript host running the wasm build ("node", "chromium").
+    fn runtime(&self) -> String;
     /// Peak bytes of memory the engine has used (the wasm instance's size in wasm).
     fn peak_memory_bytes(&self) -> u64;
 }

@@ -49,8 +49,8 @@ impl Io for NativeIo {
         let start = self.start;
         Box::new(move || start.elapsed().as_secs_f64() * 1000.0)
     }
-    fn runtime(&self) -> &'static str {
-        "native"
+    fn runtime(&self) -> String {
+        "native".into()
     }
     fn peak_memory_bytes(&self) -> u64 {
         echo_ggml_sys::mem::peak_bytes() as u64

@@ -1,5 +1,5 @@
-//! `runCli(args, io)`: the shared CLI (`crate::cli`) driven from Node.js, with the file system
-//! and clock supplied by `bin/echo-engine.mjs`.
+//! `runCli(args, io)`: the shared CLI (`crate::cli`) driven from JavaScript, with the file system
+//! supplied by `bin/echo-engine.mjs` on Node.js, or by `scripts/browser-cli.mjs` in a browser.
 
 use js_sys::Uint8Array;
 use wasm_bindgen::prelude::*;
@@ -9,7 +9,7 @@ use crate::error::Result;
 
 #[wasm_bindgen]
 extern "C" {
-    /// The JS object `bin/echo-engine.mjs` passes in.
+    /// The JS object `bin/echo-engine.mjs` (or `scripts/browser-cli.mjs`) passes in.
     pub type CliIo;
     #[wasm_bindgen(method, catch)]
     fn open(this: &CliIo, path: &str) -> std::result::Result<f64, JsValue>;
@@ -25,6 +25,8 @@ extern "C" {
     fn stdout_raw(this: &CliIo, text: &str);
     #[wasm_bindgen(method)]
     fn stderr(this: &CliIo, line: &str);
+    #[wasm_bindgen(method, js_name = runtime)]
+    fn js_runtime(this: &CliIo) -> String;
 }
 
 fn js_detail(e: JsValue) -> String {
@@ -59,8 +61,8 @@ impl Io for CliIo {
     fn clock(&self) -> Box<dyn Fn() -> f64> {
         Box::new(super::now_ms)
     }
-    fn runtime(&self) -> &'static str {
-        "wasm"
+    fn runtime(&self) -> String {
+        self.js_runtime()
     }
     fn peak_memory_bytes(&self) -> u64 {
         echo_ggml_sys::mem::wasm_memory_bytes() as u64
