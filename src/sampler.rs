@@ -153,7 +153,9 @@ impl Sampler {
         let probs = &self.probs;
 
         let (top_k, top_p) = (self.opts.top_k, self.opts.top_p as f64);
-        let target = top_p * total;
+        // top_p = 1 is off, not a target: a running sum can reach the total by rounding before
+        // the last token (the tail adds nothing to it), which would cut the tail off.
+        let target = if top_p < 1.0 { top_p * total } else { f64::INFINITY };
         let cut = (top_k > 0 || top_p < 1.0)
             .then(|| search.find(probs, |_, e| candidate(e), |e| e, |t| (top_k > 0 && t.count >= top_k) || t.sum >= target))
             .flatten();
@@ -256,11 +258,12 @@ impl std::ops::Add for Totals {
 
 /// Finds where in the ranking (probability descending, then id ascending) a running total
 /// reaches a target, without ranking: a radix search on the probabilities' bits. A positive
-/// f64's bits order like its value, so 11 of them at a time (after the sign) make 2048 buckets
-/// in rank order. A histogram totals every token's bucket; the walk down the buckets finds the
-/// one where the target is reached; only that bucket's tokens are taken to the next 11 bits,
-/// until few enough are left to sort. Each level costs at most the tokens it keeps, so the
-/// whole is linear in the vocabulary however the probabilities are spread, even all equal.
+/// f64's bits order like its value. The first histogram (`first_bin`) splits [2^-127, 1] into
+/// 2048 bins of a sixteenth of an octave each, the rest below into one; the walk down the bins
+/// finds the one where the target is reached; only that bin's tokens are taken on to histograms
+/// of 11 bits at a time (`bucket`), until few enough are left to sort. Each level costs at most
+/// the tokens it keeps, so the whole is linear in the vocabulary however the probabilities are
+/// spread, even all equal.
 ///
 /// The totals are summed bucket by bucket rather than token by token in rank order, so they can
 /// differ from a ranked sum in the last bits: a cut or a draw can differ from a full ranking's
@@ -279,7 +282,16 @@ const LEVELS: u32 = 6;
 /// A bucket with at most this many tokens is sorted rather than split further.
 const SORTED: usize = 64;
 
-/// The `level`th group of 11 bits of `p` (the last group is padded with zeros).
+/// Probabilities below this share the first histogram's lowest bin.
+const TAIL: f64 = 5.877_471_754_111_438e-39; // 2^-127
+
+/// The first-level bin of a probability in [0, 1]: the low 7 bits of its exponent and the top 4
+/// of its mantissa (the exponent's top 4 bits are the same from 2^-127 to 1), or 0 below 2^-127.
+fn first_bin(p: f64) -> usize {
+    if p < TAIL { 0 } else { ((p.to_bits() >> 48) & 0x7FF) as usize }
+}
+
+/// The `level`th group of 11 bits of `p` after the sign (the last group is padded with zeros).
 fn bucket(p: f64, level: u32) -> usize {
     ((p.to_bits() << (1 + 11 * level)) >> 53) as usize
 }
@@ -293,7 +305,7 @@ impl RankSearch {
 
     /// Counts a token of probability `p` in the first-level histogram.
     fn add(&mut self, p: f64, value: f64) {
-        let b = &mut self.buckets[bucket(p, 0)];
+        let b = &mut self.buckets[first_bin(p)];
         b.count += 1;
         b.sum += value;
     }
@@ -316,13 +328,13 @@ impl RankSearch {
         let (mut b, mut before) = walk(&self.buckets, Totals::default(), &reached, false)?;
         self.members.clear();
         for (i, &p) in probs.iter().enumerate() {
-            if bucket(p, 0) == b && accept(i, p) {
+            if first_bin(p) == b && accept(i, p) {
                 self.members.push(i as u32);
             }
         }
-        let mut level = 0;
-        while self.members.len() > SORTED && level + 1 < LEVELS {
-            level += 1;
+        // A bin above the lowest shares its exponent: its order is in the mantissa's bits.
+        let mut level = if b == 0 { 0 } else { 1 };
+        while self.members.len() > SORTED && level < LEVELS {
             self.parts.clear();
             self.parts.resize(BUCKETS, Totals::default());
             for &i in &self.members {
@@ -335,6 +347,7 @@ impl RankSearch {
             // rounding, the last).
             (b, before) = walk(&self.parts, before, &reached, true)?;
             self.members.retain(|&i| bucket(probs[i as usize], level) == b);
+            level += 1;
         }
         let members = &mut self.members;
         members.sort_unstable_by(|&a, &b| probs[b as usize].total_cmp(&probs[a as usize]).then(a.cmp(&b)));
@@ -455,7 +468,9 @@ mod tests {
         let mut normal = |std: f64| -> Vec<f32> {
             (0..n).map(|_| (((0..4).map(|_| rng.next_f64()).sum::<f64>() - 2.0) * 3f64.sqrt() * std) as f32).collect()
         };
-        let mut distributions = vec![("flat", normal(0.5)), ("peaked", normal(6.0)), ("equal", vec![0.25; n])];
+        // "spread" puts most tokens below 2^-127 of the best, in the first histogram's lowest bin.
+        let mut distributions =
+            vec![("flat", normal(0.5)), ("peaked", normal(6.0)), ("spread", normal(60.0)), ("equal", vec![0.25; n])];
         // Logits on a coarse grid: long runs of equal probabilities across every level.
         let coarse = normal(2.0).iter().map(|v| (v * 4.0).round() / 4.0).collect();
         distributions.push(("coarse", coarse));
@@ -466,6 +481,7 @@ mod tests {
             SamplerOptions { top_p: 1.0, temperature: 1.5, ..base.clone() },
             SamplerOptions { top_k: 40, top_p: 0.99, ..base.clone() },
             SamplerOptions { top_k: 3000, top_p: 1.0, min_p: 0.02, ..base.clone() },
+            SamplerOptions { top_k: 4000, top_p: 1.0, temperature: 20.0, ..base.clone() },
             SamplerOptions { min_p: 0.5, banned_tokens: vec![0, 1, 2], logit_bias: vec![(9, 3.0)], ..base.clone() },
         ];
         for (name, logits) in &distributions {
