@@ -262,6 +262,15 @@ fn pickles_that_call_anything_else_are_refused() {
     // A persistent id that is not a storage.
     let m = refused(&with_pickle(|p| replace(p, b"X\x07\x00\x00\x00storage", b"X\x07\x00\x00\x00Storage")), "persid");
     assert!(m.contains("persistent id"), "{m}");
+    // A million nested tuples (dropped without recursion) and a pickle longer than any state dict
+    // are refused, without a crash or a large allocation; a memo index near 2^32 costs one entry.
+    let nested = [&b"\x80\x02)"[..], &vec![0x85u8; 1 << 20], b"."].concat();
+    let m = refused(&with_pickle(|_| nested.clone()), "nested");
+    assert!(m.contains("not a state dict") || m.contains("something other"), "{m}");
+    let far = with_pickle(|p| replace(p, b"\x80\x02", b"\x80\x02Nr\xff\xff\xff\xff0"));
+    assert_eq!(convert_ok(&far, DType::F32), convert_ok(&fixture("v4.pth"), DType::F32));
+    let m = refused(&with_pickle(|_| [&b"\x80\x02"[..], &vec![b'N'; 5 << 20], b"."].concat()), "long");
+    assert!(m.contains("too long") || m.contains("implausibly large"), "{m}");
     // A truncated pickle.
     let m = refused(&with_pickle(|p| p[..p.len() / 2].to_vec()), "truncated pickle");
     assert!(m.contains("truncated"), "{m}");

@@ -28,9 +28,11 @@ use pickle::{Elem, TensorRef};
 /// Bytes of a tensor read at a time.
 const CHUNK_BYTES: u64 = 1 << 20;
 /// The largest `data.pkl` read (real ones are a few hundred bytes per tensor).
-const MAX_PICKLE_BYTES: u64 = 64 << 20;
+const MAX_PICKLE_BYTES: u64 = 16 << 20;
 /// The largest tensor read whole (a transposed LoRA, a non-contiguous view).
-const MAX_GATHER_BYTES: u64 = 256 << 20;
+const MAX_GATHER_BYTES: u64 = 64 << 20;
+/// Elements converted and encoded at a time from a tensor read whole.
+const GATHER_ELEMENTS: usize = 1 << 18;
 /// The most tensors a checkpoint may have.
 const MAX_TENSORS: usize = 1 << 16;
 
@@ -610,19 +612,29 @@ impl Converter {
 
     fn tensor_bytes(&mut self, pending: Pending, bytes: &[u8]) -> Result<()> {
         let Stage::Tensors { out, part, pos, started } = self.stage else { unreachable!("tensor bytes in the tensor stage") };
-        let o = &self.plan[out];
-        let p = &o.parts[part];
-        let es = p.elem.bytes();
+        let (op, dtype) = (self.plan[out].op, self.plan[out].info.dtype);
+        let p = &self.plan[out].parts[part];
+        let (elem, es, numel) = (p.elem, p.elem.bytes(), p.numel);
         let mut floats = std::mem::take(&mut self.floats);
+        let mut encoded = Vec::new();
+        let flush = |floats: &mut Vec<f32>, out: &mut Vec<u8>| {
+            encode_row(dtype, floats, out);
+            floats.clear();
+        };
         floats.clear();
-        if pending == Pending::Chunk {
-            floats.extend(bytes.chunks_exact(es).map(|b| apply(o.op, elem_to_f32(p.elem, b))));
+        let n = if pending == Pending::Chunk {
+            floats.extend(bytes.chunks_exact(es).map(|b| apply(op, elem_to_f32(elem, b))));
+            flush(&mut floats, &mut encoded);
+            (bytes.len() / es) as u64
         } else {
-            // Row-major walk of the view.
+            // Row-major walk of the view, encoded a slice at a time.
             let mut idx = vec![0u64; p.shape.len()];
-            for _ in 0..p.numel {
+            for _ in 0..numel {
                 let at = idx.iter().zip(&p.stride).map(|(&i, &s)| i * s).sum::<u64>() as usize * es;
-                floats.push(apply(o.op, elem_to_f32(p.elem, &bytes[at..at + es])));
+                floats.push(apply(op, elem_to_f32(elem, &bytes[at..at + es])));
+                if floats.len() == GATHER_ELEMENTS {
+                    flush(&mut floats, &mut encoded);
+                }
                 for d in (0..idx.len()).rev() {
                     idx[d] += 1;
                     if idx[d] < p.shape[d] {
@@ -631,10 +643,9 @@ impl Converter {
                     idx[d] = 0;
                 }
             }
-        }
-        let n = floats.len() as u64;
-        let mut encoded = Vec::with_capacity(floats.len() * 4);
-        encode_row(o.info.dtype, &floats, &mut encoded);
+            flush(&mut floats, &mut encoded);
+            numel
+        };
         self.floats = floats;
         self.done_bytes += n * es as u64;
         self.stage = Stage::Tensors { out, part, pos: pos + n, started };

@@ -7,6 +7,7 @@
 //! the bytes left).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
@@ -64,13 +65,65 @@ enum Value {
     Int(i64),
     Float,
     Str(Rc<str>),
-    Tuple(Rc<Vec<Value>>),
-    List(Rc<RefCell<Vec<Value>>>),
-    Dict(Rc<RefCell<Vec<(Value, Value)>>>),
+    Tuple(Rc<Items>),
+    List(Rc<RefCell<Items>>),
+    /// Keys and values, alternating.
+    Dict(Rc<RefCell<Items>>),
     Global(Global),
     Storage(Rc<(String, Option<Elem>, u64)>),
     Tensor(Rc<TensorRef>),
 }
+
+/// The items of a tuple, list or dict. Dropped without recursion: a pickle can nest a million
+/// tuples in a million bytes, and a recursive drop of that would overflow the stack.
+#[derive(Debug, Default)]
+struct Items(Vec<Value>);
+
+impl std::ops::Deref for Items {
+    type Target = Vec<Value>;
+    fn deref(&self) -> &Vec<Value> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Items {
+    fn deref_mut(&mut self) -> &mut Vec<Value> {
+        &mut self.0
+    }
+}
+
+impl Drop for Items {
+    fn drop(&mut self) {
+        let mut work = std::mem::take(&mut self.0);
+        while let Some(v) = work.pop() {
+            match v {
+                Value::Tuple(rc) => {
+                    if let Ok(mut inner) = Rc::try_unwrap(rc) {
+                        work.append(&mut inner.0);
+                    }
+                }
+                Value::List(rc) | Value::Dict(rc) => {
+                    if let Ok(cell) = Rc::try_unwrap(rc) {
+                        work.append(&mut cell.into_inner().0);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn items(v: Vec<Value>) -> Items {
+    Items(v)
+}
+
+fn empty() -> Rc<RefCell<Items>> {
+    Rc::new(RefCell::new(Items::default()))
+}
+
+/// The most opcodes a pickle may run: each makes at most one value, so this bounds memory
+/// (a state dict needs about 20 per tensor).
+const MAX_OPS: usize = 4 << 20;
 
 fn bad(msg: impl Into<String>) -> Error {
     Error::invalid_model(format!("the checkpoint's pickle (data.pkl) {}", msg.into()))
@@ -180,18 +233,12 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<(String, TensorRef)>> {
     let mut r = Reader { b: bytes, at: 0 };
     let mut stack: Vec<Value> = Vec::new();
     let mut marks: Vec<usize> = Vec::new();
-    let mut memo: Vec<Option<Value>> = Vec::new();
-    let put = |memo: &mut Vec<Option<Value>>, i: usize, v: Value| -> Result<()> {
-        // Indices are bounded by the number of opcodes (each is at least a byte).
-        if i > bytes.len() {
-            return Err(bad("memoizes at an index beyond its length"));
-        }
-        if memo.len() <= i {
-            memo.resize(i + 1, None);
-        }
-        memo[i] = Some(v);
+    let mut memo: HashMap<u32, Value> = HashMap::new();
+    let put = |memo: &mut HashMap<u32, Value>, i: usize, v: Value| -> Result<()> {
+        memo.insert(u32::try_from(i).map_err(|_| bad("memoizes at an index beyond 2^32"))?, v);
         Ok(())
     };
+    let mut ops = 0usize;
     fn pop(stack: &mut Vec<Value>) -> Result<Value> {
         stack.pop().ok_or_else(|| bad("pops an empty stack"))
     }
@@ -204,6 +251,10 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<(String, TensorRef)>> {
     }
     loop {
         let op = r.u8()?;
+        ops += 1;
+        if ops > MAX_OPS {
+            return Err(bad("is too long for a state dict"));
+        }
         match op {
             0x80 => {
                 let p = r.u8()?;
@@ -216,20 +267,20 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<(String, TensorRef)>> {
             }
             b'.' => break,
             b'(' => marks.push(stack.len()),
-            b'}' => stack.push(Value::Dict(Rc::new(RefCell::new(Vec::new())))),
-            b']' => stack.push(Value::List(Rc::new(RefCell::new(Vec::new())))),
-            b')' => stack.push(Value::Tuple(Rc::new(Vec::new()))),
+            b'}' => stack.push(Value::Dict(empty())),
+            b']' => stack.push(Value::List(empty())),
+            b')' => stack.push(Value::Tuple(Rc::new(Items::default()))),
             b't' => {
-                let items = since_mark(&mut stack, &mut marks)?;
-                stack.push(Value::Tuple(Rc::new(items)));
+                let taken = since_mark(&mut stack, &mut marks)?;
+                stack.push(Value::Tuple(Rc::new(items(taken))));
             }
             0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
                 if stack.len() < n {
                     return Err(bad("builds a tuple from an empty stack"));
                 }
-                let items = stack.split_off(stack.len() - n);
-                stack.push(Value::Tuple(Rc::new(items)));
+                let taken = stack.split_off(stack.len() - n);
+                stack.push(Value::Tuple(Rc::new(items(taken))));
             }
             b'X' => {
                 let n = r.u32()? as usize;
@@ -285,7 +336,7 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<(String, TensorRef)>> {
             }
             b'h' | b'j' => {
                 let i = if op == b'h' { r.u8()? as usize } else { r.u32()? as usize };
-                let v = memo.get(i).cloned().flatten().ok_or_else(|| bad(format!("reads memo {i}, which was never stored")))?;
+                let v = u32::try_from(i).ok().and_then(|i| memo.get(&i)).cloned().ok_or_else(|| bad(format!("reads memo {i}, which was never stored")))?;
                 stack.push(v);
             }
             b'c' => {
@@ -320,7 +371,7 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<(String, TensorRef)>> {
                 let f = pop(&mut stack)?;
                 let Value::Tuple(args) = args else { return Err(bad("calls with arguments that are not a tuple")) };
                 let v = match f {
-                    Value::Global(Global::OrderedDict) if args.is_empty() => Value::Dict(Rc::new(RefCell::new(Vec::new()))),
+                    Value::Global(Global::OrderedDict) if args.is_empty() => Value::Dict(empty()),
                     Value::Global(Global::RebuildTensorV2 | Global::RebuildTensor) => rebuild_tensor(&args)?,
                     Value::Global(Global::RebuildParameter) => match args.first() {
                         Some(t @ Value::Tensor(_)) => t.clone(),
@@ -339,7 +390,7 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<(String, TensorRef)>> {
                 }
             }
             b's' | b'u' => {
-                let items = if op == b's' {
+                let taken = if op == b's' {
                     if stack.len() < 2 {
                         return Err(bad("sets an item from an empty stack"));
                     }
@@ -347,20 +398,16 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<(String, TensorRef)>> {
                 } else {
                     since_mark(&mut stack, &mut marks)?
                 };
-                if items.len() % 2 != 0 {
+                if taken.len() % 2 != 0 {
                     return Err(bad("sets items from an odd number of values"));
                 }
                 let Some(Value::Dict(d)) = stack.last() else { return Err(bad("sets items on something that is not a dict")) };
-                let mut d = d.borrow_mut();
-                let mut it = items.into_iter();
-                while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                    d.push((k, v));
-                }
+                d.borrow_mut().extend(taken);
             }
             b'a' | b'e' => {
-                let items = if op == b'a' { vec![pop(&mut stack)?] } else { since_mark(&mut stack, &mut marks)? };
+                let taken = if op == b'a' { vec![pop(&mut stack)?] } else { since_mark(&mut stack, &mut marks)? };
                 let Some(Value::List(l)) = stack.last() else { return Err(bad("appends to something that is not a list")) };
-                l.borrow_mut().extend(items);
+                l.borrow_mut().extend(taken);
             }
             b'0' => {
                 pop(&mut stack)?;
@@ -371,8 +418,9 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<(String, TensorRef)>> {
     let top = stack.pop().ok_or_else(|| bad("is empty"))?;
     let Value::Dict(d) = top else { return Err(bad("holds something other than a state dict")) };
     let d = d.borrow();
-    let mut out = Vec::with_capacity(d.len());
-    for (k, v) in d.iter() {
+    let mut out = Vec::with_capacity(d.len() / 2);
+    for kv in d.chunks_exact(2) {
+        let (k, v) = (&kv[0], &kv[1]);
         let Value::Str(k) = k else { return Err(bad("has a key that is not a string")) };
         match v {
             Value::Tensor(t) => out.push((k.to_string(), (**t).clone())),
