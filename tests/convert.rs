@@ -196,6 +196,54 @@ fn zip(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
+/// `zip(entries)` as zip64 writes it (PyTorch does past 4 GB): the directory's sizes and offsets
+/// as 0xffffffff with the values in a zip64 extra field, and a zip64 end record and locator.
+fn zip64(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let plain = zip(entries);
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap()) as usize;
+    let eocd = plain.len() - 22;
+    let dir_at = u32_at(&plain, eocd + 16);
+    let mut out = plain[..dir_at].to_vec();
+    let mut dir = Vec::new();
+    let mut i = dir_at;
+    while i < eocd {
+        let n = u16::from_le_bytes([plain[i + 28], plain[i + 29]]) as usize;
+        let (size, local) = (u32_at(&plain, i + 24) as u64, u32_at(&plain, i + 42) as u64);
+        let mut e = plain[i..i + 46].to_vec();
+        e[20..28].copy_from_slice(&[0xff; 8]);
+        e[30..32].copy_from_slice(&28u16.to_le_bytes());
+        e[42..46].copy_from_slice(&[0xff; 4]);
+        e.extend(&plain[i + 46..i + 46 + n]);
+        e.extend(1u16.to_le_bytes());
+        e.extend(24u16.to_le_bytes());
+        for v in [size, size, local] {
+            e.extend(v.to_le_bytes());
+        }
+        dir.extend(e);
+        i += 46 + n;
+    }
+    let new_dir_at = out.len() as u64;
+    out.extend(&dir);
+    let rec_at = out.len() as u64;
+    out.extend(0x0606_4b50u32.to_le_bytes());
+    out.extend(44u64.to_le_bytes());
+    out.extend([45, 0, 45, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let count = entries.len() as u64;
+    for v in [count, count, dir.len() as u64, new_dir_at] {
+        out.extend(v.to_le_bytes());
+    }
+    out.extend(0x0706_4b50u32.to_le_bytes());
+    out.extend(0u32.to_le_bytes());
+    out.extend(rec_at.to_le_bytes());
+    out.extend(1u32.to_le_bytes());
+    out.extend(0x0605_4b50u32.to_le_bytes());
+    out.extend([0u8; 4]);
+    out.extend([0xff; 4]);
+    out.extend([0xff; 8]);
+    out.extend([0u8; 2]);
+    out
+}
+
 /// The entries of a PyTorch archive (read with the central directory, independently of ours).
 fn unzip(b: &[u8]) -> Vec<(String, Vec<u8>)> {
     let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
@@ -240,6 +288,19 @@ fn our_zip_writer_round_trips_a_checkpoint() {
     // The hostile cases below are made by rewriting the archive; unchanged, it converts the same.
     let same = with_pickle(|p| p.to_vec());
     assert_eq!(convert_ok(&same, DType::F32), convert_ok(&fixture("v4.pth"), DType::F32));
+}
+
+#[test]
+fn zip64_archives_convert_the_same() {
+    let entries = unzip(&fixture("v7.pth"));
+    let z = zip64(&entries.iter().map(|(n, d)| (n.as_str(), d.clone())).collect::<Vec<_>>());
+    assert_eq!(convert_ok(&z, DType::F16), fixture("v7-FP16.bin"));
+    // With a 64 KiB comment after the end record, the zip64 records are still found.
+    let mut long = z.clone();
+    let n = long.len();
+    long[n - 2..].copy_from_slice(&0xffffu16.to_le_bytes());
+    long.extend(vec![b'#'; 0xffff]);
+    assert_eq!(convert_ok(&long, DType::F16), fixture("v7-FP16.bin"));
 }
 
 #[test]

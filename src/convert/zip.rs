@@ -4,9 +4,10 @@
 
 use crate::error::{Error, Result};
 
-/// End of central directory record: fixed part, and the most a comment can add.
+/// End of central directory record: fixed part; the tail read holds it, the longest comment, and
+/// the zip64 locator (20 bytes) and end record (56) before it.
 pub const EOCD_BYTES: u64 = 22;
-pub const MAX_TAIL: u64 = EOCD_BYTES + 0xffff + 20;
+pub const MAX_TAIL: u64 = EOCD_BYTES + 0xffff + 20 + 56;
 /// Bytes of a local file header before its name and extra field.
 pub const LOCAL_HEADER_BYTES: usize = 30;
 /// Bounds on the directory (a checkpoint has a few entries per tensor).
