@@ -8,7 +8,7 @@
 //! [`Converter::give`] hands it over, and output comes out as it goes ([`Converter::take_output`]).
 //! So it runs on any source, synchronous or not (a file, a `Blob` read slice by slice), and holds
 //! at most a 1 MiB chunk of a tensor, except for the small tensors it transposes and any
-//! non-contiguous view, which it reads whole (bounded). A checkpoint is untrusted input: see
+//! non-contiguous view, which it reads whole (at most 64 MiB; larger ones are refused). A checkpoint is untrusted input: see
 //! `pickle.rs` for what the pickle reader accepts; sizes are checked before any allocation.
 
 pub mod pickle;
@@ -117,11 +117,15 @@ enum Stage {
 pub struct Converter {
     file_len: u64,
     target: DType,
+    /// What the bytes handed out by `need` are for (until `give`).
     pending: Pending,
+    /// The next read, decided by `give` or `need`: (what for, offset, length).
     queued: Option<(Pending, u64, u64)>,
     stage: Stage,
+    /// The archive's entries and the folder they are in, until `data.pkl` is read.
     zip: Option<(Vec<zip::Entry>, String)>,
-    pickle: Option<(zip::Entry, u64)>,
+    /// The `data.pkl` entry, while its local header is read.
+    pickle: Option<zip::Entry>,
     storages: Vec<Storage>,
     plan: Vec<Out>,
     out: Vec<u8>,
@@ -285,11 +289,11 @@ impl Converter {
                 let at = pkl.local_header;
                 let n = (zip::LOCAL_HEADER_BYTES as u64).min(self.file_len - at);
                 self.zip = Some((entries, prefix));
-                self.pickle = Some((pkl, 0));
+                self.pickle = Some(pkl);
                 self.read(Pending::PickleHeader, at, n).map(drop)
             }
             Pending::PickleHeader => {
-                let (e, _) = self.pickle.clone().expect("set with the directory");
+                let e = self.pickle.take().expect("set with the directory");
                 let data = zip::data_offset(&e, bytes, self.file_len)?;
                 self.read(Pending::Pickle, data, e.size).map(drop)
             }
