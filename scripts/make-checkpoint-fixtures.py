@@ -9,6 +9,8 @@ official key names, shapes and order (the RWKV-LM training code's), and writes:
   <v>-FP32.bin       what rwkv.cpp's python/convert_pytorch_to_ggml.py writes for it (FP32)
   <v>-FP16.bin       the same, FP16
   <v>-logits.bin     f32 logits of the PyTorch model after TOKENS fed one at a time
+  views.pth, views-FP16.bin   v4 with tensors that are views: a transposed one (non-contiguous
+                     strides), two sharing one storage at different offsets
 
 The .bin oracle is `rwkv_cpp_convert` below: our own Python port of what rwkv.cpp's converter
 does (read from its source: per-version squeezes, reshapes, transposes, exp transforms, v7's
@@ -368,6 +370,17 @@ def main():
         with open(base + '-logits.bin', 'wb') as f:
             f.write(logits.numpy().astype('<f4').tobytes())
         print(ver, 'ok', [round(float(x), 4) for x in logits[:4]])
+    # Views: torch.save keeps a view's storage, offset and strides.
+    sd = state_dict('v4', CONFIGS['v4'], seed=2)
+    E, F = CONFIGS['v4']['E'], CONFIGS['v4']['F']
+    sd['head.weight'] = sd['head.weight'].t().contiguous().t()
+    shared = torch.cat([sd['blocks.0.ffn.key.weight'].flatten(), sd['blocks.0.ffn.value.weight'].flatten()])
+    sd['blocks.0.ffn.key.weight'] = shared[:F * E].view(F, E)
+    sd['blocks.0.ffn.value.weight'] = shared[F * E:].view(E, F)
+    assert not sd['head.weight'].is_contiguous()
+    torch.save(sd, os.path.join(args.out, 'views.pth'))
+    with open(os.path.join(args.out, 'views-FP16.bin'), 'wb') as f:
+        f.write(rwkv_cpp_convert(sd, True))
 
 
 if __name__ == '__main__':

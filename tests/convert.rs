@@ -70,6 +70,14 @@ fn converts_every_version_as_rwkv_cpp_does() {
 }
 
 #[test]
+fn views_are_read_through_their_strides_and_offsets() {
+    // head.weight is a transposed (non-contiguous) view; two FFN matrices share one storage.
+    let ours = convert_ok(&fixture("views.pth"), DType::F16);
+    assert_same_file(&ours, &fixture("views-FP16.bin"), "v4", "views.pth");
+    load_bytes(&ours, LoadOptions::default()).unwrap();
+}
+
+#[test]
 fn exp_transforms_are_the_nearest_f32() {
     // v4's time_decay is -exp(x): ours is the f32 nearest the exact value, computed here from the
     // checkpoint's f32 inputs (read from the safetensors header by hand).
