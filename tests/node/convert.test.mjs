@@ -55,6 +55,22 @@ test('a converted checkpoint loads and its logits are the PyTorch model\'s, ever
   assert.equal((await e.loadModel(q.blob)).dataType, 'Q5_1');
 });
 
+test('convert from a ReadableStream (read into a Blob first); an aborted signal rejects with aborted', { skip }, async () => {
+  const e = await engine();
+  const bytes = readFileSync(join(dir, 'v7.pth'));
+  const stream = new ReadableStream({
+    start(c) {
+      for (let i = 0; i < bytes.length; i += 10000) c.enqueue(new Uint8Array(bytes.subarray(i, i + 10000)));
+      c.close();
+    },
+  });
+  const r = await e.convert(stream, { type: 'FP16' });
+  assert.ok((await bytesOf(r.blob)).equals(readFileSync(join(dir, 'v7-FP16.bin'))));
+  const controller = new AbortController();
+  controller.abort();
+  assert.equal((await rejection(e.convert(join(dir, 'v7.pth'), { signal: controller.signal }))).code, 'aborted');
+});
+
 test('a file that is not a checkpoint, or a hostile one, is invalid_model; the engine stays usable', { skip }, async () => {
   const e = await engine();
   const notCkpt = await rejection(e.convert(join(dir, 'v7-FP32.bin')));
