@@ -20,13 +20,18 @@ const writers = new Map();
 const io = {
   open(path) {
     const fd = openSync(path, 'r');
-    readers.set(path, fd);
+    readers.set(path, { fd, pos: 0 });
     return fstatSync(fd).size;
   },
   read(path, max) {
+    const r = readers.get(path);
     const buf = new Uint8Array(max);
-    const n = readSync(readers.get(path), buf, 0, max, null);
+    const n = readSync(r.fd, buf, 0, max, r.pos);
+    r.pos += n;
     return buf.subarray(0, n);
+  },
+  seek(path, offset) {
+    readers.get(path).pos = offset;
   },
   create(path) {
     writers.set(path, openSync(path, 'w'));
@@ -41,5 +46,5 @@ const io = {
 };
 
 const code = runCli(process.argv.slice(2), io);
-for (const fd of [...readers.values(), ...writers.values()]) closeSync(fd);
+for (const fd of [...[...readers.values()].map((r) => r.fd), ...writers.values()]) closeSync(fd);
 process.exitCode = code;

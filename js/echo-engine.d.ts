@@ -58,12 +58,35 @@ export interface LoadOptions {
   signal?: AbortSignal;
 }
 
+export type DataType = 'FP32' | 'FP16' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'Q8_0';
+
+export interface ConvertOptions {
+  /** The model file's type (default FP16). */
+  type?: DataType;
+  /** `phase` is 'convert'; `loaded`/`total` count the checkpoint's tensor bytes. */
+  onProgress?: (progress: { phase: 'convert'; loaded: number; total: number }) => void;
+  signal?: AbortSignal;
+}
+
+export interface Converted {
+  /** The rwkv.cpp model file. */
+  blob: Blob;
+  arch: 'v4' | 'v5.1' | 'v5.2' | 'v6' | 'v7';
+  nVocab: number;
+  nEmbed: number;
+  nLayer: number;
+  dataType: DataType;
+  tensors: number;
+  /** Tensors quantized (0 for FP32 and FP16). */
+  quantized: number;
+}
+
 export interface ModelInfo {
   arch: 'v4' | 'v5.1' | 'v5.2' | 'v6' | 'v7';
   nVocab: number;
   nEmbed: number;
   nLayer: number;
-  dataType: 'FP32' | 'FP16' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'Q8_0';
+  dataType: DataType;
   fileBytes: number;
   /** Weights plus one evaluation context. */
   memoryBytes: number;
@@ -156,6 +179,8 @@ export class EchoEngine {
   private constructor();
   static create(options?: CreateOptions): Promise<EchoEngine>;
   loadModel(source: Source, options?: LoadOptions): Promise<ModelInfo>;
+  /** A PyTorch checkpoint (.pth, .safetensors) converted to an rwkv.cpp file. */
+  convert(source: Source, options?: ConvertOptions): Promise<Converted>;
   /** The loaded model's info (as `loadModel` resolved). */
   info(): Promise<ModelInfo>;
   /** Starts a new conversation unless `options.continue`. */

@@ -200,6 +200,20 @@ export class EchoEngine {
   }
 
   /**
+   * Converts a PyTorch checkpoint (.pth or .safetensors) to an rwkv.cpp model file, returned as a
+   * Blob with what was converted: `{ blob, arch, nVocab, nEmbed, nLayer, dataType, tensors, quantized }`.
+   * `type` is the file's type: FP16 (default), FP32, Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0. Pass the Blob
+   * to `loadModel`. Needs no loaded model, and leaves the loaded one as it is.
+   */
+  async convert(source, options = {}) {
+    const { type = 'FP16', onProgress, signal } = options;
+    text(type, 'type');
+    const [src, transfer] = await describeSource(source);
+    const onEvent = onProgress && (({ phase, loaded, total }) => onProgress({ phase, loaded, total }));
+    return this.#call('convert', { source: src, type }, { transfer, signal, onEvent });
+  }
+
+  /**
    * Streams generated text: `for await (const chunk of engine.generate(prompt))`. Starts a new
    * conversation unless `options.continue`. Aborting (the signal, `abort()`, or leaving the loop
    * early) ends it with stopReason 'abort'; `result` resolves to the whole completion.

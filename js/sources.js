@@ -145,3 +145,63 @@ export async function readAll(src) {
   }
   return out.subarray(0, n);
 }
+
+/**
+ * A source read at offsets, as the checkpoint converter asks: a Blob (sliced), bytes, or in Node a
+ * file path. A URL or a stream is read into a Blob first (browsers keep large Blobs on disk).
+ * @returns {Promise<{size: number, read(offset: number, length: number): Promise<Uint8Array>, close(): Promise<void>}>}
+ */
+export async function openRandomAccess(spec, signal) {
+  const failed = (what, e) => echoError('load_failed', `reading ${what} failed (${e.message}); retry, or check the source`);
+  if (spec.url !== undefined || spec.stream !== undefined) {
+    const src = await openSource(spec, signal);
+    const parts = [];
+    for await (const chunk of src.chunks()) parts.push(chunk.slice());
+    return openRandomAccess({ blob: new Blob(parts) }, signal);
+  }
+  if (spec.blob !== undefined) {
+    const blob = spec.blob;
+    return {
+      size: blob.size,
+      read: async (offset, length) => {
+        try {
+          return new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer());
+        } catch (e) {
+          throw failed('the Blob', e);
+        }
+      },
+      close: async () => {},
+    };
+  }
+  if (spec.bytes !== undefined) {
+    const bytes = spec.bytes;
+    return { size: bytes.byteLength, read: async (offset, length) => bytes.subarray(offset, offset + length), close: async () => {} };
+  }
+  if (spec.path !== undefined) {
+    const { open } = await import('node:fs/promises');
+    let file;
+    try {
+      file = await open(spec.path, 'r');
+    } catch (e) {
+      throw echoError('load_failed', `cannot open '${spec.path}' (${e.code ?? e.message}); check the path`);
+    }
+    const { size } = await file.stat();
+    return {
+      size,
+      read: async (offset, length) => {
+        const buf = new Uint8Array(length);
+        let n = 0;
+        while (n < length) {
+          const { bytesRead } = await file.read(buf, n, length - n, offset + n).catch((e) => {
+            throw failed(`'${spec.path}'`, e);
+          });
+          if (bytesRead === 0) throw echoError('load_failed', `'${spec.path}' ended early (it is shorter than it was)`);
+          n += bytesRead;
+        }
+        return buf;
+      },
+      close: () => file.close(),
+    };
+  }
+  throw echoError('invalid_options', 'unknown source');
+}

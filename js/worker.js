@@ -2,8 +2,8 @@
 // the wasm instance and answers `EchoEngine`'s requests one at a time, in order. Only `abort`
 // messages skip the queue, so a load or a generation in progress can be stopped: both run as
 // loops that return to the event loop between chunks and between tokens.
-import init, { Engine } from '../pkg/echo_engine.js';
-import { echoError, openSource, readAll } from './sources.js';
+import init, { Engine, Conversion } from '../pkg/echo_engine.js';
+import { echoError, openRandomAccess, openSource, readAll } from './sources.js';
 
 const isNode = typeof self === 'undefined';
 const { parentPort } = isNode ? await import('node:worker_threads') : {};
@@ -62,6 +62,7 @@ async function run(id, op, args, signal) {
   switch (op) {
     case 'create': return [await create(args), []];
     case 'loadModel': return [await loadModel(id, args, signal), []];
+    case 'convert': return [await convert(id, args, signal), []];
     case 'memory': return [requireEngine().memory(), []];
     case 'metrics': return [requireEngine().metrics(), []];
     case 'info': return [requireEngine().info(), []];
@@ -127,6 +128,46 @@ async function loadModel(id, { source, tokenizer, vocab }, signal) {
     e.abortLoad();
     await src.cancel();
     throw err;
+  }
+}
+
+/**
+ * A checkpoint (.pth, .safetensors) to an rwkv.cpp file, as a Blob: the converter asks for byte
+ * ranges, read from the source as it asks (a Blob slice, a file range), and its output is
+ * collected in parts outside wasm memory; the source is never read whole into wasm.
+ */
+async function convert(id, { source, type }, signal) {
+  requireEngine();
+  const src = await openRandomAccess(source, signal);
+  const progress = (phase, p) => post({ id, event: 'progress', phase, loaded: p.loaded, total: p.total });
+  let conv;
+  try {
+    conv = new Conversion(src.size, type);
+    const parts = [];
+    const collect = () => {
+      const out = conv.takeOutput();
+      if (out.byteLength) parts.push(out);
+    };
+    let lastProgress = 0;
+    for (;;) {
+      if (signal.aborted) throw echoError('aborted', 'the conversion was aborted');
+      const need = conv.need();
+      collect();
+      if (!need) break;
+      conv.give(await src.read(need[0], need[1]));
+      collect();
+      const now = performance.now();
+      if (now - lastProgress >= PROGRESS_MS) {
+        progress('convert', conv.progress());
+        lastProgress = now;
+      }
+    }
+    progress('convert', conv.progress());
+    const summary = conv.summary();
+    return { ...summary, blob: new Blob(parts, { type: 'application/octet-stream' }) };
+  } finally {
+    conv?.free();
+    await src.close();
   }
 }
 

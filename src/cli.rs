@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::backend::{self, BackendKind};
+use crate::convert::{Converter, Need};
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::DType;
 use crate::model::{Arch, LoadOptions, Model, ModelLoader, StreamingLoad};
@@ -21,6 +22,8 @@ pub trait Io {
     fn open(&mut self, path: &str) -> Result<u64>;
     /// Reads the next bytes of an opened file into `buf`; 0 at the end.
     fn read(&mut self, path: &str, buf: &mut [u8]) -> Result<usize>;
+    /// Moves an opened file's read position to `offset` (from the start).
+    fn seek(&mut self, path: &str, offset: u64) -> Result<()>;
     /// Creates (truncates) a file for `append`.
     fn create(&mut self, path: &str) -> Result<()>;
     fn append(&mut self, path: &str, bytes: &[u8]) -> Result<()>;
@@ -36,10 +39,11 @@ pub trait Io {
     fn peak_memory_bytes(&self) -> u64;
 }
 
-const USAGE: &str = "usage: echo-engine <info|logits|quantize|bench|synth|generate|tokenize|detokenize|help> [options]
+const USAGE: &str = "usage: echo-engine <info|logits|quantize|convert|bench|synth|generate|tokenize|detokenize|help> [options]
   info       --model F
   logits     --model F --tokens 34,105,110 [--mode serial|sequence] [--backend ggml|reference]
   quantize   --in F --out G --type Q4_0|Q4_1|Q5_0|Q5_1|Q8_0
+  convert    --in CKPT.pth|CKPT.safetensors --out G [--type FP16|FP32|Q4_0|Q4_1|Q5_0|Q5_1|Q8_0]
   bench      --model F [--decode 64] [--prompt 128] [--backend ggml|reference] [--sample]
   bench      --sample --n-vocab 65536 [--logit-std 1] [--decode 64]
   synth      --arch v4|v5.1|v5.2|v6|v7 --n-embed 768 --n-layer 12 --n-vocab 50277 --type FP16 --out F [--seed 1]
@@ -125,6 +129,7 @@ fn run_command(args: &[String], io: &mut dyn Io) -> Result<()> {
         "info" => info(&Args::parse(rest, &["model"])?, io),
         "logits" => logits(&Args::parse(rest, &["model", "tokens", "mode", "backend"])?, io),
         "quantize" => quantize(&Args::parse(rest, &["in", "out", "type"])?, io),
+        "convert" => convert(&Args::parse(rest, &["in", "out", "type"])?, io),
         "bench" => bench::bench(&Args::parse(rest, bench::OPTIONS)?, io),
         "synth" => synth_cmd(&Args::parse(rest, &["arch", "n-embed", "n-layer", "n-vocab", "n-ffn", "head-size", "type", "out", "seed"])?, io),
         "generate" => text::generate(&Args::parse(rest, text::GENERATE_OPTIONS)?, io),
@@ -252,6 +257,53 @@ fn quantize(args: &Args, io: &mut dyn Io) -> Result<()> {
         "{{\"out\":{},\"type\":\"{}\",\"tensors\":{tensors},\"quantized\":{quantized},\"bytes\":{written}}}",
         crate::error::json_string(output),
         target.name()
+    ));
+    Ok(())
+}
+
+/// A checkpoint to an rwkv.cpp file, read where the converter asks and written as it goes.
+fn convert(args: &Args, io: &mut dyn Io) -> Result<()> {
+    let (input, output) = (args.required("in")?, args.required("out")?);
+    let target = DType::from_name(args.optional("type").unwrap_or("FP16"))?;
+    let file_len = io.open(input)?;
+    let mut c = Converter::new(file_len, target)?;
+    io.create(output)?;
+    let (mut pos, mut written, mut buf) = (0u64, 0u64, Vec::new());
+    loop {
+        let need = c.need()?;
+        let out = c.take_output();
+        io.append(output, &out)?;
+        written += out.len() as u64;
+        let Need::Read { offset, len } = need else { break };
+        if offset != pos {
+            io.seek(input, offset)?;
+        }
+        buf.resize(len, 0);
+        let mut filled = 0;
+        while filled < len {
+            let n = io.read(input, &mut buf[filled..])?;
+            if n == 0 {
+                return Err(Error::invalid_model(format!("'{input}' ended early (it is shorter than it was)")));
+            }
+            filled += n;
+        }
+        pos = offset + len as u64;
+        c.give(&buf)?;
+        buf.truncate(0);
+        buf.shrink_to(1 << 20);
+    }
+    let s = c.summary().expect("done");
+    let memory = if io.runtime() == "wasm" { format!(",\"wasm_memory_bytes\":{}", io.peak_memory_bytes()) } else { String::new() };
+    io.stdout(&format!(
+        "{{\"out\":{},\"arch\":\"{}\",\"type\":\"{}\",\"n_vocab\":{},\"n_embed\":{},\"n_layer\":{},\"tensors\":{},\"quantized\":{},\"bytes\":{written}{memory}}}",
+        crate::error::json_string(output),
+        s.arch.name(),
+        s.dtype.name(),
+        s.n_vocab,
+        s.n_embed,
+        s.n_layer,
+        s.tensors,
+        s.quantized
     ));
     Ok(())
 }

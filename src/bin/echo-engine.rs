@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::Instant;
 
 use echo_engine::cli::{self, io_error, Io};
@@ -24,6 +24,10 @@ impl Io for NativeIo {
     fn read(&mut self, path: &str, buf: &mut [u8]) -> Result<usize> {
         let file = self.readers.get_mut(path).ok_or_else(|| io_error("read", path, "not open"))?;
         file.read(buf).map_err(|e| io_error("read", path, e))
+    }
+    fn seek(&mut self, path: &str, offset: u64) -> Result<()> {
+        let file = self.readers.get_mut(path).ok_or_else(|| io_error("seek", path, "not open"))?;
+        file.seek(SeekFrom::Start(offset)).map(drop).map_err(|e| io_error("seek", path, e))
     }
     fn create(&mut self, path: &str) -> Result<()> {
         let file = File::create(path).map_err(|e| io_error("create", path, e))?;

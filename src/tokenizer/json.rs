@@ -3,7 +3,7 @@
 //! serde_json because the engine needs so little of it and every kilobyte counts in the `.wasm`.
 //! Errors carry the byte offset.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Json {
@@ -21,8 +21,14 @@ pub enum Json {
 const MAX_DEPTH: usize = 64;
 
 impl Json {
+    /// A tokenizer's JSON (errors are `invalid_options`: the caller passed the file).
     pub fn parse(bytes: &[u8]) -> Result<Json> {
-        let mut p = Parser { s: bytes, i: 0 };
+        Json::parse_as(bytes, "tokenizer JSON", ErrorCode::InvalidOptions)
+    }
+
+    /// A JSON document; errors say "malformed {what} at byte N" with `code`.
+    pub fn parse_as(bytes: &[u8], what: &'static str, code: ErrorCode) -> Result<Json> {
+        let mut p = Parser { s: bytes, i: 0, what, code };
         p.skip_ws();
         let v = p.value(0)?;
         p.skip_ws();
@@ -66,11 +72,13 @@ impl Json {
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
+    what: &'static str,
+    code: ErrorCode,
 }
 
 impl Parser<'_> {
     fn err(&self, what: &str) -> Error {
-        Error::invalid_options(format!("malformed tokenizer JSON at byte {}: {what}", self.i))
+        Error::new(self.code, format!("malformed {} at byte {}: {what}", self.what, self.i))
     }
 
     fn skip_ws(&mut self) {

@@ -16,6 +16,8 @@ extern "C" {
     #[wasm_bindgen(method, catch)]
     fn read(this: &CliIo, path: &str, max: u32) -> std::result::Result<Uint8Array, JsValue>;
     #[wasm_bindgen(method, catch)]
+    fn seek(this: &CliIo, path: &str, offset: f64) -> std::result::Result<(), JsValue>;
+    #[wasm_bindgen(method, catch)]
     fn create(this: &CliIo, path: &str) -> std::result::Result<(), JsValue>;
     #[wasm_bindgen(method, catch)]
     fn append(this: &CliIo, path: &str, bytes: &[u8]) -> std::result::Result<(), JsValue>;
@@ -42,6 +44,9 @@ impl Io for CliIo {
         let n = (chunk.length() as usize).min(buf.len());
         chunk.subarray(0, n as u32).copy_to(&mut buf[..n]);
         Ok(n)
+    }
+    fn seek(&mut self, path: &str, offset: u64) -> Result<()> {
+        CliIo::seek(self, path, offset as f64).map_err(|e| io_error("seek", path, js_detail(e)))
     }
     fn create(&mut self, path: &str) -> Result<()> {
         CliIo::create(self, path).map_err(|e| io_error("create", path, js_detail(e)))

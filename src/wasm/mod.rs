@@ -2,6 +2,7 @@
 //! `Result` whose error is a JS object `{code, message, …}` built from our typed `Error`.
 
 mod cli;
+mod convert;
 mod engine;
 mod js;
 mod metrics;

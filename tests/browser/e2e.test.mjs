@@ -48,6 +48,19 @@ for (const isolated of [false, true]) {
       assert.equal(await run('crossOriginIsolated'), isolated);
     });
 
+    test('convert a PyTorch checkpoint from a Blob: rwkv.cpp\'s bytes, PyTorch\'s logits; a truncated one is invalid_model', async () => {
+      for (const v of ['v6', 'v7']) {
+        const at = (f) => `${server.url}/tests/fixtures/checkpoints/${f}`;
+        const r = await run('convertBlob', at(`${v}.pth`), at(`${v}-FP32.bin`), at(`${v}-logits.bin`), [3, 17, 42, 5, 60, 1, 33, 8]);
+        assert.equal(r.arch, v);
+        assert.ok(r.same, `${v}: the converted file differs from rwkv.cpp's`);
+        assert.ok(r.maxDiff <= 1e-4, `${v}: logits differ from PyTorch's by ${r.maxDiff}`);
+        assert.ok(r.last.total > 0 && r.last.loaded === r.last.total);
+        assert.equal(r.hostile.ok, false);
+        assert.equal(r.hostile.error.code, 'invalid_model');
+      }
+    });
+
     test('load by URL with progress, streaming generation, abort midway, frames keep coming', async () => {
       const r = await run('loadAndGenerate', url(models.tiny));
       const size = statSync(models.tiny).size;

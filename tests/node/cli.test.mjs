@@ -108,6 +108,48 @@ test('quantizing in wasm writes the same bytes as native', { skip: FIXTURES_MISS
   }
 });
 
+const CHECKPOINTS = join(root, 'tests/fixtures/checkpoints');
+
+test('convert: the same file in wasm and natively from .pth and .safetensors, every version and type; a hostile checkpoint is invalid_model', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'echo-convert-'));
+  try {
+    for (const v of ['v4', 'v5.1', 'v5.2', 'v6', 'v7']) {
+      for (const ext of ['pth', 'safetensors']) {
+        for (const type of ['FP32', 'FP16', 'Q5_1']) {
+          const out = {};
+          for (const cli of ['node', 'native']) {
+            out[cli] = join(dir, `${cli}-${v}-${type}.bin`);
+            const r = json(cli, ['convert', '--in', join(CHECKPOINTS, `${v}.${ext}`), '--out', out[cli], '--type', type]);
+            assert.deepEqual([r.arch, r.type, r.n_layer, r.n_vocab], [v, type, 2, 64], `${cli} ${v}.${ext}`);
+            assert.equal(r.bytes, readFileSync(out[cli]).length);
+            if (cli === 'node') assert.ok(r.wasm_memory_bytes > 0);
+          }
+          assert.ok(readFileSync(out.node).equals(readFileSync(out.native)), `${v}.${ext} ${type}: wasm and native files differ`);
+        }
+        // Byte for byte rwkv.cpp's file where no exp is involved (v6, v7; tests/convert.rs checks the rest).
+        if (v === 'v6' || v === 'v7') {
+          for (const type of ['FP32', 'FP16']) {
+            assert.ok(readFileSync(join(dir, `node-${v}-${type}.bin`)).equals(readFileSync(join(CHECKPOINTS, `${v}-${type}.bin`))), `${v} ${type}`);
+          }
+        }
+      }
+      // The converted FP32 model's logits are the PyTorch model's (fed one token at a time).
+      const want = readFileSync(join(CHECKPOINTS, `${v}-logits.bin`));
+      const expected = new Float32Array(want.buffer, want.byteOffset, want.length / 4);
+      const got = json('node', ['logits', '--model', join(dir, `node-${v}-FP32.bin`), '--tokens', '3,17,42,5,60,1,33,8']).logits;
+      const max = Math.max(...got.map((x, i) => Math.abs(x - expected[i])));
+      assert.ok(max <= 1e-4, `${v}: logits differ from PyTorch's by ${max}`);
+    }
+    for (const cli of ['node', 'native']) {
+      const r = run(cli, ['convert', '--in', join(CHECKPOINTS, 'v7-FP32.bin'), '--out', join(dir, 'x.bin')]);
+      assert.equal(r.status, 1);
+      assert.equal(JSON.parse(r.stderr).code, 'invalid_model', r.stderr);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('synth and bench work for every architecture, in Node and natively, and agree on the file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'echo-arch-'));
   try {

@@ -1,6 +1,6 @@
 // Type-checked by `tsc --noEmit -p tests/types` (scripts/test.sh): a small program written
 // against the package's declared API, as a user would import it.
-import { EchoEngine, EchoError, type Completion, type LoadProgress, type ModelInfo } from 'echo-engine';
+import { EchoEngine, EchoError, type Completion, type Converted, type LoadProgress, type ModelInfo } from 'echo-engine';
 
 export async function demo(modelUrl: string, vocab: Blob): Promise<string> {
   const engine = await EchoEngine.create({ memoryLimitMb: 256, backend: 'ggml' });
@@ -31,4 +31,11 @@ export async function demo(modelUrl: string, vocab: Blob): Promise<string> {
     await engine.unloadModel();
     engine.terminate();
   }
+}
+
+export async function convertCheckpoint(checkpoint: File): Promise<ModelInfo> {
+  const engine = await EchoEngine.create();
+  const converted: Converted = await engine.convert(checkpoint, { type: 'Q5_1', onProgress: (p) => console.log(p.phase, p.loaded / p.total) });
+  console.log(converted.arch, converted.quantized, converted.blob.size);
+  return engine.loadModel(converted.blob);
 }

@@ -38,6 +38,31 @@ async function watchFrames(work) {
 window.scenarios = {
   crossOriginIsolated: () => self.crossOriginIsolated,
 
+  /**
+   * Converts a checkpoint fetched into a Blob; compares with the expected file's bytes and the
+   * converted model's logits after `tokens` with the expected ones.
+   */
+  async convertBlob(checkpointUrl, expectedUrl, logitsUrl, tokens) {
+    const engine = await EchoEngine.create();
+    try {
+      const blob = await (await fetch(checkpointUrl)).blob();
+      const progress = [];
+      const converted = await engine.convert(blob, { type: 'FP32', onProgress: (p) => progress.push(p) });
+      const [ours, theirs] = await Promise.all([converted.blob.arrayBuffer(), fetch(expectedUrl).then((r) => r.arrayBuffer())]);
+      const a = new Uint8Array(ours);
+      const b = new Uint8Array(theirs);
+      const same = a.length === b.length && a.every((x, i) => x === b[i]);
+      await engine.loadModel(converted.blob);
+      const logits = await engine.evalTokens(tokens);
+      const want = new Float32Array(await (await fetch(logitsUrl)).arrayBuffer());
+      const maxDiff = Math.max(...Array.from(logits, (x, i) => Math.abs(x - want[i])));
+      const hostile = await settle(engine.convert(new Blob([new Uint8Array(await blob.slice(0, blob.size >> 1).arrayBuffer())])));
+      return { arch: converted.arch, same, maxDiff, last: progress.at(-1), hostile };
+    } finally {
+      engine.terminate();
+    }
+  },
+
   /** Load by URL with progress, stream a generation, abort a second one midway. */
   async loadAndGenerate(modelUrl) {
     const engine = await EchoEngine.create();
