@@ -73,6 +73,9 @@ async function runInPage({ args, files }) {
       offsets.set(path, 0);
       return contents.get(path).length;
     },
+    seek(path, offset) {
+      offsets.set(path, offset);
+    },
     read(path, max) {
       const at = offsets.get(path);
       const chunk = contents.get(path).subarray(at, at + max);
