@@ -120,11 +120,17 @@ impl Sampler {
         adjusted.extend_from_slice(logits);
         self.adjust(&mut adjusted);
         let mut any = false;
-        for (i, v) in adjusted.iter_mut().enumerate() {
-            if !is_allowed(i) {
-                *v = f32::NEG_INFINITY;
+        for (chunk, &word) in adjusted.chunks_mut(32).zip(allowed.iter().chain(std::iter::repeat(&0))) {
+            if word == 0 {
+                chunk.fill(f32::NEG_INFINITY);
+                continue;
             }
-            any |= *v > f32::NEG_INFINITY;
+            for (bit, v) in chunk.iter_mut().enumerate() {
+                if word >> bit & 1 == 0 {
+                    *v = f32::NEG_INFINITY;
+                }
+                any |= *v > f32::NEG_INFINITY;
+            }
         }
         let token = if any { self.pick(&adjusted) } else { first };
         self.adjusted = adjusted;

@@ -175,11 +175,11 @@ fn bench_grammar(args: &Args, io: &mut dyn Io, grammar: Grammar) -> Result<()> {
             backend.eval(&tokenizer.encode("JSON:\n"), &mut state, Some(&mut logits))?;
             let mut sampler = Sampler::new(SamplerOptions::default(), n_vocab)?;
             let mut decode = |token: u32, logits: &mut [f32]| backend.eval(&[token], &mut state, Some(logits));
-            // Warm-up, then the decode time without a grammar.
+            // Warm-up, then a decode step without a grammar: sampling, the model.
             let mut times = Vec::new();
             for i in 0..n.min(64) + WARM_UP_CALLS {
-                let token = sampler.sample(&logits);
                 let t = now();
+                let token = sampler.sample(&logits);
                 decode(token, &mut logits)?;
                 if i >= WARM_UP_CALLS {
                     times.push(now() - t);
@@ -191,32 +191,46 @@ fn bench_grammar(args: &Args, io: &mut dyn Io, grammar: Grammar) -> Result<()> {
         None => synthetic_logits(n_vocab, args.float("logit-std", 1.0)?)?,
     };
     let mut sampler = Sampler::new(SamplerOptions::default(), n_vocab)?;
-    let (mut mask_times, mut completed) = (Vec::with_capacity(n), 0);
+    let (mut mask_times, mut sample_times, mut completed) = (Vec::with_capacity(n), Vec::with_capacity(n), 0);
     for _ in 0..n {
-        let t = now();
-        let token = next_token(&mut sampler, &mut constraint, &logits)?;
-        mask_times.push(now() - t);
+        let token = next_token(&mut sampler, &mut constraint, &logits, &now, (&mut mask_times, &mut sample_times))?;
         if token.is_none() || constraint.is_finished() {
             completed += 1;
             constraint = grammars.constraint(&grammar)?;
         }
         logits.rotate_left(1);
     }
-    io.stdout(&grammar_json(io.runtime(), &grammar, n_vocab, tokenizer.kind(), (trie_ms, compile_ms, cached_ms), &mut mask_times, completed, None));
+    let setup = (trie_ms, compile_ms, cached_ms);
+    io.stdout(&grammar_json(io.runtime(), &grammar, n_vocab, tokenizer.kind(), setup, &mut mask_times, &mut sample_times, completed, None));
     Ok(())
 }
 
 /// Samples among the allowed tokens and advances the grammar; None when the grammar ended
-/// (end of text sampled, or only tokens past the model's outputs allowed).
-fn next_token(sampler: &mut Sampler, constraint: &mut crate::grammar::Constraint, logits: &[f32]) -> Result<Option<u32>> {
+/// (end of text sampled, or only tokens past the model's outputs allowed). Adds the grammar's
+/// time (the mask, advancing) to `mask_ms` and the sampler's to `sample_ms`.
+fn next_token(
+    sampler: &mut Sampler,
+    constraint: &mut crate::grammar::Constraint,
+    logits: &[f32],
+    now: &dyn Fn() -> f64,
+    (mask_ms, sample_ms): (&mut Vec<f64>, &mut Vec<f64>),
+) -> Result<Option<u32>> {
     let eos = constraint.eos();
-    match sampler.sample_allowed(logits, constraint.mask()?) {
+    let t0 = now();
+    let mask = constraint.mask()?;
+    let t1 = now();
+    let token = sampler.sample_allowed(logits, mask);
+    let t2 = now();
+    sample_ms.push(t2 - t1);
+    let token = match token {
         Some(token) if token != eos => {
             constraint.accept(token)?;
-            Ok(Some(token))
+            Some(token)
         }
-        _ => Ok(None),
-    }
+        _ => None,
+    };
+    mask_ms.push(t1 - t0 + now() - t2);
+    Ok(token)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -234,11 +248,9 @@ fn bench_grammar_model(
 ) -> Result<()> {
     let now = io.clock();
     let mut sampler = Sampler::new(SamplerOptions::default(), logits.len())?;
-    let (mut mask_times, mut decode_times, mut completed) = (Vec::with_capacity(n), Vec::with_capacity(n), 0);
+    let (mut mask_times, mut sample_times, mut decode_times, mut completed) = (Vec::new(), Vec::new(), Vec::new(), 0);
     for _ in 0..n {
-        let t = now();
-        let token = next_token(&mut sampler, &mut constraint, &logits)?;
-        mask_times.push(now() - t);
+        let token = next_token(&mut sampler, &mut constraint, &logits, &now, (&mut mask_times, &mut sample_times))?;
         if token.is_none() || constraint.is_finished() {
             completed += 1;
             constraint = grammars.constraint(grammar)?;
@@ -247,9 +259,10 @@ fn bench_grammar_model(
         decode(token.unwrap_or(constraint.eos()), &mut logits)?;
         decode_times.push(now() - t);
     }
-    let with = mask_times.iter().zip(&decode_times).map(|(m, d)| m + d).collect::<Vec<_>>();
-    let decode = (plain_ms, median(&mut with.clone()));
-    io.stdout(&grammar_json(io.runtime(), grammar, logits.len(), kind, setup, &mut mask_times, completed, Some(decode)));
+    // A decode step with the grammar: the model, the mask and advancing the grammar, sampling.
+    let mut with: Vec<f64> = (0..n).map(|i| decode_times[i] + mask_times[i] + sample_times[i]).collect();
+    let decode = (plain_ms, median(&mut with));
+    io.stdout(&grammar_json(io.runtime(), grammar, logits.len(), kind, setup, &mut mask_times, &mut sample_times, completed, Some(decode)));
     Ok(())
 }
 
@@ -261,6 +274,7 @@ fn grammar_json(
     kind: TokenizerKind,
     (trie_ms, compile_ms, cached_ms): (f64, f64, f64),
     mask_times: &mut [f64],
+    sample_times: &mut [f64],
     completed: usize,
     decode: Option<(f64, f64)>,
 ) -> String {
@@ -274,11 +288,13 @@ fn grammar_json(
     format!(
         "{{\"runtime\":\"{runtime}\",\"grammar\":\"{}\",\"tokenizer\":\"{}\",\"n_vocab\":{n_vocab},\"trie_ms\":{trie_ms:.3},\
          \"compile_ms\":{compile_ms:.3},\"compile_cached_ms\":{cached_ms:.3},\"tokens\":{},\"completed\":{completed},\
-         \"mask_ms_per_token_mean\":{mean:.4},\"mask_ms_per_token_p50\":{:.4},\"mask_ms_per_token_p99\":{p99:.4}{decode}}}",
+         \"mask_ms_per_token_mean\":{mean:.4},\"mask_ms_per_token_p50\":{:.4},\"mask_ms_per_token_p99\":{p99:.4},\
+         \"sample_ms_per_token_median\":{:.4}{decode}}}",
         grammar.kind(),
         kind.name(),
         mask_times.len(),
         median(mask_times),
+        median(sample_times),
     )
 }
 

@@ -268,13 +268,13 @@ impl<'a> Parser<'a> {
                 _ => break,
             };
             self.space(nested);
-            let node = self.postfix(node)?;
+            let node = self.postfix(node, nested)?;
             seq.push(node);
         }
         Ok(seq)
     }
 
-    fn postfix(&mut self, mut node: Node) -> Result<Node> {
+    fn postfix(&mut self, mut node: Node, nested: bool) -> Result<Node> {
         loop {
             let at = self.pos;
             let (min, max) = match self.peek() {
@@ -309,7 +309,7 @@ impl<'a> Parser<'a> {
                 _ => return Ok(node),
             };
             self.pos += 1;
-            self.space(false);
+            self.space(nested);
             node = Node::Repeat(Box::new(node), min, max);
         }
     }
@@ -342,7 +342,7 @@ impl<'a> Parser<'a> {
                 }
                 Some(_) => {
                     let a = self.char_in_literal()?;
-                    let b = if self.peek() == Some('-') && !self.rest()[1..].starts_with(']') {
+                    let b = if self.peek() == Some('-') && !matches!(self.rest()[1..].chars().next(), None | Some(']') | Some('\n')) {
                         self.pos += 1;
                         self.char_in_literal()?
                     } else {
@@ -401,9 +401,9 @@ mod tests {
 
     #[test]
     fn rules_span_lines_inside_parentheses_and_after_operators() {
-        let src = "root ::=\n  \"{\" (\n    ws\n    | \"x\"\n  ) \"}\" |\n  \"-\"\nws ::= [ \\t\\n]{0,3}\n";
+        let src = "root ::=\n  \"{\" (\n    ws\n    | \"x\"*\n  ) \"}\" |\n  \"-\"\nws ::= [ \\t\\n]{0,3}\n";
         let lark = to_lark(src).unwrap();
-        assert!(lark.contains("r0_root: \"{\" (r1_ws | \"x\") \"}\" | \"-\""), "{lark}");
+        assert!(lark.contains("r0_root: \"{\" (r1_ws | \"x\"*) \"}\" | \"-\""), "{lark}");
         assert!(lark.contains("r1_ws: /[\\x{20}\\x{9}\\x{a}]/{0,3}"), "{lark}");
     }
 
