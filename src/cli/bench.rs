@@ -158,9 +158,10 @@ fn bench_grammar(args: &Args, io: &mut dyn Io, grammar: Grammar) -> Result<()> {
         None => args.number("n-vocab", 65536)?.max(1) as usize,
     };
     let tokenizer = text::tokenizer(args, io, Some(n_vocab))?;
-    let t = now();
+    let (t, used) = (now(), echo_ggml_sys::mem::used_bytes());
     let mut grammars = Grammars::new(&tokenizer, n_vocab)?;
     let trie_ms = now() - t;
+    let trie_bytes = echo_ggml_sys::mem::used_bytes().saturating_sub(used);
     let t = now();
     let mut constraint = grammars.constraint(&grammar)?;
     let compile_ms = now() - t;
@@ -186,28 +187,29 @@ fn bench_grammar(args: &Args, io: &mut dyn Io, grammar: Grammar) -> Result<()> {
                 }
             }
             let plain = median(&mut times);
-            return bench_grammar_model(io, &grammar, n, (trie_ms, compile_ms, cached_ms), &mut grammars, constraint, logits, &mut decode, plain, tokenizer.kind());
+            return bench_grammar_model(io, &grammar, n, (trie_ms, trie_bytes, compile_ms, cached_ms), &mut grammars, constraint, logits, &mut decode, plain, tokenizer.kind());
         }
         None => synthetic_logits(n_vocab, args.float("logit-std", 1.0)?)?,
     };
     let mut sampler = Sampler::new(SamplerOptions::default(), n_vocab)?;
-    let (mut mask_times, mut sample_times, mut completed) = (Vec::with_capacity(n), Vec::with_capacity(n), 0);
+    let (mut mask_times, mut sample_times, mut completed, mut full) = (Vec::with_capacity(n), Vec::with_capacity(n), 0, 0);
     for _ in 0..n {
         let token = next_token(&mut sampler, &mut constraint, &logits, &now, (&mut mask_times, &mut sample_times))?;
         if token.is_none() || constraint.is_finished() {
             completed += 1;
+            full += constraint.full_masks();
             constraint = grammars.constraint(&grammar)?;
         }
         logits.rotate_left(1);
     }
-    let setup = (trie_ms, compile_ms, cached_ms);
-    io.stdout(&grammar_json(io.runtime(), &grammar, n_vocab, tokenizer.kind(), setup, &mut mask_times, &mut sample_times, completed, None));
+    let setup = (trie_ms, trie_bytes, compile_ms, cached_ms);
+    io.stdout(&grammar_json(io.runtime(), &grammar, n_vocab, tokenizer.kind(), setup, &mut mask_times, &mut sample_times, (completed, full + constraint.full_masks()), None));
     Ok(())
 }
 
-/// Samples among the allowed tokens and advances the grammar; None when the grammar ended
-/// (end of text sampled, or only tokens past the model's outputs allowed). Adds the grammar's
-/// time (the mask, advancing) to `mask_ms` and the sampler's to `sample_ms`.
+/// Samples among the allowed tokens and advances the grammar, as a generation does; None when
+/// the grammar ended (end of text sampled, or only tokens past the model's outputs allowed).
+/// Adds the grammar's time to `mask_ms` and the rest (sampling) to `sample_ms`.
 fn next_token(
     sampler: &mut Sampler,
     constraint: &mut crate::grammar::Constraint,
@@ -215,22 +217,11 @@ fn next_token(
     now: &dyn Fn() -> f64,
     (mask_ms, sample_ms): (&mut Vec<f64>, &mut Vec<f64>),
 ) -> Result<Option<u32>> {
-    let eos = constraint.eos();
-    let t0 = now();
-    let mask = constraint.mask()?;
-    let t1 = now();
-    let token = sampler.sample_allowed(logits, mask);
-    let t2 = now();
-    sample_ms.push(t2 - t1);
-    let token = match token {
-        Some(token) if token != eos => {
-            constraint.accept(token)?;
-            Some(token)
-        }
-        _ => None,
-    };
-    mask_ms.push(t1 - t0 + now() - t2);
-    Ok(token)
+    let t = now();
+    let (token, grammar_ms) = constraint.sample(sampler, logits, now)?;
+    mask_ms.push(grammar_ms);
+    sample_ms.push(now() - t - grammar_ms);
+    Ok(token.filter(|&t| t != constraint.eos()))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -238,7 +229,7 @@ fn bench_grammar_model(
     io: &mut dyn Io,
     grammar: &Grammar,
     n: usize,
-    setup: (f64, f64, f64),
+    setup: (f64, usize, f64, f64),
     grammars: &mut Grammars,
     mut constraint: crate::grammar::Constraint,
     mut logits: Vec<f32>,
@@ -248,11 +239,12 @@ fn bench_grammar_model(
 ) -> Result<()> {
     let now = io.clock();
     let mut sampler = Sampler::new(SamplerOptions::default(), logits.len())?;
-    let (mut mask_times, mut sample_times, mut decode_times, mut completed) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    let (mut mask_times, mut sample_times, mut decode_times, mut completed, mut full) = (Vec::new(), Vec::new(), Vec::new(), 0, 0);
     for _ in 0..n {
         let token = next_token(&mut sampler, &mut constraint, &logits, &now, (&mut mask_times, &mut sample_times))?;
         if token.is_none() || constraint.is_finished() {
             completed += 1;
+            full += constraint.full_masks();
             constraint = grammars.constraint(grammar)?;
         }
         let t = now();
@@ -262,7 +254,7 @@ fn bench_grammar_model(
     // A decode step with the grammar: the model, the mask and advancing the grammar, sampling.
     let mut with: Vec<f64> = (0..n).map(|i| decode_times[i] + mask_times[i] + sample_times[i]).collect();
     let decode = (plain_ms, median(&mut with));
-    io.stdout(&grammar_json(io.runtime(), grammar, logits.len(), kind, setup, &mut mask_times, &mut sample_times, completed, Some(decode)));
+    io.stdout(&grammar_json(io.runtime(), grammar, logits.len(), kind, setup, &mut mask_times, &mut sample_times, (completed, full + constraint.full_masks()), Some(decode)));
     Ok(())
 }
 
@@ -272,10 +264,10 @@ fn grammar_json(
     grammar: &Grammar,
     n_vocab: usize,
     kind: TokenizerKind,
-    (trie_ms, compile_ms, cached_ms): (f64, f64, f64),
+    (trie_ms, trie_bytes, compile_ms, cached_ms): (f64, usize, f64, f64),
     mask_times: &mut [f64],
     sample_times: &mut [f64],
-    completed: usize,
+    (completed, full_masks): (usize, usize),
     decode: Option<(f64, f64)>,
 ) -> String {
     let mean = mask_times.iter().sum::<f64>() / mask_times.len().max(1) as f64;
@@ -286,8 +278,8 @@ fn grammar_json(
         None => String::new(),
     };
     format!(
-        "{{\"runtime\":\"{runtime}\",\"grammar\":\"{}\",\"tokenizer\":\"{}\",\"n_vocab\":{n_vocab},\"trie_ms\":{trie_ms:.3},\
-         \"compile_ms\":{compile_ms:.3},\"compile_cached_ms\":{cached_ms:.3},\"tokens\":{},\"completed\":{completed},\
+        "{{\"runtime\":\"{runtime}\",\"grammar\":\"{}\",\"tokenizer\":\"{}\",\"n_vocab\":{n_vocab},\"trie_ms\":{trie_ms:.3},\"trie_bytes\":{trie_bytes},\
+         \"compile_ms\":{compile_ms:.3},\"compile_cached_ms\":{cached_ms:.3},\"tokens\":{},\"completed\":{completed},\"full_masks\":{full_masks},\
          \"mask_ms_per_token_mean\":{mean:.4},\"mask_ms_per_token_p50\":{:.4},\"mask_ms_per_token_p99\":{p99:.4},\
          \"sample_ms_per_token_median\":{:.4}{decode}}}",
         grammar.kind(),

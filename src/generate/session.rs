@@ -359,7 +359,7 @@ impl Session {
         let mut logits = conv.logits.take().ok_or_else(|| Error::invalid_options("no logits to sample from"))?;
         let token = match g.constraint.as_mut() {
             None => g.sampler.sample(&logits),
-            Some(c) => match g.sampler.sample_allowed(&logits, c.mask()?) {
+            Some(c) => match c.sample(&mut g.sampler, &logits, &|| 0.0)?.0 {
                 Some(token) => token,
                 // Only tokens past the model's outputs are allowed (a byte model's end of text).
                 None if c.is_accepting() => {
@@ -383,9 +383,6 @@ impl Session {
         } else if g.stop_tokens.contains(&token) {
             ended = Some((StopReason::Stop, true));
         } else {
-            if let Some(c) = g.constraint.as_mut() {
-                c.accept(token)?;
-            }
             // Ids the vocabulary does not define (padding outputs) add no text.
             let bytes = self.tokenizer.decode(&[token]).unwrap_or_default();
             let released = g.stop.push(&g.utf8.push(&bytes));

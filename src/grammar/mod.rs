@@ -15,13 +15,18 @@ use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::{ApproximateTokEnv, SimpleVob, TokEnv, TokRxInfo, TokTrie};
 use llguidance::{Matcher, ParserFactory};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
+use crate::sampler::Sampler;
 use crate::tokenizer::{Tokenizer, TokenizerKind};
 
 pub use gbnf::to_lark as gbnf_to_lark;
 
 /// Compiled grammars kept per session (the least recently used goes first).
 const CACHED_GRAMMARS: usize = 16;
+
+/// What the grammar engine takes per vocabulary token (the token trie and its tables; measured:
+/// 6.6 MB for World's 65,536), with room for compiled grammars.
+const BYTES_PER_TOKEN: usize = 160;
 
 /// A grammar as a request gives it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -87,6 +92,16 @@ impl Grammars {
     /// added past the model's outputs (it can never be sampled: a byte model's output ends only
     /// when the grammar cannot go on).
     pub fn new(tokenizer: &Tokenizer, n_vocab: usize) -> Result<Grammars> {
+        // Within a memory limit an allocation that fails aborts (a trap in wasm): check first.
+        let need = n_vocab.max(256) * BYTES_PER_TOKEN;
+        if let Some(limit) = echo_ggml_sys::mem::limit() {
+            if echo_ggml_sys::mem::used_bytes().saturating_add(need) > limit {
+                return Err(Error::new(
+                    ErrorCode::OutOfMemory,
+                    format!("the grammar engine needs about {} MB more than the memory limit leaves", need >> 20),
+                ));
+            }
+        }
         let (size, eos) = match tokenizer.kind() {
             TokenizerKind::Byte => (n_vocab.max(256) + 1, n_vocab.max(256) as u32),
             _ => (n_vocab.max(tokenizer.vocab_size()), 0),
@@ -96,7 +111,9 @@ impl Grammars {
         words[eos as usize] = b"\xFF<|endoftext|>".to_vec();
         let info = TokRxInfo::new(size as u32, eos);
         let env: TokEnv = std::sync::Arc::new(ApproximateTokEnv::new(TokTrie::from(&info, &words)));
-        let mut factory = ParserFactory::new_simple(&env).map_err(|e| Error::invalid_options(format!("grammar engine: {e}")))?;
+        // No precomputed slices (llguidance's masks for common string lexemes): they took 25 MB
+        // more for World's vocabulary and about twice the build time, for masks no faster here.
+        let mut factory = ParserFactory::new(&env, Default::default(), &[]).map_err(|e| Error::invalid_options(format!("grammar engine: {e}")))?;
         factory.quiet();
         factory.limits_mut().verbose_errors = false;
         Ok(Grammars { factory, eos, cache: Vec::new() })
@@ -131,7 +148,7 @@ impl Grammars {
                 &self.cache.last().unwrap().1
             }
         };
-        Ok(Constraint { matcher: fresh.clone(), eos: self.eos, mask: SimpleVob::new() })
+        Ok(Constraint { matcher: fresh.clone(), eos: self.eos, mask: SimpleVob::new(), full_masks: 0 })
     }
 }
 
@@ -144,6 +161,7 @@ pub struct Constraint {
     matcher: Matcher,
     eos: u32,
     mask: SimpleVob,
+    full_masks: usize,
 }
 
 impl Constraint {
@@ -151,16 +169,42 @@ impl Constraint {
         self.eos
     }
 
-    /// The tokens allowed next, one bit per token id (32 to a word, lowest bit first); the
-    /// end-of-text token is among them where the grammar may end.
-    pub fn mask(&mut self) -> Result<&[u32]> {
-        self.mask = self.matcher.compute_mask().map_err(|e| grammar_failed(&e.to_string()))?;
-        Ok(self.mask.as_slice())
+    /// Draws the next token among those the grammar allows and advances the grammar by it (not
+    /// by the end-of-text token, which ends it). Lazily, as llama.cpp does: the sampler's own
+    /// draw first, kept if the grammar allows it (checking one token is cheap); only when it
+    /// does not, the full mask, and a draw among the allowed tokens. Either way the token is
+    /// allowed and the draw is seeded, so the same seed gives the same tokens. None: no token of
+    /// the model is allowed (a byte model where only the end of text is). Returns the time spent
+    /// in the grammar (by `now`, in its unit), for benchmarks.
+    pub fn sample(&mut self, sampler: &mut Sampler, logits: &[f32], now: &dyn Fn() -> f64) -> Result<(Option<u32>, f64)> {
+        let first = sampler.draw(logits);
+        let t0 = now();
+        let allowed = match first == self.eos {
+            true => self.is_accepting(),
+            false => self.matcher.validate_tokens(&[first]).map_err(|e| grammar_failed(&e.to_string()))? == 1,
+        };
+        let mut spent = now() - t0;
+        let token = if allowed {
+            sampler.accept(first);
+            Some(first)
+        } else {
+            self.full_masks += 1;
+            let t = now();
+            self.mask = self.matcher.compute_mask().map_err(|e| grammar_failed(&e.to_string()))?;
+            spent += now() - t;
+            sampler.sample_allowed(logits, self.mask.as_slice())
+        };
+        if let Some(token) = token.filter(|&t| t != self.eos) {
+            let t = now();
+            self.matcher.consume_token(token).map_err(|e| grammar_failed(&e.to_string()))?;
+            spent += now() - t;
+        }
+        Ok((token, spent))
     }
 
-    /// Advances the grammar by a sampled token (which the mask allowed).
-    pub fn accept(&mut self, token: u32) -> Result<()> {
-        self.matcher.consume_token(token).map_err(|e| grammar_failed(&e.to_string()))
+    /// How many tokens needed the full mask (the sampler's first draw was refused).
+    pub fn full_masks(&self) -> usize {
+        self.full_masks
     }
 
     /// The grammar is complete and allows nothing more.
