@@ -99,20 +99,13 @@ impl Sampler {
 
     /// Picks the next token from raw logits (adjusting a copy) and records it for the penalties.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
-        let token = self.draw(logits);
-        self.accept(token);
-        token
-    }
-
-    /// Picks the next token as `sample` does without recording it (a caller that may refuse it
-    /// records it with `accept`).
-    pub fn draw(&mut self, logits: &[f32]) -> u32 {
         let mut adjusted = std::mem::take(&mut self.adjusted);
         adjusted.clear();
         adjusted.extend_from_slice(logits);
         self.adjust(&mut adjusted);
         let token = self.pick(&adjusted);
         self.adjusted = adjusted;
+        self.accept(token);
         token
     }
 

@@ -285,3 +285,29 @@ fn gbnf_converts_to_lark() {
     let lark = echo_engine::grammar::gbnf_to_lark("root ::= [0-9]+ (\",\" [0-9]+)*\n").unwrap();
     assert!(lark.starts_with("start: r0_root\n"), "{lark}");
 }
+
+#[test]
+fn the_sampler_draws_only_allowed_tokens() {
+    use echo_engine::sampler::Sampler;
+    let logits: Vec<f32> = (0..100).map(|i| (i % 7) as f32).collect();
+    // Tokens 3, 40 and 97 allowed (bits in 32-bit words, lowest first).
+    let mut mask = vec![0u32; 4];
+    for t in [3usize, 40, 97] {
+        mask[t / 32] |= 1 << (t % 32);
+    }
+    let mut s = Sampler::new(SamplerOptions { top_p: 1.0, ..Default::default() }, 100).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..300 {
+        seen.insert(s.sample_allowed(&logits, &mask).unwrap());
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), [3, 40, 97]);
+    // Greedy: the best allowed one (97 % 7 = 6 beats 40 % 7 = 5 and 3).
+    let mut g = Sampler::new(SamplerOptions { temperature: 0.0, ..Default::default() }, 100).unwrap();
+    assert_eq!(g.sample_allowed(&logits, &mask), Some(97));
+    // Banned too: the next best allowed; all allowed ones banned: the lowest allowed id.
+    let mut b = Sampler::new(SamplerOptions { temperature: 0.0, banned_tokens: vec![97], ..Default::default() }, 100).unwrap();
+    assert_eq!(b.sample_allowed(&logits, &mask), Some(40));
+    let mut all = Sampler::new(SamplerOptions { temperature: 0.0, banned_tokens: vec![3, 40, 97], ..Default::default() }, 100).unwrap();
+    assert_eq!(all.sample_allowed(&logits, &mask), Some(3));
+    assert_eq!(all.sample_allowed(&logits, &[0; 4]), None);
+}

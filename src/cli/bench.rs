@@ -192,18 +192,17 @@ fn bench_grammar(args: &Args, io: &mut dyn Io, grammar: Grammar) -> Result<()> {
         None => synthetic_logits(n_vocab, args.float("logit-std", 1.0)?)?,
     };
     let mut sampler = Sampler::new(SamplerOptions::default(), n_vocab)?;
-    let (mut mask_times, mut sample_times, mut completed, mut full) = (Vec::with_capacity(n), Vec::with_capacity(n), 0, 0);
+    let (mut mask_times, mut sample_times, mut completed) = (Vec::with_capacity(n), Vec::with_capacity(n), 0);
     for _ in 0..n {
         let token = next_token(&mut sampler, &mut constraint, &logits, &now, (&mut mask_times, &mut sample_times))?;
         if token.is_none() || constraint.is_finished() {
             completed += 1;
-            full += constraint.full_masks();
             constraint = grammars.constraint(&grammar)?;
         }
         logits.rotate_left(1);
     }
     let setup = (trie_ms, trie_bytes, compile_ms, cached_ms);
-    io.stdout(&grammar_json(io.runtime(), &grammar, n_vocab, tokenizer.kind(), setup, &mut mask_times, &mut sample_times, (completed, full + constraint.full_masks()), None));
+    io.stdout(&grammar_json(io.runtime(), &grammar, n_vocab, tokenizer.kind(), setup, &mut mask_times, &mut sample_times, completed, None));
     Ok(())
 }
 
@@ -239,12 +238,11 @@ fn bench_grammar_model(
 ) -> Result<()> {
     let now = io.clock();
     let mut sampler = Sampler::new(SamplerOptions::default(), logits.len())?;
-    let (mut mask_times, mut sample_times, mut decode_times, mut completed, mut full) = (Vec::new(), Vec::new(), Vec::new(), 0, 0);
+    let (mut mask_times, mut sample_times, mut decode_times, mut completed) = (Vec::new(), Vec::new(), Vec::new(), 0);
     for _ in 0..n {
         let token = next_token(&mut sampler, &mut constraint, &logits, &now, (&mut mask_times, &mut sample_times))?;
         if token.is_none() || constraint.is_finished() {
             completed += 1;
-            full += constraint.full_masks();
             constraint = grammars.constraint(grammar)?;
         }
         let t = now();
@@ -254,7 +252,7 @@ fn bench_grammar_model(
     // A decode step with the grammar: the model, the mask and advancing the grammar, sampling.
     let mut with: Vec<f64> = (0..n).map(|i| decode_times[i] + mask_times[i] + sample_times[i]).collect();
     let decode = (plain_ms, median(&mut with));
-    io.stdout(&grammar_json(io.runtime(), grammar, logits.len(), kind, setup, &mut mask_times, &mut sample_times, (completed, full + constraint.full_masks()), Some(decode)));
+    io.stdout(&grammar_json(io.runtime(), grammar, logits.len(), kind, setup, &mut mask_times, &mut sample_times, completed, Some(decode)));
     Ok(())
 }
 
@@ -267,7 +265,7 @@ fn grammar_json(
     (trie_ms, trie_bytes, compile_ms, cached_ms): (f64, usize, f64, f64),
     mask_times: &mut [f64],
     sample_times: &mut [f64],
-    (completed, full_masks): (usize, usize),
+    completed: usize,
     decode: Option<(f64, f64)>,
 ) -> String {
     let mean = mask_times.iter().sum::<f64>() / mask_times.len().max(1) as f64;
@@ -279,7 +277,7 @@ fn grammar_json(
     };
     format!(
         "{{\"runtime\":\"{runtime}\",\"grammar\":\"{}\",\"tokenizer\":\"{}\",\"n_vocab\":{n_vocab},\"trie_ms\":{trie_ms:.3},\"trie_bytes\":{trie_bytes},\
-         \"compile_ms\":{compile_ms:.3},\"compile_cached_ms\":{cached_ms:.3},\"tokens\":{},\"completed\":{completed},\"full_masks\":{full_masks},\
+         \"compile_ms\":{compile_ms:.3},\"compile_cached_ms\":{cached_ms:.3},\"tokens\":{},\"completed\":{completed},\
          \"mask_ms_per_token_mean\":{mean:.4},\"mask_ms_per_token_p50\":{:.4},\"mask_ms_per_token_p99\":{p99:.4},\
          \"sample_ms_per_token_median\":{:.4}{decode}}}",
         grammar.kind(),

@@ -148,7 +148,7 @@ impl Grammars {
                 &self.cache.last().unwrap().1
             }
         };
-        Ok(Constraint { matcher: fresh.clone(), eos: self.eos, mask: SimpleVob::new(), full_masks: 0 })
+        Ok(Constraint { matcher: fresh.clone(), eos: self.eos, mask: SimpleVob::new() })
     }
 }
 
@@ -161,7 +161,6 @@ pub struct Constraint {
     matcher: Matcher,
     eos: u32,
     mask: SimpleVob,
-    full_masks: usize,
 }
 
 impl Constraint {
@@ -170,41 +169,25 @@ impl Constraint {
     }
 
     /// Draws the next token among those the grammar allows and advances the grammar by it (not
-    /// by the end-of-text token, which ends it). Lazily, as llama.cpp does: the sampler's own
-    /// draw first, kept if the grammar allows it (checking one token is cheap); only when it
-    /// does not, the full mask, and a draw among the allowed tokens. Either way the token is
-    /// allowed and the draw is seeded, so the same seed gives the same tokens. None: no token of
-    /// the model is allowed (a byte model where only the end of text is). Returns the time spent
-    /// in the grammar (by `now`, in its unit), for benchmarks.
+    /// by the end-of-text token, which ends it). The mask comes first and the sampler draws
+    /// among the allowed tokens only, so its options (penalties, temperature, top-k, top-p,
+    /// min-p) apply to the allowed tokens' distribution, renormalised. (Drawing first and checking
+    /// the token, as llama.cpp does, samples another distribution, and a draw among all 65,536
+    /// tokens of a random-weight model can differ between native and wasm, whose logits differ in
+    /// the last bits; among the few allowed tokens it did not in our tests.) None: no token of the
+    /// model is allowed (a byte model where only the end of text is). Returns the time spent in
+    /// the grammar (by `now`, in its unit), for benchmarks.
     pub fn sample(&mut self, sampler: &mut Sampler, logits: &[f32], now: &dyn Fn() -> f64) -> Result<(Option<u32>, f64)> {
-        let first = sampler.draw(logits);
-        let t0 = now();
-        let allowed = match first == self.eos {
-            true => self.is_accepting(),
-            false => self.matcher.validate_tokens(&[first]).map_err(|e| grammar_failed(&e.to_string()))? == 1,
-        };
-        let mut spent = now() - t0;
-        let token = if allowed {
-            sampler.accept(first);
-            Some(first)
-        } else {
-            self.full_masks += 1;
-            let t = now();
-            self.mask = self.matcher.compute_mask().map_err(|e| grammar_failed(&e.to_string()))?;
-            spent += now() - t;
-            sampler.sample_allowed(logits, self.mask.as_slice())
-        };
+        let t = now();
+        self.mask = self.matcher.compute_mask().map_err(|e| grammar_failed(&e.to_string()))?;
+        let mut spent = now() - t;
+        let token = sampler.sample_allowed(logits, self.mask.as_slice());
         if let Some(token) = token.filter(|&t| t != self.eos) {
             let t = now();
             self.matcher.consume_token(token).map_err(|e| grammar_failed(&e.to_string()))?;
             spent += now() - t;
         }
         Ok((token, spent))
-    }
-
-    /// How many tokens needed the full mask (the sampler's first draw was refused).
-    pub fn full_masks(&self) -> usize {
-        self.full_masks
     }
 
     /// The grammar is complete and allows nothing more.
