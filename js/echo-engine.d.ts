@@ -114,8 +114,21 @@ export interface GenerateOptions {
   seed?: number;
   /** Continue the conversation (earlier prompts, replies, evalTokens) instead of starting anew. */
   continue?: boolean;
+  /**
+   * Structured output: every token is drawn from those the grammar allows (sampling options still
+   * apply among them). A complete grammar ends the generation with stopReason 'grammar';
+   * 'length' then means the output is incomplete. A bad grammar rejects with `invalid_options`.
+   */
+  grammar?: Grammar;
   signal?: AbortSignal;
 }
+
+/**
+ * A JSON Schema (an object, or its JSON text), a regular expression (Rust `regex` syntax, the
+ * whole output), a Lark grammar (llguidance's dialect, start rule `start`) or a GBNF grammar
+ * (llama.cpp's format, start rule `root`).
+ */
+export type Grammar = { jsonSchema: object | string } | { regex: string } | { lark: string } | { gbnf: string };
 
 export interface GenerationStats {
   promptTokens: number;
@@ -135,7 +148,8 @@ export interface Completion {
   text: string;
   /** Every sampled token, a stop token included. */
   tokens: number[];
-  stopReason: 'length' | 'stop' | 'abort';
+  /** 'grammar': the grammar is complete; 'length': maxTokens came first (with a grammar: incomplete). */
+  stopReason: 'length' | 'stop' | 'abort' | 'grammar';
   stats: GenerationStats;
 }
 

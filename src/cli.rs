@@ -46,13 +46,14 @@ const USAGE: &str = "usage: echo-engine <info|logits|quantize|convert|bench|synt
   convert    --in CKPT.pth|CKPT.safetensors --out G [--type FP16|FP32|Q4_0|Q4_1|Q5_0|Q5_1|Q8_0]
   bench      --model F [--decode 64] [--prompt 128] [--backend ggml|reference] [--sample]
   bench      --sample --n-vocab 65536 [--logit-std 1] [--decode 64]
+  bench      --json-schema F | --regex RE | --lark F | --gbnf F  --vocab V [--tokenizer world] [--model F] [--decode 256]
   synth      --arch v4|v5.1|v5.2|v6|v7 --n-embed 768 --n-layer 12 --n-vocab 50277 --type FP16 --out F [--seed 1]
              [--n-ffn N] [--head-size N]
   generate   --model F --prompt TEXT [--prompt TEXT …] [--tokenizer auto|world|neox|byte] [--vocab FILE]
              [--max-tokens 256] [--temperature 1] [--top-p 0.85] [--top-k 0] [--min-p 0]
              [--presence-penalty 0.2] [--frequency-penalty 0.2] [--penalty-decay 0.996] [--seed 42]
              [--stop S | --stop '[\"S1\",\"S2\"]' …] [--stop-tokens 0,1] [--cache-mb 64] [--backend ggml] [--json]
-             [--memory-limit-mb N]
+             [--memory-limit-mb N] [--json-schema FILE | --regex RE | --lark FILE | --gbnf FILE]
   tokenize   --tokenizer world|neox|byte [--vocab FILE] --text TEXT
   detokenize --tokenizer world|neox|byte [--vocab FILE] --ids 1,2,3 [--json]";
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod format;
 pub mod generate;
 pub mod ggml;
+pub mod grammar;
 pub mod model;
 pub mod quantize;
 pub mod reference;

@@ -109,6 +109,35 @@ impl Sampler {
         token
     }
 
+    /// Like `sample`, among the tokens `allowed` holds (one bit per token id, 32 to a word, lowest
+    /// bit first; a grammar's mask): the others are banned for this token. With no allowed token
+    /// of finite logit left after the adjustments, the lowest allowed id; None if none is allowed.
+    pub fn sample_allowed(&mut self, logits: &[f32], allowed: &[u32]) -> Option<u32> {
+        let is_allowed = |t: usize| allowed.get(t / 32).is_some_and(|w| w >> (t % 32) & 1 == 1);
+        let first = (0..logits.len()).find(|&t| is_allowed(t))? as u32;
+        let mut adjusted = std::mem::take(&mut self.adjusted);
+        adjusted.clear();
+        adjusted.extend_from_slice(logits);
+        self.adjust(&mut adjusted);
+        let mut any = false;
+        for (chunk, &word) in adjusted.chunks_mut(32).zip(allowed.iter().chain(std::iter::repeat(&0))) {
+            if word == 0 {
+                chunk.fill(f32::NEG_INFINITY);
+                continue;
+            }
+            for (bit, v) in chunk.iter_mut().enumerate() {
+                if word >> bit & 1 == 0 {
+                    *v = f32::NEG_INFINITY;
+                }
+                any |= *v > f32::NEG_INFINITY;
+            }
+        }
+        let token = if any { self.pick(&adjusted) } else { first };
+        self.adjusted = adjusted;
+        self.accept(token);
+        Some(token)
+    }
+
     /// Records a token as generated: decays all counts, then counts it.
     pub fn accept(&mut self, token: u32) {
         for c in self.occurrences.values_mut() {

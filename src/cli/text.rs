@@ -5,6 +5,7 @@ use super::{backend_kind, load, load_within, memory_limit, parse_tokens, read_al
 use crate::backend;
 use crate::error::{json_string, Error, Result};
 use crate::generate::{Completion, GenerateOptions, Session};
+use crate::grammar::Grammar;
 use crate::sampler::SamplerOptions;
 use crate::tokenizer::json::Json;
 use crate::tokenizer::{kind_for_vocab, Tokenizer, TokenizerKind};
@@ -29,6 +30,10 @@ pub(super) const GENERATE_OPTIONS: &[&str] = &[
     "backend",
     "json",
     "memory-limit-mb",
+    "json-schema",
+    "regex",
+    "lark",
+    "gbnf",
 ];
 
 /// Room, under `--memory-limit-mb`, for the tokenizer: it is built after the model (its kind
@@ -42,7 +47,8 @@ pub(super) fn generate(args: &Args, io: &mut dyn Io) -> Result<()> {
     if prompts.is_empty() {
         args.required("prompt")?;
     }
-    let opts = generate_options(args)?;
+    let mut opts = generate_options(args)?;
+    opts.grammar = grammar(args, io)?;
     let kind = backend_kind(args)?;
     let limit = memory_limit(args)?;
     // Under a memory limit the prefix cache takes a sixteenth of it unless told otherwise.
@@ -89,7 +95,28 @@ fn generate_options(args: &Args) -> Result<GenerateOptions> {
         max_tokens: args.number("max-tokens", GenerateOptions::default().max_tokens as u64)? as usize,
         stop: stop_strings(args.all("stop")),
         stop_tokens: parse_tokens("stop-tokens", args.optional("stop-tokens").unwrap_or(""))?,
+        grammar: None,
     })
+}
+
+/// `--json-schema FILE`, `--regex RE`, `--lark FILE` or `--gbnf FILE` (at most one).
+pub(super) fn grammar(args: &Args, io: &mut dyn Io) -> Result<Option<Grammar>> {
+    let given: Vec<&str> = ["json-schema", "regex", "lark", "gbnf"].into_iter().filter(|k| args.optional(k).is_some()).collect();
+    let Some(&key) = given.first() else { return Ok(None) };
+    if given.len() > 1 {
+        return Err(Error::invalid_options(format!("--{} and --{} both given: a generation takes one grammar", given[0], given[1])));
+    }
+    let value = args.required(key)?;
+    if key == "regex" {
+        return Ok(Some(Grammar::Regex(value.to_string())));
+    }
+    let bytes = read_all(io, value)?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::invalid_options(format!("--{key}: '{value}' is not UTF-8 text")))?;
+    Ok(Some(match key {
+        "json-schema" => Grammar::JsonSchema(text),
+        "lark" => Grammar::Lark(text),
+        _ => Grammar::Gbnf(text),
+    }))
 }
 
 fn completion_json(c: &Completion) -> String {
@@ -105,7 +132,7 @@ fn completion_json(c: &Completion) -> String {
 
 /// `--tokenizer` (with `--vocab FILE` for world and neox). `auto`, the default when there is a
 /// model, picks by the model's vocabulary size.
-fn tokenizer(args: &Args, io: &mut dyn Io, n_vocab: Option<usize>) -> Result<Tokenizer> {
+pub(super) fn tokenizer(args: &Args, io: &mut dyn Io, n_vocab: Option<usize>) -> Result<Tokenizer> {
     let name = match n_vocab {
         Some(_) => args.optional("tokenizer").unwrap_or("auto"),
         None => args.required("tokenizer")?,

@@ -1,6 +1,7 @@
 //! What a generation is asked to do and what it returns.
 
 use crate::error::{Error, Result};
+use crate::grammar::Grammar;
 use crate::sampler::SamplerOptions;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -12,11 +13,14 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
     /// Generation ends when one of these tokens is sampled; its text is not returned.
     pub stop_tokens: Vec<u32>,
+    /// Every token is drawn from those this grammar allows; its end ends the generation
+    /// (`StopReason::Grammar`).
+    pub grammar: Option<Grammar>,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { sampler: SamplerOptions::default(), max_tokens: 256, stop: Vec::new(), stop_tokens: Vec::new() }
+        GenerateOptions { sampler: SamplerOptions::default(), max_tokens: 256, stop: Vec::new(), stop_tokens: Vec::new(), grammar: None }
     }
 }
 
@@ -58,18 +62,28 @@ impl GenerateOptions {
             put(&mut k, stop.len() as u64);
             k.extend_from_slice(stop.as_bytes());
         }
+        if let Some(g) = &self.grammar {
+            for part in [g.kind(), g.text()] {
+                put(&mut k, part.len() as u64);
+                k.extend_from_slice(part.as_bytes());
+            }
+        }
         k
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
-    /// `max_tokens` were generated.
+    /// `max_tokens` were generated (with a grammar: before it was complete, so the output is
+    /// incomplete).
     Length,
     /// A stop string or stop token appeared.
     Stop,
     /// The caller aborted.
     Abort,
+    /// The grammar is complete: it allows nothing more, or the end-of-text token was sampled
+    /// where it may end.
+    Grammar,
 }
 
 impl StopReason {
@@ -78,6 +92,7 @@ impl StopReason {
             StopReason::Length => "length",
             StopReason::Stop => "stop",
             StopReason::Abort => "abort",
+            StopReason::Grammar => "grammar",
         }
     }
 }

@@ -18,6 +18,7 @@ use super::utf8::Utf8Stream;
 use crate::backend::Backend;
 use crate::error::{Error, ErrorCode, Result};
 use crate::ggml::SEQ_CHUNK;
+use crate::grammar::{Constraint, Grammars};
 use crate::model::Model;
 use crate::sampler::{Sampler, SamplerOptions};
 use crate::tokenizer::Tokenizer;
@@ -38,6 +39,8 @@ pub struct Session {
     prefixes: PrefixCache,
     responses: ResponseCache,
     active: Option<Generation>,
+    /// The grammar engine, built at the first request with a grammar.
+    grammars: Option<Grammars>,
 }
 
 /// The generation in progress.
@@ -45,6 +48,7 @@ struct Generation {
     max_tokens: usize,
     stop_tokens: Vec<u32>,
     sampler: Sampler,
+    constraint: Option<Constraint>,
     utf8: Utf8Stream,
     stop: StopMatcher,
     text: String,
@@ -77,6 +81,7 @@ impl Session {
             prefixes: PrefixCache::new(cache_bytes),
             responses: ResponseCache::new(cache_bytes.min(RESPONSE_CACHE_BYTES)),
             active: None,
+            grammars: None,
         }
     }
 
@@ -110,6 +115,14 @@ impl Session {
         &self.conv.tokens
     }
 
+    /// The grammar engine for this session's tokenizer and model (built on first use).
+    pub fn grammars(&mut self) -> Result<&mut Grammars> {
+        if self.grammars.is_none() {
+            self.grammars = Some(Grammars::new(&self.tokenizer, self.model.hparams.n_vocab)?);
+        }
+        Ok(self.grammars.as_mut().unwrap())
+    }
+
     /// Whether a generation is in progress.
     pub fn is_active(&self) -> bool {
         self.active.is_some()
@@ -133,11 +146,13 @@ impl Session {
         if prompt_tokens.is_empty() && self.conv.tokens.is_empty() {
             return Err(Error::invalid_options("the prompt is empty: a new conversation needs at least one token"));
         }
+        let constraint = opts.grammar.as_ref().map(|grammar| self.grammars()?.constraint(grammar)).transpose()?;
         self.conv.tokens.extend_from_slice(&prompt_tokens);
         let mut g = Generation {
             max_tokens: opts.max_tokens,
             stop_tokens: opts.stop_tokens.clone(),
             sampler,
+            constraint,
             utf8: Utf8Stream::new(),
             stop: StopMatcher::new(&opts.stop),
             text: String::new(),
@@ -306,6 +321,9 @@ impl Session {
             self.ingest_chunk(&mut g.stats)?;
             return Ok(Step::Text(String::new()));
         }
+        if g.constraint.as_ref().is_some_and(Constraint::is_finished) {
+            return Ok(Step::Text(self.finish(g, StopReason::Grammar, true)));
+        }
         if g.tokens.len() >= g.max_tokens {
             return Ok(Step::Text(self.finish(g, StopReason::Length, true)));
         }
@@ -339,7 +357,19 @@ impl Session {
         let start = (self.clock)();
         let conv = &mut self.conv;
         let mut logits = conv.logits.take().ok_or_else(|| Error::invalid_options("no logits to sample from"))?;
-        let token = g.sampler.sample(&logits);
+        let token = match g.constraint.as_mut() {
+            None => g.sampler.sample(&logits),
+            Some(c) => match c.sample(&mut g.sampler, &logits, &|| 0.0)?.0 {
+                Some(token) => token,
+                // Only tokens past the model's outputs are allowed (a byte model's end of text).
+                None if c.is_accepting() => {
+                    conv.logits = Some(logits);
+                    g.stats.decode_ms += (self.clock)() - start;
+                    return Ok(self.finish(g, StopReason::Grammar, true));
+                }
+                None => return Err(Error::invalid_options("the grammar allows no token this model has at this point")),
+            },
+        };
         conv.tokens.push(token);
         g.tokens.push(token);
         g.stats.generated_tokens += 1;
@@ -347,7 +377,10 @@ impl Session {
         // (reason, whether held text is still released)
         let mut text = String::new();
         let mut ended = None;
-        if g.stop_tokens.contains(&token) {
+        let grammar_eos = g.constraint.as_ref().is_some_and(|c| c.eos() == token);
+        if grammar_eos {
+            ended = Some((StopReason::Grammar, true));
+        } else if g.stop_tokens.contains(&token) {
             ended = Some((StopReason::Stop, true));
         } else {
             // Ids the vocabulary does not define (padding outputs) add no text.
@@ -356,6 +389,8 @@ impl Session {
             text = released.text;
             if released.stopped {
                 ended = Some((StopReason::Stop, false));
+            } else if g.constraint.as_ref().is_some_and(Constraint::is_finished) {
+                ended = Some((StopReason::Grammar, true));
             } else if g.tokens.len() >= g.max_tokens {
                 ended = Some((StopReason::Length, true));
             }

@@ -332,7 +332,7 @@ impl Engine {
 fn generate_options(value: &JsValue) -> Result<(GenerateOptions, bool)> {
     const KEYS: &[&str] = &[
         "maxTokens", "temperature", "topP", "topK", "minP", "presencePenalty", "frequencyPenalty", "penaltyDecay",
-        "logitBias", "bannedTokens", "stop", "stopTokens", "seed", "continue",
+        "logitBias", "bannedTokens", "stop", "stopTokens", "seed", "continue", "grammar",
     ];
     let o = Options::new(value, "generate", KEYS)?;
     let d = GenerateOptions::default();
@@ -355,6 +355,7 @@ fn generate_options(value: &JsValue) -> Result<(GenerateOptions, bool)> {
         max_tokens: o.uint("maxTokens", u32::MAX as f64)?.map_or(d.max_tokens, |n| n as usize),
         stop: o.strings("stop")?,
         stop_tokens: o.tokens("stopTokens")?,
+        grammar: o.grammar("grammar")?,
     };
     Ok((opts, o.bool("continue")?.unwrap_or(false)))
 }

@@ -5,6 +5,7 @@ use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::error::{Error, Result};
+use crate::grammar::Grammar;
 
 /// `{k1: v1, k2: v2, …}`.
 pub fn object(fields: &[(&str, JsValue)]) -> JsValue {
@@ -96,6 +97,31 @@ impl Options {
         }
         Array::from(&v)
             .iter().map(|t| token_id(&t).ok_or_else(|| self.bad(key, "an array of token ids"))).collect()
+    }
+
+    /// `{ jsonSchema: object|string }`, `{ regex: string }`, `{ lark: string }` or `{ gbnf: string }`.
+    pub fn grammar(&self, key: &str) -> Result<Option<Grammar>> {
+        let Some(v) = self.get(key) else { return Ok(None) };
+        let want = "one of { jsonSchema: object|string }, { regex: string }, { lark: string }, { gbnf: string }";
+        let obj = v.dyn_ref::<Object>().filter(|_| !Array::is_array(&v)).ok_or_else(|| self.bad(key, want))?;
+        let keys: Vec<String> = Object::keys(obj).iter().filter_map(|k| k.as_string()).collect();
+        let [kind] = keys.as_slice() else { return Err(self.bad(key, want)) };
+        let value = Reflect::get(obj, &JsValue::from_str(kind)).unwrap_or(JsValue::UNDEFINED);
+        let text = match value.as_string() {
+            Some(s) => s,
+            None if kind == "jsonSchema" && value.is_object() => js_sys::JSON::stringify(&value)
+                .ok()
+                .and_then(|s| s.as_string())
+                .ok_or_else(|| self.bad(key, "a JSON Schema that JSON.stringify can write"))?,
+            None => return Err(self.bad(key, want)),
+        };
+        Ok(Some(match kind.as_str() {
+            "jsonSchema" => Grammar::JsonSchema(text),
+            "regex" => Grammar::Regex(text),
+            "lark" => Grammar::Lark(text),
+            "gbnf" => Grammar::Gbnf(text),
+            _ => return Err(self.bad(key, want)),
+        }))
     }
 
     /// `{ "<token id>": bias, … }`.

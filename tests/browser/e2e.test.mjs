@@ -61,6 +61,22 @@ for (const isolated of [false, true]) {
       }
     });
 
+    test('structured output: a JSON Schema and a GBNF grammar end with the grammar; a bad one is invalid_options', async () => {
+      const schema = { type: 'object', properties: { ok: { type: 'boolean' }, n: { type: 'integer', minimum: 0, maximum: 99 } }, required: ['ok', 'n'], additionalProperties: false };
+      const r = await run('structured', url(models.tiny), schema);
+      const { chunks, result } = r.json;
+      assert.equal(result.stopReason, 'grammar', JSON.stringify(result));
+      assert.equal(chunks.join(''), result.text);
+      const value = JSON.parse(result.text);
+      assert.deepEqual(Object.keys(value).sort(), ['n', 'ok']);
+      assert.equal(typeof value.ok, 'boolean');
+      assert.ok(Number.isInteger(value.n) && value.n >= 0 && value.n <= 99, result.text);
+      assert.equal(r.gbnf.stopReason, 'grammar');
+      assert.match(r.gbnf.text, /^(yes|no)\.[0-9]{2}$/);
+      assert.equal(r.bad.error.code, 'invalid_options');
+      assert.equal(r.after.stopReason, 'length');
+    });
+
     test('load by URL with progress, streaming generation, abort midway, frames keep coming', async () => {
       const r = await run('loadAndGenerate', url(models.tiny));
       const size = statSync(models.tiny).size;

@@ -23,6 +23,11 @@ export async function demo(modelUrl: string, vocab: Blob): Promise<string> {
     await engine.loadState(state);
     const { usedBytes, limitBytes } = await engine.memory();
     console.log(logits.length, usedBytes / limitBytes, (await engine.metrics()).ggml?.latencyMs.p50);
+    const schema = { type: 'object', properties: { name: { type: 'string', maxLength: 8 } }, required: ['name'] };
+    const structured: Completion = await engine.complete('JSON:', { maxTokens: 64, grammar: { jsonSchema: schema } });
+    if (structured.stopReason === 'grammar') console.log(JSON.parse(structured.text).name);
+    await engine.complete('Digits:', { grammar: { regex: '[0-9]{1,4}' } });
+    await engine.complete('Sum:', { grammar: { gbnf: 'root ::= [0-9]+ "+" [0-9]+' } });
     return (await engine.complete('Hi', { maxTokens: 8, continue: true })).text;
   } catch (e) {
     if (e instanceof EchoError && e.code === 'model_too_large') console.log(e.neededBytes, e.limitBytes);

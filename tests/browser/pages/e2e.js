@@ -63,6 +63,24 @@ window.scenarios = {
     }
   },
 
+  /** Structured output: a JSON Schema (streamed) and a GBNF grammar, and a bad grammar. */
+  async structured(modelUrl, schema) {
+    const engine = await EchoEngine.create();
+    try {
+      await engine.loadModel(modelUrl);
+      const chunks = [];
+      const generation = engine.generate('{"', { maxTokens: 64, seed: 3, grammar: { jsonSchema: schema } });
+      for await (const chunk of generation) chunks.push(chunk.text);
+      const json = { chunks, result: await generation.result };
+      const gbnf = await engine.complete('x', { maxTokens: 64, seed: 3, grammar: { gbnf: 'root ::= ("yes" | "no") "." [0-9]{2}' } });
+      const bad = await settle(engine.complete('x', { grammar: { regex: '(' } }));
+      const after = await engine.complete('x', { maxTokens: 4, seed: 3 });
+      return { json, gbnf, bad, after };
+    } finally {
+      engine.terminate();
+    }
+  },
+
   /** Load by URL with progress, stream a generation, abort a second one midway. */
   async loadAndGenerate(modelUrl) {
     const engine = await EchoEngine.create();
