@@ -205,7 +205,7 @@ fn bench_grammar(args: &Args, io: &mut dyn Io, grammar: Grammar) -> Result<()> {
         logits.rotate_left(1);
     }
     let setup = (trie_ms, trie_bytes, compile_ms, cached_ms);
-    io.stdout(&grammar_json(io.runtime(), &grammar, n_vocab, tokenizer.kind(), setup, &mut mask_times, &mut sample_times, completed, None));
+    io.stdout(&grammar_json(&io.runtime(), &grammar, n_vocab, tokenizer.kind(), setup, &mut mask_times, &mut sample_times, completed, None));
     Ok(())
 }
 
@@ -255,7 +255,7 @@ fn bench_grammar_model(
     // A decode step with the grammar: the model, the mask and advancing the grammar, sampling.
     let mut with: Vec<f64> = (0..n).map(|i| decode_times[i] + mask_times[i] + sample_times[i]).collect();
     let decode = (plain_ms, median(&mut with));
-    io.stdout(&grammar_json(io.runtime(), grammar, logits.len(), kind, setup, &mut mask_times, &mut sample_times, completed, Some(decode)));
+    io.stdout(&grammar_json(&io.runtime(), grammar, logits.len(), kind, setup, &mut mask_times, &mut sample_times, completed, Some(decode)));
     Ok(())
 }
 
