@@ -88,6 +88,7 @@ pub fn plan(spec: &SynthSpec) -> Result<(FileHeader, Vec<TensorInfo>)> {
         return Err(Error::invalid_options("head_size must divide n_embed"));
     }
     let dims = dims(spec);
+    schema::check_head_size(spec.arch, dims["S"]).map_err(Error::invalid_options)?;
     let header = FileHeader {
         version: VERSION,
         n_vocab: spec.n_vocab as u32,

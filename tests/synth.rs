@@ -156,3 +156,21 @@ fn each_tensor_name_is_stored_the_same_in_every_architecture() {
         }
     }
 }
+
+/// ggml's v7 kernel has no remainder loop: a head that is not a multiple of 64 would run it past
+/// its buffers (it corrupted the heap natively), so such a file is refused, and synth makes none.
+#[test]
+fn v7_heads_must_be_multiples_of_64() {
+    let two_heads_of_32 = |t: &mut TensorInfo| {
+        if t.name.ends_with("att.r_k") {
+            t.shape = vec![32, 2];
+        }
+    };
+    let err = load_bytes(&planned_file(Arch::V7, two_heads_of_32), LoadOptions::default()).err().unwrap();
+    assert_eq!(err.code, ErrorCode::InvalidModel);
+    assert!(err.message.contains("v7 heads of size 32"), "{}", err.message);
+    let spec = SynthSpec { arch: Arch::V7, n_embed: 64, n_layer: 1, n_vocab: 256, n_ffn: None, head_size: Some(32), dtype: DType::F16, seed: 1 };
+    assert_eq!(synth::plan(&spec).err().unwrap().code, ErrorCode::InvalidOptions);
+    // v6's kernel has a remainder loop: heads of 32 are fine there.
+    assert!(synth::plan(&SynthSpec { arch: Arch::V6, ..spec }).is_ok());
+}

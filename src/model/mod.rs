@@ -177,6 +177,7 @@ impl Model {
         if arch != Arch::V4 && n_head * head_size != e {
             return Err(Error::invalid_model(format!("{n_head} heads of size {head_size} do not make n_embed = {e}")));
         }
+        schema::check_head_size(arch, head_size).map_err(Error::invalid_model)?;
         let hparams = Hparams {
             n_vocab: header.n_vocab as usize,
             n_embed: e,

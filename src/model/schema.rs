@@ -279,6 +279,16 @@ pub fn resolve(shape: Shape, dims: &Dims) -> Vec<usize> {
 
 /// Checks that exactly the expected tensors are present with consistent shapes, the element-wise
 /// ones in FP32 (rwkv.cpp runs nothing else; matrices may have any type); returns the
+/// ggml's v7 kernel (`rwkv_wkv7`) walks a head in blocks of up to 64 floats (16 in wasm, 64 with
+/// AVX-512) with no loop for a remainder: a head of another size makes it read and write past its
+/// buffers. Every RWKV-7 model has heads of 64; a file with others is refused, on every target.
+pub fn check_head_size(arch: Arch, head_size: usize) -> std::result::Result<(), String> {
+    if arch == Arch::V7 && head_size % 64 != 0 {
+        return Err(format!("v7 heads of size {head_size}: only multiples of 64 can run (every RWKV-7 model has 64)"));
+    }
+    Ok(())
+}
+
 /// values the symbols took (`F`, `S`, `H`, LoRA ranks), with `E` and `V` from the header.
 pub fn validate(arch: Arch, h: &FileHeader, find: impl Fn(&str) -> Option<TensorInfo>, count: usize) -> Result<Dims> {
     let expected = expected(arch, h.n_layer as usize);
