@@ -7,15 +7,15 @@
 use std::sync::Arc;
 
 use echo_engine::backend::{self, BackendKind};
-use echo_engine::convert::{self, Converter, Need, Summary};
+use echo_engine::convert::{Converter, Need};
 use echo_engine::format::DType;
 use echo_engine::model::{load_bytes, LoadOptions};
 use echo_engine::quantize::Quantizer;
-use echo_engine::{Error, ErrorCode};
+use echo_engine::ErrorCode;
 
 #[path = "common/checkpoints.rs"]
 mod checkpoints;
-use checkpoints::{assert_same_file, tensors};
+use checkpoints::{assert_same_file, run, tensors};
 
 const VERSIONS: &[&str] = &["v4", "v5.1", "v5.2", "v6", "v7"];
 /// The tokens the fixture script fed the PyTorch models, one at a time.
@@ -26,23 +26,6 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Converts in memory, reading where the converter asks.
-fn run(input: &[u8], target: DType) -> Result<(Vec<u8>, Summary), Error> {
-    let mut out = Vec::new();
-    let summary = convert::convert(
-        input.len() as u64,
-        target,
-        |offset, buf| {
-            buf.copy_from_slice(&input[offset as usize..offset as usize + buf.len()]);
-            Ok(())
-        },
-        |bytes| {
-            out.extend_from_slice(bytes);
-            Ok(())
-        },
-    )?;
-    Ok((out, summary))
-}
 
 fn convert_ok(input: &[u8], target: DType) -> Vec<u8> {
     run(input, target).unwrap().0

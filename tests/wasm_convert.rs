@@ -9,12 +9,11 @@ mod wasm_mode;
 
 #[path = "common/checkpoints.rs"]
 mod checkpoints;
-use checkpoints::assert_same_file;
+use checkpoints::{assert_same_file, run};
 
 use std::sync::Arc;
 
 use echo_engine::backend::{self, BackendKind};
-use echo_engine::convert;
 use echo_engine::format::DType;
 use echo_engine::model::{load_bytes, LoadOptions};
 use echo_engine::ErrorCode;
@@ -36,28 +35,12 @@ type Version = (&'static str, &'static [u8], &'static [u8], &'static [u8], &'sta
 const VERSIONS: &[Version] = &[version!("v4"), version!("v5.1"), version!("v5.2"), version!("v6"), version!("v7")];
 const TOKENS: &[u32] = &[3, 17, 42, 5, 60, 1, 33, 8];
 
-fn run(input: &[u8], target: DType) -> echo_engine::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    convert::convert(
-        input.len() as u64,
-        target,
-        |offset, buf| {
-            buf.copy_from_slice(&input[offset as usize..offset as usize + buf.len()]);
-            Ok(())
-        },
-        |bytes| {
-            out.extend_from_slice(bytes);
-            Ok(())
-        },
-    )?;
-    Ok(out)
-}
 
 #[wasm_bindgen_test]
 fn converts_every_version_as_rwkv_cpp_does() {
     for &(v, pth, st, fp16, _) in VERSIONS {
         for input in [pth, st] {
-            let ours = run(input, DType::F16).unwrap();
+            let ours = run(input, DType::F16).unwrap().0;
             let n = assert_same_file(&ours, fp16, v, v);
             assert!(n == 0 || !(v == "v6" || v == "v7"), "{v}: {n} elements differ");
         }
@@ -68,7 +51,7 @@ fn converts_every_version_as_rwkv_cpp_does() {
 fn logits_of_converted_models_match_pytorch() {
     for &(v, pth, _, _, logits) in VERSIONS {
         let expected: Vec<f32> = logits.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-        let model = Arc::new(load_bytes(&run(pth, DType::F32).unwrap(), LoadOptions::default()).unwrap());
+        let model = Arc::new(load_bytes(&run(pth, DType::F32).unwrap().0, LoadOptions::default()).unwrap());
         let mut b = backend::create(BackendKind::Ggml, model.clone()).unwrap();
         let mut state = model.initial_state();
         let mut out = vec![0.0; model.hparams.n_vocab];

@@ -2,6 +2,27 @@
 //! tests/wasm_convert.rs).
 #![allow(dead_code)]
 
+use echo_engine::convert::{self, Summary};
+use echo_engine::format::DType;
+
+/// Converts in memory, reading where the converter asks.
+pub fn run(input: &[u8], target: DType) -> echo_engine::Result<(Vec<u8>, Summary)> {
+    let mut out = Vec::new();
+    let summary = convert::convert(
+        input.len() as u64,
+        target,
+        |offset, buf| {
+            buf.copy_from_slice(&input[offset as usize..offset as usize + buf.len()]);
+            Ok(())
+        },
+        |bytes| {
+            out.extend_from_slice(bytes);
+            Ok(())
+        },
+    )?;
+    Ok((out, summary))
+}
+
 /// A tensor of a file: name, type code, shape, data.
 pub type Tensor = (String, i32, Vec<i32>, Vec<u8>);
 
