@@ -294,7 +294,7 @@ fn convert(args: &Args, io: &mut dyn Io) -> Result<()> {
         buf.shrink_to(1 << 20);
     }
     let s = c.summary().expect("done");
-    let memory = if io.runtime() == "wasm" { format!(",\"wasm_memory_bytes\":{}", io.peak_memory_bytes()) } else { String::new() };
+    let memory = if io.runtime() != "native" { format!(",\"wasm_memory_bytes\":{}", io.peak_memory_bytes()) } else { String::new() };
     io.stdout(&format!(
         "{{\"out\":{},\"arch\":\"{}\",\"type\":\"{}\",\"n_vocab\":{},\"n_embed\":{},\"n_layer\":{},\"tensors\":{},\"quantized\":{},\"bytes\":{written}{memory}}}",
         crate::error::json_string(output),
