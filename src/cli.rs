@@ -294,9 +294,8 @@ fn convert(args: &Args, io: &mut dyn Io) -> Result<()> {
         buf.shrink_to(1 << 20);
     }
     let s = c.summary().expect("done");
-    let memory = if io.runtime() != "native" { format!(",\"wasm_memory_bytes\":{}", io.peak_memory_bytes()) } else { String::new() };
     io.stdout(&format!(
-        "{{\"out\":{},\"arch\":\"{}\",\"type\":\"{}\",\"n_vocab\":{},\"n_embed\":{},\"n_layer\":{},\"tensors\":{},\"quantized\":{},\"bytes\":{written}{memory}}}",
+        "{{\"out\":{},\"arch\":\"{}\",\"type\":\"{}\",\"n_vocab\":{},\"n_embed\":{},\"n_layer\":{},\"tensors\":{},\"quantized\":{},\"bytes\":{written},\"peak_memory_bytes\":{}}}",
         crate::error::json_string(output),
         s.arch.name(),
         s.dtype.name(),
@@ -304,7 +303,8 @@ fn convert(args: &Args, io: &mut dyn Io) -> Result<()> {
         s.n_embed,
         s.n_layer,
         s.tensors,
-        s.quantized
+        s.quantized,
+        io.peak_memory_bytes()
     ));
     Ok(())
 }
