@@ -6,8 +6,9 @@
 //   node scripts/browser-cli.mjs bench --model M.bin [--sample] …
 //   node scripts/browser-cli.mjs generate --model M.bin --prompt "…" --prompt "…" --json
 //
-// The files named by --model and --vocab are served from localhost and fetched whole by the page
-// before the command runs (the CLI reads synchronously); other files cannot be read, nor written.
+// The files the command reads (--model, --vocab, --file and the grammar files) are served from
+// localhost and fetched whole by the page before the command runs (the CLI reads synchronously);
+// other files cannot be read, nor written.
 import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +16,7 @@ import { startServer } from '../tests/browser/server.mjs';
 import { CHROMIUM_MISSING, launchChromium } from '../tests/browser/chromium.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const FILE_OPTIONS = ['--model', '--vocab'];
+const FILE_OPTIONS = ['--model', '--vocab', '--file', '--json-schema', '--lark', '--gbnf'];
 
 const args = process.argv.slice(2);
 if (CHROMIUM_MISSING) {
@@ -69,7 +70,7 @@ async function runInPage({ args, files }) {
   let stderr = '';
   const io = {
     open(path) {
-      if (!contents.has(path)) throw new Error('only the files named by --model and --vocab can be read in the browser');
+      if (!contents.has(path)) throw new Error('only the files named by --model, --vocab, --file, --json-schema, --lark and --gbnf can be read in the browser');
       offsets.set(path, 0);
       return contents.get(path).length;
     },

@@ -1,7 +1,7 @@
 //! The `echo-engine` command line, written once for both runtimes: the native binary and the
 //! Node.js CLI (`bin/echo-engine.mjs`, which runs this code in wasm). Each runtime supplies an `Io`
 //! (files, output, clock); everything else — parsing, loading, evaluation, benchmarks — is here,
-//! the text commands (`generate`, `tokenize`, `detokenize`) in `cli/text.rs`, `bench` in `cli/bench.rs`.
+//! the text commands (`generate`, `perplexity`, `tokenize`, `detokenize`) in `cli/text.rs`, `bench` in `cli/bench.rs`.
 
 mod bench;
 mod text;
@@ -39,7 +39,7 @@ pub trait Io {
     fn peak_memory_bytes(&self) -> u64;
 }
 
-const USAGE: &str = "usage: echo-engine <info|logits|quantize|convert|bench|synth|generate|tokenize|detokenize|help> [options]
+const USAGE: &str = "usage: echo-engine <info|logits|quantize|convert|bench|synth|generate|perplexity|tokenize|detokenize|help> [options]
   info       --model F
   logits     --model F --tokens 34,105,110 [--mode serial|sequence] [--backend ggml|reference]
   quantize   --in F --out G --type Q4_0|Q4_1|Q5_0|Q5_1|Q8_0
@@ -54,6 +54,7 @@ const USAGE: &str = "usage: echo-engine <info|logits|quantize|convert|bench|synt
              [--presence-penalty 0.2] [--frequency-penalty 0.2] [--penalty-decay 0.996] [--seed 42]
              [--stop S | --stop '[\"S1\",\"S2\"]' …] [--stop-tokens 0,1] [--cache-mb 64] [--backend ggml] [--json]
              [--memory-limit-mb N] [--json-schema FILE | --regex RE | --lark FILE | --gbnf FILE]
+  perplexity --model F --file TEXT [--window 128] [--tokenizer auto|world|neox|byte] [--vocab FILE] [--backend ggml]
   tokenize   --tokenizer world|neox|byte [--vocab FILE] --text TEXT
   detokenize --tokenizer world|neox|byte [--vocab FILE] --ids 1,2,3 [--json]";
 
@@ -134,6 +135,7 @@ fn run_command(args: &[String], io: &mut dyn Io) -> Result<()> {
         "bench" => bench::bench(&Args::parse(rest, bench::OPTIONS)?, io),
         "synth" => synth_cmd(&Args::parse(rest, &["arch", "n-embed", "n-layer", "n-vocab", "n-ffn", "head-size", "type", "out", "seed"])?, io),
         "generate" => text::generate(&Args::parse(rest, text::GENERATE_OPTIONS)?, io),
+        "perplexity" => text::perplexity(&Args::parse(rest, text::PERPLEXITY_OPTIONS)?, io),
         "tokenize" => text::tokenize(&Args::parse(rest, &["tokenizer", "vocab", "text"])?, io),
         "detokenize" => text::detokenize(&Args::parse(rest, &["tokenizer", "vocab", "ids", "json"])?, io),
         other => Err(Error::invalid_options(format!("unknown command '{other}'\n{USAGE}"))),

@@ -1,5 +1,5 @@
 //! The text commands: `generate` (streamed, or one JSON object per prompt with `--json`),
-//! `tokenize` and `detokenize`.
+//! `perplexity`, `tokenize` and `detokenize`.
 
 use super::{backend_kind, load, load_within, memory_limit, parse_tokens, read_all, Args, Io};
 use crate::backend;
@@ -75,6 +75,59 @@ pub(super) fn generate(args: &Args, io: &mut dyn Io) -> Result<()> {
         io.stdout(&if json { completion_json(&completion) } else { String::new() });
     }
     Ok(())
+}
+
+pub(super) const PERPLEXITY_OPTIONS: &[&str] = &["model", "file", "tokenizer", "vocab", "window", "backend"];
+
+/// The model's perplexity per token on a text file (`--file`): the tokens in windows of `--window`, each
+/// window from the initial state, every next token predicted; the remainder that fills no window
+/// is left out. This is how the demo model's training script measures it in PyTorch
+/// (`scripts/train-demo-model.py`), so the two figures compare.
+pub(super) fn perplexity(args: &Args, io: &mut dyn Io) -> Result<()> {
+    let window = args.number("window", 128)? as usize;
+    if window == 0 {
+        return Err(Error::invalid_options("--window must be at least 1"));
+    }
+    let kind = backend_kind(args)?;
+    let (model, _) = load(args.required("model")?, io)?;
+    let tokenizer = tokenizer(args, io, Some(model.hparams.n_vocab))?;
+    let path = args.required("file")?;
+    let text = String::from_utf8(read_all(io, path)?).map_err(|_| Error::invalid_options(format!("--file: '{path}' is not UTF-8 text")))?;
+    let tokens = tokenizer.encode(&text);
+    let windows = tokens.len().saturating_sub(1) / window;
+    if windows == 0 {
+        return Err(Error::invalid_options(format!(
+            "--file: '{path}' has {} tokens, too few for one window of {window} and the token after it",
+            tokens.len()
+        )));
+    }
+    let now = io.clock();
+    let start = now();
+    let mut backend = backend::create(kind, model.clone())?;
+    let mut logits = vec![0.0f32; model.hparams.n_vocab];
+    let mut nll = 0.0f64;
+    for w in 0..windows {
+        let mut state = model.initial_state();
+        for i in w * window..(w + 1) * window {
+            backend.eval(&tokens[i..=i], &mut state, Some(&mut logits))?;
+            nll += negative_log_likelihood(&logits, tokens[i + 1] as usize);
+        }
+    }
+    let n = windows * window;
+    io.stdout(&format!(
+        "{{\"tokens\":{n},\"window\":{window},\"windows\":{windows},\"nll_per_token\":{},\"perplexity\":{},\"ms_per_token\":{:.4}}}",
+        nll / n as f64,
+        (nll / n as f64).exp(),
+        (now() - start) / n as f64
+    ));
+    Ok(())
+}
+
+/// -log softmax(logits)[target], in f64.
+fn negative_log_likelihood(logits: &[f32], target: usize) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    max + sum.ln() - logits[target] as f64
 }
 
 fn generate_options(args: &Args) -> Result<GenerateOptions> {

@@ -50,5 +50,5 @@ test('a file the command names outside --model and --vocab is a typed error', { 
   assert.equal(JSON.parse(r.stderr).code, 'invalid_options');
   const q = run('chromium', ['quantize', '--in', join(root, 'package.json'), '--out', join(root, 'x.bin'), '--type', 'Q8_0']);
   assert.equal(q.status, 1);
-  assert.match(JSON.parse(q.stderr).message, /only the files named by --model and --vocab/);
+  assert.match(JSON.parse(q.stderr).message, /only the files named by --model, --vocab, --file/);
 });
