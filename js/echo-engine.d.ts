@@ -140,6 +140,8 @@ export interface GenerationStats {
   decodeMs: number;
   promptTokensPerS: number;
   decodeTokensPerS: number;
+  /** The median decode step (sample a token, evaluate it), in ms: the steady speed, pauses aside. */
+  decodeMsMedian: number;
   /** An identical earlier request (same seed and options) was answered again. */
   fromResponseCache: boolean;
 }

@@ -139,6 +139,8 @@ fn streamed_text_is_valid_and_adds_up_to_the_completion() {
     assert_eq!(c.stats.generated_tokens, 200);
     assert_eq!(c.stats.prompt_tokens, PROMPT.len());
     assert!(c.stats.decode_tokens_per_s > 0.0 && c.stats.prompt_tokens_per_s > 0.0);
+    // One of 200 steps: above zero, and at most their mean times 200.
+    assert!(c.stats.decode_ms_median > 0.0 && c.stats.decode_ms_median <= c.stats.decode_ms, "{:?}", c.stats);
 }
 
 #[test]

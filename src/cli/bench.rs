@@ -220,9 +220,15 @@ fn next_token(
     (mask_ms, sample_ms): (&mut Vec<f64>, &mut Vec<f64>),
 ) -> Result<Option<u32>> {
     let t = now();
-    let (token, grammar_ms) = constraint.sample(sampler, logits, now)?;
-    mask_ms.push(grammar_ms);
-    sample_ms.push(now() - t - grammar_ms);
+    let allowed = constraint.compute_mask()?;
+    let t1 = now();
+    let token = sampler.sample_allowed(logits, allowed);
+    let t2 = now();
+    if let Some(token) = token {
+        constraint.advance(token)?;
+    }
+    mask_ms.push(t1 - t + now() - t2);
+    sample_ms.push(t2 - t1);
     Ok(token.filter(|&t| t != constraint.eos()))
 }
 

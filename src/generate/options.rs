@@ -115,16 +115,21 @@ pub struct Stats {
     pub prompt_tokens_per_s: f64,
     /// `generated_tokens` per second of `decode_ms`.
     pub decode_tokens_per_s: f64,
+    /// The median of the decode steps (sampling a token and evaluating it), in ms: unlike the
+    /// mean, it shows the steady speed whatever pauses (a host's garbage collection) came between.
+    pub decode_ms_median: f64,
     /// The whole completion came from the response cache (an identical earlier request).
     pub from_response_cache: bool,
 }
 
 impl Stats {
-    /// Fills in the rates from the counts and times.
-    pub(crate) fn finish(&mut self) {
+    /// Fills in the rates and the median from the counts and times (`step_ms`: each decode step's).
+    pub(crate) fn finish(&mut self, step_ms: &mut [f64]) {
         let rate = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 };
         self.prompt_tokens_per_s = rate(self.evaluated_prompt_tokens, self.prompt_ms);
         self.decode_tokens_per_s = rate(self.generated_tokens, self.decode_ms);
+        step_ms.sort_by(f64::total_cmp);
+        self.decode_ms_median = step_ms.get(step_ms.len() / 2).copied().unwrap_or(0.0);
     }
 
     /// One JSON object (the CLI's and the JS API's shape).
@@ -132,7 +137,7 @@ impl Stats {
         format!(
             "{{\"prompt_tokens\":{},\"cached_tokens\":{},\"evaluated_prompt_tokens\":{},\"generated_tokens\":{},\
              \"prompt_ms\":{:.3},\"decode_ms\":{:.3},\"prompt_tokens_per_s\":{:.1},\"decode_tokens_per_s\":{:.1},\
-             \"from_response_cache\":{}}}",
+             \"decode_ms_median\":{:.3},\"from_response_cache\":{}}}",
             self.prompt_tokens,
             self.cached_tokens,
             self.evaluated_prompt_tokens,
@@ -141,6 +146,7 @@ impl Stats {
             self.decode_ms,
             self.prompt_tokens_per_s,
             self.decode_tokens_per_s,
+            self.decode_ms_median,
             self.from_response_cache
         )
     }

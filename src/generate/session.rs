@@ -54,12 +54,21 @@ struct Generation {
     text: String,
     tokens: Vec<u32>,
     stats: Stats,
+    /// Each decode step's ms, for the median.
+    step_ms: Vec<f64>,
     /// The response cache key: the conversation up to the reply, and the options.
     key: (Vec<u32>, Vec<u8>),
     /// Text to send before `done` (a reply from the response cache).
     replay: Option<String>,
     /// Set when the generation has ended; the next step returns it.
     done: Option<Completion>,
+}
+
+impl Generation {
+    fn step_done(&mut self, ms: f64) {
+        self.stats.decode_ms += ms;
+        self.step_ms.push(ms);
+    }
 }
 
 impl Session {
@@ -158,6 +167,7 @@ impl Session {
             text: String::new(),
             tokens: Vec::new(),
             stats: Stats { prompt_tokens: prompt_tokens.len(), ..Stats::default() },
+            step_ms: Vec::new(),
             key: (self.conv.tokens.clone(), opts.cache_key()),
             replay: None,
             done: None,
@@ -359,12 +369,12 @@ impl Session {
         let mut logits = conv.logits.take().ok_or_else(|| Error::invalid_options("no logits to sample from"))?;
         let token = match g.constraint.as_mut() {
             None => g.sampler.sample(&logits),
-            Some(c) => match c.sample(&mut g.sampler, &logits, &|| 0.0)?.0 {
+            Some(c) => match c.sample(&mut g.sampler, &logits)? {
                 Some(token) => token,
                 // Only tokens past the model's outputs are allowed (a byte model's end of text).
                 None if c.is_accepting() => {
                     conv.logits = Some(logits);
-                    g.stats.decode_ms += (self.clock)() - start;
+                    g.step_done((self.clock)() - start);
                     return Ok(self.finish(g, StopReason::Grammar, true));
                 }
                 None => return Err(Error::invalid_options("the grammar allows no token this model has at this point")),
@@ -400,14 +410,14 @@ impl Session {
             // The last token is left unfed, with the logits it was sampled from.
             Some((reason, flush)) => {
                 conv.logits = Some(logits);
-                g.stats.decode_ms += (self.clock)() - start;
+                g.step_done((self.clock)() - start);
                 text.push_str(&self.finish(g, reason, flush));
             }
             None => {
                 self.backend.eval(&[token], &mut conv.state, Some(&mut logits))?;
                 conv.fed += 1;
                 conv.logits = Some(logits);
-                g.stats.decode_ms += (self.clock)() - start;
+                g.step_done((self.clock)() - start);
             }
         }
         Ok(text)
@@ -426,7 +436,7 @@ impl Session {
             }
         }
         g.text.push_str(&tail);
-        g.stats.finish();
+        g.stats.finish(&mut g.step_ms);
         let conv = &self.conv;
         if conv.fed > 0 {
             self.prefixes.insert(&conv.tokens[..conv.fed], &conv.state, conv.logits.as_deref());

@@ -175,19 +175,30 @@ impl Constraint {
     /// the token, as llama.cpp does, samples another distribution, and a draw among all 65,536
     /// tokens of a random-weight model can differ between native and wasm, whose logits differ in
     /// the last bits; among the few allowed tokens it did not in our tests.) None: no token of the
-    /// model is allowed (a byte model where only the end of text is). Returns the time spent in
-    /// the grammar (by `now`, in its unit), for benchmarks.
-    pub fn sample(&mut self, sampler: &mut Sampler, logits: &[f32], now: &dyn Fn() -> f64) -> Result<(Option<u32>, f64)> {
-        let t = now();
-        self.mask = self.matcher.compute_mask().map_err(|e| grammar_failed(&e.to_string()))?;
-        let mut spent = now() - t;
+    /// model is allowed (a byte model where only the end of text is).
+    pub fn sample(&mut self, sampler: &mut Sampler, logits: &[f32]) -> Result<Option<u32>> {
+        self.compute_mask()?;
         let token = sampler.sample_allowed(logits, self.mask.as_slice());
-        if let Some(token) = token.filter(|&t| t != self.eos) {
-            let t = now();
-            self.matcher.consume_token(token).map_err(|e| grammar_failed(&e.to_string()))?;
-            spent += now() - t;
+        if let Some(token) = token {
+            self.advance(token)?;
         }
-        Ok((token, spent))
+        Ok(token)
+    }
+
+    /// The tokens the grammar allows next, a bit per token (`sample`'s first step; public for
+    /// `bench`, which times the steps apart).
+    pub fn compute_mask(&mut self) -> Result<&[u32]> {
+        self.mask = self.matcher.compute_mask().map_err(|e| grammar_failed(&e.to_string()))?;
+        Ok(self.mask.as_slice())
+    }
+
+    /// Advances the grammar by a token it allowed (`sample`'s last step); the end-of-text token
+    /// ends the generation instead.
+    pub fn advance(&mut self, token: u32) -> Result<()> {
+        if token != self.eos {
+            self.matcher.consume_token(token).map_err(|e| grammar_failed(&e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// The grammar is complete and allows nothing more.

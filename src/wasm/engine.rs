@@ -314,6 +314,7 @@ impl Engine {
             ("decodeMs", num(s.decode_ms)),
             ("promptTokensPerS", num(s.prompt_tokens_per_s)),
             ("decodeTokensPerS", num(s.decode_tokens_per_s)),
+            ("decodeMsMedian", num(s.decode_ms_median)),
             ("fromResponseCache", JsValue::from_bool(s.from_response_cache)),
         ]);
         let tokens: js_sys::Array = c.tokens.iter().map(|&t| num(t)).collect();

@@ -145,6 +145,7 @@ test('generation streams, stops, aborts midway; complete and generate agree', { 
   assert.equal(chunks.join(''), result.text);
   assert.equal(result.stopReason, 'length');
   assert.equal(result.stats.generatedTokens, 64);
+  assert.ok(result.stats.decodeMsMedian > 0 && result.stats.decodeMsMedian <= result.stats.decodeMs, JSON.stringify(result.stats));
   assert.equal((await e.complete('The ', { maxTokens: 64, temperature: 0 })).text, result.text);
 
   const stopAt = result.text.slice(10, 12);

@@ -50,6 +50,7 @@ test('generate: seeded output is repeatable, streamed text equals the JSON text,
   assert.equal(a.stats.prompt_tokens, 'The quick brown fox'.length);
   assert.equal(a.stats.generated_tokens, 48);
   assert.ok(a.stats.decode_tokens_per_s > 0);
+  assert.ok(a.stats.decode_ms_median > 0 && a.stats.decode_ms_median <= a.stats.decode_ms, JSON.stringify(a.stats));
   // The byte tokenizer: the text is the tokens' bytes, decoded as UTF-8 (lossy).
   assert.equal(a.text, Buffer.from(a.tokens).toString('utf8'));
   assert.equal(ok('node', GEN), a.text + '\n');
