@@ -167,7 +167,8 @@ def main():
     p.add_argument('--batch', type=int, default=16)
     p.add_argument('--steps', type=int, default=4000)
     p.add_argument('--lr', type=float, default=2e-3)
-    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--threads', type=int, default=1, help='more than 1 slows down badly when anything else runs')
+    p.add_argument('--save-every', type=int, default=50, help='write demo.pth and train.json every N steps')
     p.add_argument('--seed', type=int, default=1)
     p.add_argument('--eval', action='store_true', help='evaluate OUT/demo.pth instead of training')
     p.add_argument('--slice-windows', type=int, default=64)
@@ -186,7 +187,17 @@ def main():
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     curve, start = [], time.time()
+
+    def save(step, ppl=None):
+        # Written whole and then renamed, so an interrupted run leaves the last complete checkpoint.
+        torch.save(model.state_dict(), os.path.join(args.out, 'demo.pth.tmp'))
+        os.replace(os.path.join(args.out, 'demo.pth.tmp'), os.path.join(args.out, 'demo.pth'))
+        with open(os.path.join(args.out, 'train.json'), 'w') as f:
+            json.dump({'params': n_params, 'args': vars(args), 'steps_done': step, 'seconds': round(time.time() - start),
+                       'loss_curve': curve, 'heldout_window': args.ctx, 'heldout_ppl_pytorch': ppl}, f, indent=1)
+
     for step in range(1, args.steps + 1):
+        model.train()
         lr = args.lr * min(1.0, step / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
         for group in opt.param_groups:
             group['lr'] = lr
@@ -201,11 +212,10 @@ def main():
         if step % 50 == 0 or step == args.steps:
             curve.append([step, round(loss.item(), 4)])
             print(f'step {step} loss {loss.item():.4f} lr {lr:.2e} {time.time() - start:.0f}s', flush=True)
+        if step % args.save_every == 0 and step < args.steps:
+            save(step)
     ppl = perplexity(model, held, args.ctx)
-    torch.save(model.state_dict(), os.path.join(args.out, 'demo.pth'))
-    with open(os.path.join(args.out, 'train.json'), 'w') as f:
-        json.dump({'params': n_params, 'args': vars(args), 'seconds': round(time.time() - start), 'loss_curve': curve,
-                   'heldout_bytes': (len(held) - 1) // args.ctx * args.ctx, 'heldout_window': args.ctx, 'heldout_ppl_pytorch': ppl}, f, indent=1)
+    save(args.steps, ppl)
     print('params', n_params, 'held-out perplexity (bytes)', round(ppl, 4))
 
 

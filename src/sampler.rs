@@ -153,14 +153,11 @@ impl Sampler {
     /// uniform draw. Both places in the ranking are found without ranking (`RankSearch`), so the
     /// cost is linear in the vocabulary whatever the distribution.
     fn pick(&mut self, logits: &[f32]) -> u32 {
-        let (mut argmax, mut max) = (0, logits[0]);
-        for (i, &v) in logits.iter().enumerate() {
-            if v > max {
-                (argmax, max) = (i, v);
-            }
-        }
+        let max = max_of(logits);
+        // The first token with the highest logit (NaNs never are); looked for only when needed.
+        let argmax = || logits.iter().position(|&v| v == max).unwrap_or(0) as u32;
         if self.opts.temperature == 0.0 {
-            return argmax as u32;
+            return argmax();
         }
         // The probabilities are kept unnormalised (`e` = probability × total; the best has 1) and
         // the targets scaled by the total instead: the same ranking, without a pass to divide.
@@ -209,12 +206,25 @@ impl Sampler {
             }
         };
         if !(all.sum > 0.0 && all.sum.is_finite()) {
-            return argmax as u32;
+            return argmax();
         }
         let r = self.rng.next_f64() * all.sum;
         let drawn = if unit { draw(search, probs, kept, |_, e| e as f64, r, all.count) } else { draw(search, probs, kept, weight, r, all.count) };
-        drawn.map_or(argmax, |(i, _)| i) as u32
+        drawn.map_or_else(argmax, |(i, _)| i as u32)
     }
+}
+
+/// The highest of `values` (NaNs aside; -inf if none), in eight lanes so that it vectorises.
+fn max_of(values: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = values.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    rest.iter().chain(&lanes).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
 /// The kept token where the running sum of their weights (`value`) passes `r`, or, past the end
@@ -331,9 +341,16 @@ impl RankSearch {
     ) -> Option<(usize, Totals)> {
         let (mut b, mut before) = walk(&self.buckets, Totals::default(), &reached, false)?;
         self.members.clear();
-        for (i, &p) in probs.iter().enumerate() {
-            if bucket(p, 0) == b && accept(i, p) {
-                self.members.push(i as u32);
+        // Most tokens are in other bins: a branch-free test of eight at a time (it vectorises)
+        // skips their chunks.
+        for (c, chunk) in probs.chunks(8).enumerate() {
+            if chunk.iter().fold(false, |any, &p| any | (bucket(p, 0) == b)) {
+                for (j, &p) in chunk.iter().enumerate() {
+                    let i = c * 8 + j;
+                    if bucket(p, 0) == b && accept(i, p) {
+                        self.members.push(i as u32);
+                    }
+                }
             }
         }
         let mut level = 0;
