@@ -2,10 +2,11 @@
 //! head reads), averaged over the text's tokens (mean pooling) or taken at its last token, then
 //! L2-normalised. Each text runs from the model's initial state.
 //!
-//! Mean pooling is the default: on the retrieval corpus of `tests/memory_store.rs` it finds the
-//! right fact far more often than the last token's state, on a random-weight model and on the
-//! trained fixtures alike (the test prints both). A tiny or untrained RWKV's last state mostly
-//! reflects the last few bytes; the mean keeps every word's contribution.
+//! Mean pooling is the default: on the retrieval corpus of `tests/memory_store.rs` (100 facts, 44
+//! queries, ranked by cosine alone) it puts the right fact in the top 3 for 48% of the queries on
+//! a random-weight model and 16–48% on the trained fixtures, against 0–18% for the last token's
+//! state (the test prints every figure). A small RWKV's last state mostly reflects the last few
+//! bytes; the mean keeps every word's contribution.
 
 use std::sync::Arc;
 
