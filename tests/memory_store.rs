@@ -16,16 +16,40 @@ use echo_engine::synth::{self, SynthSpec};
 use echo_engine::tokenizer::Tokenizer;
 use echo_engine::ErrorCode;
 
-fn embedder(bytes: &[u8], pooling: Pooling) -> Embedder {
+fn embedder_on(kind: BackendKind, bytes: &[u8], pooling: Pooling) -> Embedder {
     let model = Arc::new(load_bytes(bytes, LoadOptions::default()).unwrap());
-    let backend = backend::create(BackendKind::Ggml, model.clone()).unwrap();
+    let backend = backend::create(kind, model.clone()).unwrap();
     Embedder::new(model, backend, Tokenizer::byte(), pooling)
+}
+
+fn embedder(bytes: &[u8], pooling: Pooling) -> Embedder {
+    embedder_on(BackendKind::Ggml, bytes, pooling)
 }
 
 /// A random-weight byte-vocabulary model, made here.
 fn random_model() -> Vec<u8> {
     let spec = SynthSpec { arch: Arch::V7, n_embed: 128, n_layer: 2, n_vocab: 256, n_ffn: None, head_size: None, dtype: DType::F32, seed: 1 };
     synth::to_vec(&spec).unwrap()
+}
+
+/// A text longer than one evaluation chunk embeds to a unit vector, the same with ggml and the
+/// reference backend; the space names the model and the pooling, and the mock backend's.
+#[test]
+fn embeddings_are_unit_vectors_the_same_on_both_backends() {
+    let model = random_model();
+    let text = "A text of more than thirty-two bytes, so that it is evaluated in several chunks.";
+    for pooling in [Pooling::Mean, Pooling::Last] {
+        let (mut ggml, mut reference) = (embedder(&model, pooling), embedder_on(BackendKind::Reference, &model, pooling));
+        let (a, b) = (ggml.embed(text).unwrap(), reference.embed(text).unwrap());
+        let norm: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let cosine: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((norm - 1.0).abs() < 1e-5 && cosine > 0.9999, "{pooling:?}: norm {norm}, cosine {cosine}");
+        assert_eq!(ggml.space(), reference.space());
+        assert!(ggml.space().starts_with(&format!("v7/128/{}/", pooling.name())), "{}", ggml.space());
+        assert_eq!(ggml.embed("").unwrap_err().code, ErrorCode::InvalidOptions);
+    }
+    let mock = embedder_on(BackendKind::Mock, &model, Pooling::Mean);
+    assert!(mock.space().ends_with("/mock"), "{}", mock.space());
 }
 
 /// A unit vector of `dim` values from `seed`.

@@ -4,7 +4,7 @@
 //!
 //! Mean pooling is the default: on the retrieval corpus of `tests/memory_store.rs` (100 facts, 44
 //! queries, ranked by cosine alone) it puts the right fact in the top 3 for 48% of the queries on
-//! a random-weight model and 16–48% on the trained fixtures, against 0–18% for the last token's
+//! a random-weight model and 16–48% on the trained fixtures, against 5–18% for the last token's
 //! state (the test prints every figure). A small RWKV's last state mostly reflects the last few
 //! bytes; the mean keeps every word's contribution.
 

@@ -226,7 +226,7 @@ impl MemoryStore {
         for c in store.centre.iter_mut() {
             *c = r.f32()?;
         }
-        if store.centre.iter().any(|c| !(c.abs() <= 1.0)) {
+        if store.centre.iter().any(|c| c.is_nan() || c.abs() > 1.0) {
             return Err(corrupt("the centre is not a unit vector's"));
         }
         store.next_id = r.u64()?;
