@@ -307,19 +307,20 @@ fn quantize(v: &[f32]) -> (Vec<i8>, f32) {
     (v.iter().map(|x| (x / scale).round() as i8).collect(), scale)
 }
 
-/// An int8 dot product. Products fit in i16, and summing blocks of 32 in 8 lanes lets the
-/// compiler vectorize it: measured 1.8 times as fast as one running i32 sum.
+/// An int8 dot product, written for each target's vectorizer. Measured over 50,000 × 768: wasm
+/// SIMD128 takes 10 ms as one running sum (which becomes `i32x4.dot_i16x8_s`) and 17 ms in
+/// blocks; x86-64 takes 6 ms in blocks of 32 and 10 ms as one running sum.
 fn dot(a: &[i8], b: &[i8]) -> i32 {
-    let (blocks_a, blocks_b) = (a.chunks_exact(32), b.chunks_exact(32));
-    let tail: i32 = blocks_a.remainder().iter().zip(blocks_b.remainder()).map(|(&x, &y)| x as i32 * y as i32).sum();
-    let block = |(a, b): (&[i8], &[i8])| {
-        let mut lanes = [0i32; 8];
-        for i in 0..32 {
-            lanes[i % 8] += (a[i] as i16 * b[i] as i16) as i32;
-        }
-        lanes.iter().sum::<i32>()
-    };
-    blocks_a.zip(blocks_b).map(block).sum::<i32>() + tail
+    let sum = |a: &[i8], b: &[i8]| a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum::<i32>();
+    #[cfg(target_arch = "wasm32")]
+    return sum(a, b);
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let (blocks_a, blocks_b) = (a.chunks_exact(32), b.chunks_exact(32));
+        let tail = sum(blocks_a.remainder(), blocks_b.remainder());
+        let block = |(a, b): (&[i8], &[i8])| (0..32).map(|i| a[i] as i32 * b[i] as i32).sum::<i32>();
+        blocks_a.zip(blocks_b).map(block).sum::<i32>() + tail
+    }
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
