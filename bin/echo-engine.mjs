@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The echo-engine CLI on Node.js: runs the wasm build (pkg/) with Node's file system.
 // Same commands and output as the native binary; see `echo-engine` without arguments.
-import { openSync, readSync, writeSync, closeSync, fstatSync, readFileSync, existsSync } from 'node:fs';
+import { openSync, readSync, writeSync, closeSync, fstatSync, fsyncSync, renameSync, readFileSync, existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 
@@ -39,6 +39,16 @@ const io = {
   append(path, bytes) {
     writeSync(writers.get(path), bytes);
   },
+  rename(from, to) {
+    const fd = writers.get(from);
+    if (fd !== undefined) {
+      fsyncSync(fd);
+      closeSync(fd);
+      writers.delete(from);
+    }
+    renameSync(from, to);
+  },
+  exists: (path) => existsSync(path),
   stdout(line) { process.stdout.write(line + '\n'); },
   stdoutRaw(text) { process.stdout.write(text); },
   stderr(line) { process.stderr.write(line + '\n'); },

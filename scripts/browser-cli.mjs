@@ -6,7 +6,7 @@
 //   node scripts/browser-cli.mjs bench --model M.bin [--sample] …
 //   node scripts/browser-cli.mjs generate --model M.bin --prompt "…" --prompt "…" --json
 //
-// The files the command reads (--model, --vocab, --file and the grammar files) are served from
+// The files the command reads (--model, --vocab, --file, --memory-path and the grammar files) are served from
 // localhost and fetched whole by the page before the command runs (the CLI reads synchronously);
 // other files cannot be read, nor written.
 import { existsSync, statSync } from 'node:fs';
@@ -16,7 +16,7 @@ import { startServer } from '../tests/browser/server.mjs';
 import { CHROMIUM_MISSING, launchChromium } from '../tests/browser/chromium.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const FILE_OPTIONS = ['--model', '--vocab', '--file', '--json-schema', '--lark', '--gbnf'];
+const FILE_OPTIONS = ['--model', '--vocab', '--file', '--json-schema', '--lark', '--gbnf', '--memory-path'];
 
 const args = process.argv.slice(2);
 if (CHROMIUM_MISSING) {
@@ -70,7 +70,7 @@ async function runInPage({ args, files }) {
   let stderr = '';
   const io = {
     open(path) {
-      if (!contents.has(path)) throw new Error('only the files named by --model, --vocab, --file, --json-schema, --lark and --gbnf can be read in the browser');
+      if (!contents.has(path)) throw new Error('only the files named by --model, --vocab, --file, --json-schema, --lark, --gbnf and --memory-path can be read in the browser');
       offsets.set(path, 0);
       return contents.get(path).length;
     },
@@ -89,6 +89,10 @@ async function runInPage({ args, files }) {
     append() {
       throw new Error('commands that write files are not run in the browser');
     },
+    rename() {
+      throw new Error('commands that write files are not run in the browser');
+    },
+    exists: (path) => contents.has(path),
     stdout(line) { stdout += line + '\n'; },
     stdoutRaw(text) { stdout += text; },
     stderr(line) { stderr += line + '\n'; },

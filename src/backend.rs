@@ -39,6 +39,10 @@ pub trait Backend {
     /// Feeds `tokens` in order from `state` (updated in place); writes the last token's logits
     /// when asked.
     fn eval(&mut self, tokens: &[u32], state: &mut [f32], logits: Option<&mut [f32]>) -> Result<()>;
+    /// Feeds `tokens` like `eval`, and writes every token's final hidden state, normalised by
+    /// `ln_out` (what the head reads): `n_embed` floats per token, in order. Embeddings are
+    /// made from it (`crate::memory::embed`).
+    fn eval_hidden(&mut self, tokens: &[u32], state: &mut [f32], hidden: &mut [f32]) -> Result<()>;
 }
 
 struct Reference(Arc<Model>);
@@ -49,6 +53,9 @@ impl Backend for Reference {
     }
     fn eval(&mut self, tokens: &[u32], state: &mut [f32], logits: Option<&mut [f32]>) -> Result<()> {
         crate::reference::eval(&self.0, tokens, state, logits)
+    }
+    fn eval_hidden(&mut self, tokens: &[u32], state: &mut [f32], hidden: &mut [f32]) -> Result<()> {
+        crate::reference::eval_hidden(&self.0, tokens, state, hidden)
     }
 }
 
@@ -76,6 +83,18 @@ impl Backend for Mock {
         }
         Ok(())
     }
+    /// Each token's hidden state is a fixed pseudo-random vector of that token (so a mean over
+    /// tokens is a bag of tokens: texts sharing tokens get similar embeddings).
+    fn eval_hidden(&mut self, tokens: &[u32], state: &mut [f32], hidden: &mut [f32]) -> Result<()> {
+        self.0.check_hidden(tokens, state, hidden)?;
+        state[0] += tokens.len() as f32;
+        let e = self.0.hparams.n_embed;
+        for (&token, row) in tokens.iter().zip(hidden.chunks_exact_mut(e)) {
+            let mut rng = crate::rng::SplitMix(token as u64);
+            row.iter_mut().for_each(|h| *h = (rng.next_f64() * 2.0 - 1.0) as f32);
+        }
+        Ok(())
+    }
 }
 
 impl Backend for crate::ggml::GgmlContext {
@@ -84,6 +103,9 @@ impl Backend for crate::ggml::GgmlContext {
     }
     fn eval(&mut self, tokens: &[u32], state: &mut [f32], logits: Option<&mut [f32]>) -> Result<()> {
         crate::ggml::GgmlContext::eval(self, tokens, state, logits)
+    }
+    fn eval_hidden(&mut self, tokens: &[u32], state: &mut [f32], hidden: &mut [f32]) -> Result<()> {
+        crate::ggml::GgmlContext::eval_hidden(self, tokens, state, hidden)
     }
 }
 

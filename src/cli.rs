@@ -1,9 +1,11 @@
 //! The `echo-engine` command line, written once for both runtimes: the native binary and the
 //! Node.js CLI (`bin/echo-engine.mjs`, which runs this code in wasm). Each runtime supplies an `Io`
 //! (files, output, clock); everything else — parsing, loading, evaluation, benchmarks — is here,
-//! the text commands (`generate`, `perplexity`, `tokenize`, `detokenize`) in `cli/text.rs`, `bench` in `cli/bench.rs`.
+//! the text commands (`generate`, `perplexity`, `tokenize`, `detokenize`) in `cli/text.rs`, `bench` in `cli/bench.rs`,
+//! the memory commands (`embed`, `remember`, `recall`) in `cli/memory.rs`.
 
 mod bench;
+mod memory;
 mod text;
 
 use std::collections::HashMap;
@@ -27,6 +29,9 @@ pub trait Io {
     /// Creates (truncates) a file for `append`.
     fn create(&mut self, path: &str) -> Result<()>;
     fn append(&mut self, path: &str, bytes: &[u8]) -> Result<()>;
+    /// Makes a created file durable and moves it to `to`, replacing any file there in one step.
+    fn rename(&mut self, from: &str, to: &str) -> Result<()>;
+    fn exists(&mut self, path: &str) -> bool;
     fn stdout(&mut self, line: &str);
     /// Writes `text` to stdout as it is (no newline added): streamed generation.
     fn stdout_raw(&mut self, text: &str);
@@ -39,7 +44,7 @@ pub trait Io {
     fn peak_memory_bytes(&self) -> u64;
 }
 
-const USAGE: &str = "usage: echo-engine <info|logits|quantize|convert|bench|synth|generate|perplexity|tokenize|detokenize|help> [options]
+const USAGE: &str = "usage: echo-engine <info|logits|quantize|convert|bench|synth|generate|perplexity|tokenize|detokenize|embed|remember|recall|help> [options]
   info       --model F
   logits     --model F --tokens 34,105,110 [--mode serial|sequence] [--backend ggml|reference]
   quantize   --in F --out G --type Q4_0|Q4_1|Q5_0|Q5_1|Q8_0
@@ -47,6 +52,7 @@ const USAGE: &str = "usage: echo-engine <info|logits|quantize|convert|bench|synt
   bench      --model F [--decode 64] [--prompt 128] [--backend ggml|reference] [--sample]
   bench      --sample --n-vocab 65536 [--logit-std 1] [--decode 64]
   bench      --json-schema F | --regex RE | --lark F | --gbnf F  --vocab V [--tokenizer world] [--model F] [--decode 256]
+  bench      --memories 50000 [--n-embed 768] [--k 10]
   synth      --arch v4|v5.1|v5.2|v6|v7 --n-embed 768 --n-layer 12 --n-vocab 50277 --type FP16 --out F [--seed 1]
              [--n-ffn N] [--head-size N]
   generate   --model F --prompt TEXT [--prompt TEXT …] [--tokenizer auto|world|neox|byte] [--vocab FILE]
@@ -56,7 +62,10 @@ const USAGE: &str = "usage: echo-engine <info|logits|quantize|convert|bench|synt
              [--memory-limit-mb N] [--json-schema FILE | --regex RE | --lark FILE | --gbnf FILE]
   perplexity --model F --file TEXT [--window 128] [--tokenizer auto|world|neox|byte] [--vocab FILE] [--backend ggml]
   tokenize   --tokenizer world|neox|byte [--vocab FILE] --text TEXT
-  detokenize --tokenizer world|neox|byte [--vocab FILE] --ids 1,2,3 [--json]";
+  detokenize --tokenizer world|neox|byte [--vocab FILE] --ids 1,2,3 [--json]
+  embed      --model F --text TEXT [--text TEXT …] [--tokenizer auto|world|neox|byte] [--vocab FILE] [--pooling mean|last]
+  remember   --model F --memory-path M --text TEXT [--text TEXT …] [--metadata JSON] [--tokenizer …] [--vocab FILE] [--pooling mean|last]
+  recall     --model F --memory-path M --query TEXT [--k 5] [--tokenizer …] [--vocab FILE] [--pooling mean|last]";
 
 /// Options that take no value.
 const FLAGS: &[&str] = &["json", "sample"];
@@ -138,6 +147,9 @@ fn run_command(args: &[String], io: &mut dyn Io) -> Result<()> {
         "perplexity" => text::perplexity(&Args::parse(rest, text::PERPLEXITY_OPTIONS)?, io),
         "tokenize" => text::tokenize(&Args::parse(rest, &["tokenizer", "vocab", "text"])?, io),
         "detokenize" => text::detokenize(&Args::parse(rest, &["tokenizer", "vocab", "ids", "json"])?, io),
+        "embed" => memory::embed(&Args::parse(rest, memory::EMBED_OPTIONS)?, io),
+        "remember" => memory::remember(&Args::parse(rest, memory::REMEMBER_OPTIONS)?, io),
+        "recall" => memory::recall(&Args::parse(rest, memory::RECALL_OPTIONS)?, io),
         other => Err(Error::invalid_options(format!("unknown command '{other}'\n{USAGE}"))),
     }
 }

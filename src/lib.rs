@@ -12,6 +12,7 @@ pub mod format;
 pub mod generate;
 pub mod ggml;
 pub mod grammar;
+pub mod memory;
 pub mod model;
 pub mod quantize;
 pub mod reference;

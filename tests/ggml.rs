@@ -95,6 +95,31 @@ fn the_reference_backend_agrees_on_fp32_models() {
     }
 }
 
+/// The hidden states after `ln_out` (what embeddings are made of), for every token of a prompt
+/// longer than a chunk, agree with the reference's; and the state advances as `eval`'s does.
+#[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
+fn the_reference_backend_agrees_on_hidden_states() {
+    let dir = common::fixtures_dir();
+    for &(file, _, _) in common::MODELS.iter().filter(|m| m.2 == "FP32") {
+        let model = load_fixture(&dir, file);
+        let tokens = long_prompt();
+        let mut hidden = vec![0.0; tokens.len() * model.hparams.n_embed];
+        let mut state = model.initial_state();
+        context(&model).eval_hidden(&tokens, &mut state, &mut hidden).unwrap();
+        let mut ref_hidden = hidden.clone();
+        let mut ref_state = model.initial_state();
+        echo_engine::reference::eval_hidden(&model, &tokens, &mut ref_state, &mut ref_hidden).unwrap();
+        let (dh, ds) = (max_abs_diff(&hidden, &ref_hidden), max_abs_diff(&state, &ref_state));
+        assert!(dh <= 1e-3 && ds <= 1e-3, "{file}: hidden states differ by {dh}, state by {ds}");
+        let (_, eval_state) = run(&mut context(&model), &model, &tokens, false);
+        assert_eq!(state, eval_state, "{file}");
+        let mut short = vec![0.0; 3];
+        let err = context(&model).eval_hidden(&tokens, &mut model.initial_state(), &mut short).unwrap_err();
+        assert_eq!(err.code, echo_engine::ErrorCode::InvalidOptions);
+    }
+}
+
 #[test]
 #[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn sequence_chunks_and_serial_give_the_same_state() {

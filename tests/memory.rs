@@ -31,17 +31,21 @@ fn synth_model(arch: Arch, n_embed: usize, n_layer: usize, n_vocab: usize, dtype
     loader.finish().unwrap()
 }
 
-/// Evaluates a full chunk (the largest graph), then one token (the other graph shape), and
-/// returns what the context allocated and the counting allocator's peak above `used` before.
+/// Evaluates a full chunk (the largest graph), then one token (the other graph shape), then a
+/// full chunk's hidden states (embeddings), and returns what the context allocated and the
+/// counting allocator's peak above `used` before.
 fn measure(model: Arc<Model>) -> (ComputeMemory, usize) {
     let mut state = model.initial_state();
     let mut logits = vec![0.0; model.hparams.n_vocab];
+    let mut hidden = vec![0.0; SEQ_CHUNK * model.hparams.n_embed];
     let tokens: Vec<u32> = (0..SEQ_CHUNK as u32).map(|i| i * 7 % model.hparams.n_vocab as u32).collect();
     let before = mem::used_bytes();
     mem::reset_peak();
     let mut ctx = GgmlContext::new(Arc::new(GgmlModel::new(model.clone()).unwrap())).unwrap();
     ctx.eval(&tokens, &mut state, Some(&mut logits)).unwrap();
     ctx.eval(&tokens[..1], &mut state, Some(&mut logits)).unwrap();
+    ctx.eval_hidden(&tokens, &mut state, &mut hidden).unwrap();
+    assert!(hidden.iter().all(|h| h.is_finite()));
     assert!(logits.iter().all(|l| l.is_finite()));
     (ctx.allocated(), mem::peak_bytes() - before)
 }

@@ -38,6 +38,15 @@ impl Io for NativeIo {
         let file = self.writers.get_mut(path).ok_or_else(|| io_error("write", path, "not created"))?;
         file.write_all(bytes).map_err(|e| io_error("write", path, e))
     }
+    fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        if let Some(file) = self.writers.remove(from) {
+            file.sync_all().map_err(|e| io_error("sync", from, e))?;
+        }
+        std::fs::rename(from, to).map_err(|e| io_error("rename", from, e))
+    }
+    fn exists(&mut self, path: &str) -> bool {
+        std::path::Path::new(path).exists()
+    }
     fn stdout(&mut self, line: &str) {
         println!("{line}");
     }

@@ -15,13 +15,13 @@ use crate::tokenizer::TokenizerKind;
 
 pub(super) const OPTIONS: &[&str] = &[
     "model", "decode", "prompt", "backend", "sample", "n-vocab", "logit-std", "json-schema", "regex", "lark", "gbnf", "tokenizer",
-    "vocab",
+    "vocab", "memories", "n-embed", "k",
 ];
 
 /// Timed calls are preceded by this many untimed ones: the first calls pay for one-time work (a
 /// wasm engine compiles hot functions again with its optimizing tier; buffers are allocated),
 /// which is not throughput.
-const WARM_UP_CALLS: usize = 4;
+pub(super) const WARM_UP_CALLS: usize = 4;
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -31,6 +31,9 @@ fn median(v: &mut [f64]) -> f64 {
 pub(super) fn bench(args: &Args, io: &mut dyn Io) -> Result<()> {
     if let Some(grammar) = text::grammar(args, io)? {
         return bench_grammar(args, io, grammar);
+    }
+    if args.optional("memories").is_some() {
+        return super::memory::bench_memories(args, io);
     }
     if args.flag("sample") && args.optional("model").is_none() {
         return bench_sampler(args, io);

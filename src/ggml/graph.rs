@@ -24,15 +24,23 @@ const GROUP_NORM_EPS_V6: f32 = 64e-5;
 /// v7's decay is `exp(-e^-0.5 · sigmoid(w))`.
 const V7_DECAY_SCALE: f32 = -0.606_530_66;
 
-/// Builds the graph: `tokens` (i32 `[T]`) from `state` (updated in place); the last token's
-/// logits are copied into `logits` when given.
+/// What the graph writes besides the state: a tensor over the caller's buffer.
+pub(super) enum Out {
+    /// The last token's logits (`[n_vocab]`).
+    Logits(T),
+    /// Every token's hidden state after `ln_out` (`[E × T]`).
+    Hidden(T),
+}
+
+/// Builds the graph: `tokens` (i32 `[T]`) from `state` (updated in place), with `out` computed
+/// into its buffer when given.
 ///
 /// # Safety
 /// `ctx` and `graph` are valid and large enough (`super::graph_nodes`); `tokens`, `state` and
-/// `logits` have data of this model's sizes.
-pub(super) unsafe fn build(m: &GgmlModel, ctx: *mut ggml_context, graph: *mut ggml_cgraph, tokens: T, state: T, logits: Option<T>) {
+/// `out` have data of this model's sizes.
+pub(super) unsafe fn build(m: &GgmlModel, ctx: *mut ggml_context, graph: *mut ggml_cgraph, tokens: T, state: T, out: Option<Out>) {
     let g = Graph { m, ctx, graph, hp: &m.model().hparams, arch: m.model().arch, n: (*tokens).ne[0] };
-    g.forward(tokens, state, logits);
+    g.forward(tokens, state, out);
 }
 
 struct Graph<'a> {
@@ -52,7 +60,7 @@ struct AttOut {
 }
 
 impl Graph<'_> {
-    unsafe fn forward(&self, tokens: T, state: T, logits: Option<T>) {
+    unsafe fn forward(&self, tokens: T, state: T, out: Option<Out>) {
         let (c, e) = (self.ctx, self.hp.n_embed);
         let per_layer = self.hp.state_per_layer(self.arch);
         let mut x = ggml_get_rows(c, self.m.get("emb.weight"), tokens);
@@ -83,10 +91,14 @@ impl Graph<'_> {
                 self.copy(value, slot);
             }
         }
-        if let Some(out) = logits {
-            let last = ggml_view_1d(c, x, e as i64, (self.n as usize - 1) * e * F32_BYTES);
-            let x = self.layer_norm(last, self.m.get("ln_out.weight"), self.m.get("ln_out.bias"));
-            self.copy(ggml_mul_mat(c, self.m.get("head.weight"), x), out);
+        let ln_out = |x| self.layer_norm(x, self.m.get("ln_out.weight"), self.m.get("ln_out.bias"));
+        match out {
+            Some(Out::Logits(logits)) => {
+                let last = ggml_view_1d(c, x, e as i64, (self.n as usize - 1) * e * F32_BYTES);
+                self.copy(ggml_mul_mat(c, self.m.get("head.weight"), ln_out(last)), logits);
+            }
+            Some(Out::Hidden(hidden)) => self.copy(ln_out(x), hidden),
+            None => {}
         }
     }
 

@@ -148,13 +148,24 @@ impl GgmlContext {
         self.model.model.check_eval(tokens, state, logits.as_deref())?;
         let chunks = tokens.len().div_ceil(SEQ_CHUNK);
         for (i, chunk) in tokens.chunks(SEQ_CHUNK).enumerate() {
-            let out = if i + 1 == chunks { logits.take() } else { None };
+            let out = if i + 1 == chunks { logits.take().map(Output::Logits) } else { None };
             self.eval_chunk(chunk, state, out)?;
         }
         Ok(())
     }
 
-    fn eval_chunk(&mut self, tokens: &[u32], state: &mut [f32], logits: Option<&mut [f32]>) -> Result<()> {
+    /// Feeds `tokens` like [`GgmlContext::eval`] and writes every token's hidden state after
+    /// `ln_out`. Same contract and errors as [`crate::reference::eval_hidden`].
+    pub fn eval_hidden(&mut self, tokens: &[u32], state: &mut [f32], hidden: &mut [f32]) -> Result<()> {
+        self.model.model.check_hidden(tokens, state, hidden)?;
+        let rows = SEQ_CHUNK * self.model.model.hparams.n_embed;
+        for (chunk, out) in tokens.chunks(SEQ_CHUNK).zip(hidden.chunks_mut(rows)) {
+            self.eval_chunk(chunk, state, Some(Output::Hidden(out)))?;
+        }
+        Ok(())
+    }
+
+    fn eval_chunk(&mut self, tokens: &[u32], state: &mut [f32], output: Option<Output>) -> Result<()> {
         let hp = &self.model.model.hparams;
         let nodes = graph_nodes(hp);
         let ctx = Context::new(sys::context_size(nodes, nodes, 0), true)
@@ -168,10 +179,14 @@ impl GgmlContext {
             (*tok).data = tokens.as_ptr() as *mut _; // token ids < n_vocab fit in i32
             let st = sys::ggml_new_tensor_1d(c, sys::GGML_TYPE_F32, state.len() as i64);
             (*st).data = state.as_mut_ptr().cast();
-            let out = logits.map(|l| {
-                let t = sys::ggml_new_tensor_1d(c, sys::GGML_TYPE_F32, l.len() as i64);
-                (*t).data = l.as_mut_ptr().cast();
+            let over = |buf: &mut [f32]| {
+                let t = sys::ggml_new_tensor_1d(c, sys::GGML_TYPE_F32, buf.len() as i64);
+                (*t).data = buf.as_mut_ptr().cast();
                 t
+            };
+            let out = output.map(|o| match o {
+                Output::Logits(l) => graph::Out::Logits(over(l)),
+                Output::Hidden(h) => graph::Out::Hidden(over(h)),
             });
             graph::build(&self.model, c, graph, tok, st, out);
 
@@ -190,6 +205,14 @@ impl GgmlContext {
             compute_status(sys::ggml_graph_compute(graph, &mut plan))
         }
     }
+}
+
+/// What an evaluation writes besides the state, into the caller's buffer.
+enum Output<'a> {
+    /// The last token's logits.
+    Logits(&'a mut [f32]),
+    /// Every token's hidden state after `ln_out`.
+    Hidden(&'a mut [f32]),
 }
 
 impl Drop for GgmlContext {

@@ -137,6 +137,22 @@ impl Model {
         }
     }
 
+    /// [`Model::check_eval`] for an evaluation that writes every token's hidden state:
+    /// `hidden` holds `n_embed` floats per token.
+    pub fn check_hidden(&self, tokens: &[u32], state: &[f32], hidden: &[f32]) -> Result<()> {
+        self.check_eval(tokens, state, None)?;
+        let needed = tokens.len() * self.hparams.n_embed;
+        if hidden.len() != needed {
+            return Err(Error::invalid_options(format!(
+                "the hidden-state buffer has {} floats but {} tokens of {} need {needed}",
+                hidden.len(),
+                tokens.len(),
+                self.hparams.n_embed
+            )));
+        }
+        Ok(())
+    }
+
     pub fn tensors(&self) -> &[Tensor] {
         &self.tensors
     }

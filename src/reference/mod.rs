@@ -52,26 +52,51 @@ use crate::model::{Arch, Model, Tensor};
 /// fit its use (the state is then unspecified).
 pub fn eval(model: &Model, tokens: &[u32], state: &mut [f32], logits: Option<&mut [f32]>) -> Result<()> {
     model.check_eval(tokens, state, logits.as_deref())?;
+    let x = feed(model, tokens, state, |_, _| Ok(()))?;
+    if let Some(out) = logits {
+        let x = ln_out(model, &x)?;
+        ops::matvec_rows(model.tensor("head.weight"), 0, &x, out)?;
+    }
+    Ok(())
+}
+
+/// Evaluates `tokens` like [`eval`] and writes each token's final hidden state normalised by
+/// `ln_out` into `hidden` (`n_embed` floats per token). Errors as [`eval`]'s, and
+/// `InvalidOptions` for a `hidden` of the wrong length.
+pub fn eval_hidden(model: &Model, tokens: &[u32], state: &mut [f32], hidden: &mut [f32]) -> Result<()> {
+    model.check_hidden(tokens, state, hidden)?;
+    let e = model.hparams.n_embed;
+    feed(model, tokens, state, |i, x| {
+        hidden[i * e..(i + 1) * e].copy_from_slice(&ln_out(model, x)?);
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Runs `tokens` through the layers one after the other, calling `each(i, x)` with token `i`'s
+/// residual stream; returns the last token's.
+fn feed(model: &Model, tokens: &[u32], state: &mut [f32], mut each: impl FnMut(usize, &[f32]) -> Result<()>) -> Result<Vec<f32>> {
     let h = &model.hparams;
     let e = h.n_embed;
     let per_layer = h.state_per_layer(model.arch);
-    let global = |name: &str| vector(model.tensor(name), e);
-    let (ln0_w, ln0_b) = (global("blocks.0.ln0.weight")?, global("blocks.0.ln0.bias")?);
+    let (ln0_w, ln0_b) = (vector(model.tensor("blocks.0.ln0.weight"), e)?, vector(model.tensor("blocks.0.ln0.bias"), e)?);
     let emb = model.tensor("emb.weight");
     let mut x = vec![0.0; e];
-    for &token in tokens {
+    for (i, &token) in tokens.iter().enumerate() {
         embedding(emb, token as usize, &mut x)?;
         x = ops::layer_norm(&x, &ln0_w, &ln0_b);
         let mut v_first = Vec::new();
         for (l, layer_state) in state.chunks_exact_mut(per_layer.max(1)).enumerate() {
             block(&Layer { model, index: l }, &mut x, layer_state, &mut v_first)?;
         }
+        each(i, &x)?;
     }
-    if let Some(out) = logits {
-        let x = ops::layer_norm(&x, &global("ln_out.weight")?, &global("ln_out.bias")?);
-        ops::matvec_rows(model.tensor("head.weight"), 0, &x, out)?;
-    }
-    Ok(())
+    Ok(x)
+}
+
+fn ln_out(model: &Model, x: &[f32]) -> Result<Vec<f32>> {
+    let e = x.len();
+    Ok(ops::layer_norm(x, &vector(model.tensor("ln_out.weight"), e)?, &vector(model.tensor("ln_out.bias"), e)?))
 }
 
 /// Row `token` of the embedding matrix.

@@ -21,6 +21,10 @@ extern "C" {
     fn create(this: &CliIo, path: &str) -> std::result::Result<(), JsValue>;
     #[wasm_bindgen(method, catch)]
     fn append(this: &CliIo, path: &str, bytes: &[u8]) -> std::result::Result<(), JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn rename(this: &CliIo, from: &str, to: &str) -> std::result::Result<(), JsValue>;
+    #[wasm_bindgen(method)]
+    fn exists(this: &CliIo, path: &str) -> bool;
     #[wasm_bindgen(method)]
     fn stdout(this: &CliIo, line: &str);
     #[wasm_bindgen(method, js_name = stdoutRaw)]
@@ -53,6 +57,12 @@ impl Io for CliIo {
     }
     fn append(&mut self, path: &str, bytes: &[u8]) -> Result<()> {
         CliIo::append(self, path, bytes).map_err(|e| io_error("write", path, js_detail(e)))
+    }
+    fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        CliIo::rename(self, from, to).map_err(|e| io_error("rename", from, js_detail(e)))
+    }
+    fn exists(&mut self, path: &str) -> bool {
+        CliIo::exists(self, path)
     }
     fn stdout(&mut self, line: &str) {
         CliIo::stdout(self, line)
