@@ -30,11 +30,12 @@ function json(where, args) {
 
 for (const where of Object.keys(CLIS)) {
   const skip = where === 'chromium' && CHROMIUM_MISSING;
-  test(`${where}: held-out perplexity of the FP16 demo model within 1% of PyTorch's`, { skip }, () => {
+  test(`${where}: held-out perplexity of the FP16 demo model equals PyTorch's (within 0.1%)`, { skip }, () => {
     const got = json(where, ['perplexity', '--model', join(MODELS, 'kjv-3m-FP16.bin'), '--file', SLICE, '--window', String(card.eval.window)]);
     const want = card.eval.ppl_slice_fp16;
     assert.equal(got.tokens, card.eval.window * card.eval.slice_windows);
-    assert.ok(Math.abs(got.perplexity / want - 1) < 0.01, `${where}: ours ${got.perplexity}, PyTorch ${want}`);
+    // The issue's bar is 1 %; the two agree to about 1e-5.
+    assert.ok(Math.abs(got.perplexity / want - 1) < 1e-3, `${where}: ours ${got.perplexity}, PyTorch ${want}`);
     // The quantized file the demo loads loses little.
     const q = json(where, ['perplexity', '--model', join(MODELS, 'kjv-3m-Q8_0.bin'), '--file', SLICE, '--window', String(card.eval.window)]);
     assert.ok(Math.abs(q.perplexity / want - 1) < 0.02, `${where}: Q8_0 ${q.perplexity}, PyTorch (FP16 weights) ${want}`);
@@ -42,21 +43,25 @@ for (const where of Object.keys(CLIS)) {
 }
 
 test('the demo model writes the words of its text, a random-weight model does not', () => {
-  const words = (text) => text.toLowerCase().match(/[a-z]+/g) ?? [];
+  // Words of two letters or more, over three seeded generations, that the held-out text (the end
+  // of Revelation, 82 KB) also has. Measured: 0.66-0.85 per seed for the demo model, 0 for random
+  // weights.
+  const words = (text) => (text.toLowerCase().match(/[a-z]+/g) ?? []).filter((w) => w.length >= 2);
   const known = new Set(words(readFileSync(HELDOUT, 'latin1')));
-  const share = (text) => {
-    const w = words(text);
-    return w.filter((x) => known.has(x)).length / w.length;
-  };
-  const args = ['--prompt', 'And the LORD spake unto Moses, saying,', '--max-tokens', '300', '--seed', '1', '--json'];
-  const trained = json('native', ['generate', '--model', join(MODELS, 'kjv-3m-Q8_0.bin'), ...args]);
-  assert.ok(share(trained.text) >= 0.8, `${(share(trained.text) * 100).toFixed(0)}% known words: ${trained.text}`);
+  const written = (model) =>
+    [1, 2, 3].flatMap((seed) => {
+      const args = ['--prompt', 'And the LORD spake unto Moses, saying,', '--max-tokens', '300', '--seed', String(seed), '--json'];
+      return words(json('native', ['generate', '--model', model, ...args]).text);
+    });
+  const share = (w) => w.filter((x) => known.has(x)).length / Math.max(1, w.length);
+  const trained = written(join(MODELS, 'kjv-3m-Q8_0.bin'));
+  assert.ok(trained.length >= 100 && share(trained) >= 0.6, `${trained.length} words, ${(share(trained) * 100).toFixed(0)}% known: ${trained.join(' ')}`);
   // The check can fail: the same shape with random weights writes no words.
   const dir = mkdtempSync(join(tmpdir(), 'echo-demo-'));
   try {
     const shape = ['--arch', 'v7', '--n-embed', String(card.n_embed), '--n-layer', String(card.n_layer), '--n-vocab', '256', '--type', 'Q8_0'];
-    const random = json('native', ['generate', '--model', synth(join(dir, 'random.bin'), shape), ...args]);
-    assert.ok(share(random.text) < 0.5, `${(share(random.text) * 100).toFixed(0)}% known words: ${random.text}`);
+    const random = written(synth(join(dir, 'random.bin'), shape));
+    assert.ok(share(random) < 0.2, `${(share(random) * 100).toFixed(0)}% known: ${random.join(' ')}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
