@@ -112,6 +112,11 @@ impl Args {
     fn all(&self, key: &str) -> &[String] {
         self.values.get(key).map_or(&[], Vec::as_slice)
     }
+    /// The values of a repeatable option that must be given at least once.
+    fn at_least_one(&self, key: &str) -> Result<&[String]> {
+        self.required(key)?;
+        Ok(self.all(key))
+    }
     fn flag(&self, key: &str) -> bool {
         self.values.contains_key(key)
     }

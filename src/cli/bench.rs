@@ -23,7 +23,8 @@ pub(super) const OPTIONS: &[&str] = &[
 /// which is not throughput.
 pub(super) const WARM_UP_CALLS: usize = 4;
 
-fn median(v: &mut [f64]) -> f64 {
+/// Sorts `v` (so its last is the maximum) and returns its median.
+pub(super) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() { 0.0 } else { v[v.len() / 2] }
 }

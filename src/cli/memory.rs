@@ -20,17 +20,8 @@ fn embedder(args: &Args, io: &mut dyn Io) -> Result<Embedder> {
     Ok(Embedder::new(model, backend, tokenizer, pooling))
 }
 
-/// The values of a repeatable option, at least one.
-fn texts<'a>(args: &'a Args, key: &str) -> Result<&'a [String]> {
-    let all = args.all(key);
-    if all.is_empty() {
-        args.required(key)?;
-    }
-    Ok(all)
-}
-
 pub(super) fn embed(args: &Args, io: &mut dyn Io) -> Result<()> {
-    let texts = texts(args, "text")?;
+    let texts = args.at_least_one("text")?;
     let mut embedder = embedder(args, io)?;
     let mut vectors = Vec::with_capacity(texts.len());
     for t in texts {
@@ -66,7 +57,7 @@ fn save_store(path: &str, store: &MemoryStore, io: &mut dyn Io) -> Result<()> {
 }
 
 pub(super) fn remember(args: &Args, io: &mut dyn Io) -> Result<()> {
-    let texts = texts(args, "text")?;
+    let texts = args.at_least_one("text")?;
     let path = args.required("memory-path")?;
     let metadata = args.optional("metadata").unwrap_or("null");
     let mut embedder = embedder(args, io)?;
@@ -133,7 +124,7 @@ pub(super) fn bench_memories(args: &Args, io: &mut dyn Io) -> Result<()> {
             times.push(now() - start);
         }
     }
-    times.sort_by(|a, b| a.total_cmp(b));
+    let median = super::bench::median(&mut times);
     io.stdout(&format!(
         "{{\"runtime\":\"{}\",\"memories\":{n},\"n_embed\":{dim},\"k\":{k},\"store_bytes\":{},\"bytes_per_memory\":{},\
          \"export_bytes\":{},\"remember_ms_per_memory\":{remember_ms:.4},\"recall_ms_median\":{:.3},\"recall_ms_max\":{:.3}}}",
@@ -141,7 +132,7 @@ pub(super) fn bench_memories(args: &Args, io: &mut dyn Io) -> Result<()> {
         store.bytes(),
         store.bytes() / n.max(1) as usize,
         store.export().len(),
-        times[times.len() / 2],
+        median,
         times[times.len() - 1]
     ));
     Ok(())

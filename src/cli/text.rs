@@ -43,10 +43,7 @@ const TOKENIZER_BYTES: u64 = 8 << 20;
 /// Runs each `--prompt` as its own request (from a reset conversation) in one session, so later
 /// prompts sharing a prefix with earlier ones resume from the prefix cache.
 pub(super) fn generate(args: &Args, io: &mut dyn Io) -> Result<()> {
-    let prompts = args.all("prompt");
-    if prompts.is_empty() {
-        args.required("prompt")?;
-    }
+    let prompts = args.at_least_one("prompt")?;
     let mut opts = generate_options(args)?;
     opts.grammar = grammar(args, io)?;
     let kind = backend_kind(args)?;

@@ -54,7 +54,7 @@ pub fn eval(model: &Model, tokens: &[u32], state: &mut [f32], logits: Option<&mu
     model.check_eval(tokens, state, logits.as_deref())?;
     let x = feed(model, tokens, state, |_, _| Ok(()))?;
     if let Some(out) = logits {
-        let x = ln_out(model, &x)?;
+        let x = ln_out(model)?(&x);
         ops::matvec_rows(model.tensor("head.weight"), 0, &x, out)?;
     }
     Ok(())
@@ -65,9 +65,9 @@ pub fn eval(model: &Model, tokens: &[u32], state: &mut [f32], logits: Option<&mu
 /// `InvalidOptions` for a `hidden` of the wrong length.
 pub fn eval_hidden(model: &Model, tokens: &[u32], state: &mut [f32], hidden: &mut [f32]) -> Result<()> {
     model.check_hidden(tokens, state, hidden)?;
-    let e = model.hparams.n_embed;
+    let (e, norm) = (model.hparams.n_embed, ln_out(model)?);
     feed(model, tokens, state, |i, x| {
-        hidden[i * e..(i + 1) * e].copy_from_slice(&ln_out(model, x)?);
+        hidden[i * e..(i + 1) * e].copy_from_slice(&norm(x));
         Ok(())
     })?;
     Ok(())
@@ -94,9 +94,11 @@ fn feed(model: &Model, tokens: &[u32], state: &mut [f32], mut each: impl FnMut(u
     Ok(x)
 }
 
-fn ln_out(model: &Model, x: &[f32]) -> Result<Vec<f32>> {
-    let e = x.len();
-    Ok(ops::layer_norm(x, &vector(model.tensor("ln_out.weight"), e)?, &vector(model.tensor("ln_out.bias"), e)?))
+/// `ln_out`, its weights decoded once.
+fn ln_out(model: &Model) -> Result<impl Fn(&[f32]) -> Vec<f32>> {
+    let e = model.hparams.n_embed;
+    let (w, b) = (vector(model.tensor("ln_out.weight"), e)?, vector(model.tensor("ln_out.bias"), e)?);
+    Ok(move |x: &[f32]| ops::layer_norm(x, &w, &b))
 }
 
 /// Row `token` of the embedding matrix.
