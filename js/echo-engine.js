@@ -9,13 +9,13 @@ export class EchoError extends Error {
   /**
    * @param {string} code
    * @param {string} message
-   * @param {{neededBytes?: number, limitBytes?: number, status?: number}} [extra]
+   * @param {{neededBytes?: number, limitBytes?: number, status?: number, memoryId?: number}} [extra]
    */
   constructor(code, message, extra = {}) {
     super(message);
     this.name = 'EchoError';
     this.code = code;
-    for (const k of ['neededBytes', 'limitBytes', 'status']) if (extra[k] !== undefined) this[k] = extra[k];
+    for (const k of ['neededBytes', 'limitBytes', 'status', 'memoryId']) if (extra[k] !== undefined) this[k] = extra[k];
   }
 }
 
@@ -97,6 +97,18 @@ function tokenIds(ids) {
   return list;
 }
 
+/** A value as JSON text (the worker hands it to Rust); `invalid_options` if it has none. */
+function jsonText(value) {
+  let json;
+  try {
+    json = JSON.stringify(value ?? null);
+  } catch (e) {
+    throw new EchoError('invalid_options', `the value cannot be written as JSON (${e.message})`);
+  }
+  if (json === undefined) throw new EchoError('invalid_options', 'the value cannot be written as JSON');
+  return json;
+}
+
 function text(value, what) {
   if (typeof value !== 'string') throw new EchoError('invalid_options', `${what} must be a string`);
   return value;
@@ -116,12 +128,18 @@ export class EchoEngine {
   }
 
   /**
-   * @param {{memoryLimitMb?: number, backend?: 'ggml'|'reference'|'mock', workerUrl?: string|URL}} [options]
+   * `memoryPath` (Node): the file the memory stores are kept in. Browsers keep them in IndexedDB
+   * (database `memoryDatabase`, default 'echo-engine') unless `persistMemories` is false.
+   * @param {{memoryLimitMb?: number, backend?: 'ggml'|'reference'|'mock', workerUrl?: string|URL,
+   *   memoryPath?: string, persistMemories?: boolean, memoryDatabase?: string}} [options]
    */
   static async create(options = {}) {
-    const { memoryLimitMb, backend = 'ggml', workerUrl = new URL('./worker.js', import.meta.url) } = options;
+    const { memoryLimitMb, backend = 'ggml', workerUrl = new URL('./worker.js', import.meta.url), memoryPath, persistMemories, memoryDatabase } = options;
     if (memoryLimitMb !== undefined && typeof memoryLimitMb !== 'number') throw new EchoError('invalid_options', 'memoryLimitMb must be a number');
     text(backend, 'backend');
+    if (memoryPath !== undefined) text(memoryPath, 'memoryPath');
+    if (memoryDatabase !== undefined) text(memoryDatabase, 'memoryDatabase');
+    if (persistMemories !== undefined && typeof persistMemories !== 'boolean') throw new EchoError('invalid_options', 'persistMemories must be true or false');
     let worker;
     try {
       worker = await spawnWorker(workerUrl);
@@ -130,7 +148,7 @@ export class EchoEngine {
     }
     const engine = new EchoEngine(worker);
     try {
-      await engine.#call('create', { memoryLimitMb, backend });
+      await engine.#call('create', { memoryLimitMb, backend, memoryPath, persistMemories, memoryDatabase });
     } catch (e) {
       engine.terminate();
       throw e;
@@ -220,29 +238,38 @@ export class EchoEngine {
    */
   generate(prompt, options = {}) {
     const { signal, ...rest } = options;
+    const call = (stopSignal, onEvent) => typeof prompt === 'string'
+      ? this.#call('generate', { prompt, options: rest, stream: true }, { signal: stopSignal, onEvent })
+      : Promise.reject(new EchoError('invalid_options', 'the prompt must be a string'));
+    return this.#stream(call, signal, ({ text }) => ({ text }));
+  }
+
+  /**
+   * A request whose events are iterated as they come: `call(stopSignal, onEvent)` sends it;
+   * `shape` turns an event into what the iterator yields. Aborting (the signal, `abort()`, or
+   * leaving the loop early) stops the request; `result` resolves to its result.
+   */
+  #stream(call, signal, shape) {
     const stop = new AbortController();
     const forward = () => stop.abort();
     if (signal?.aborted) stop.abort();
     signal?.addEventListener('abort', forward, { once: true });
-    const chunks = [];
+    const items = [];
     let finished = false;
     let failure;
     let wake = () => {};
-    // The caller's signal may outlive this generation: let go of it once the result is in.
+    // The caller's signal may outlive this request: let go of it once the result is in.
     const settle = () => {
       finished = true;
       signal?.removeEventListener('abort', forward);
       wake();
     };
-    const onEvent = ({ text }) => {
-      chunks.push({ text });
+    const onEvent = (event) => {
+      items.push(shape(event));
       wake();
     };
-    const call = typeof prompt === 'string'
-      ? this.#call('generate', { prompt, options: rest, stream: true }, { signal: stop.signal, onEvent })
-      : Promise.reject(new EchoError('invalid_options', 'the prompt must be a string'));
-    const result = call.then(
-      (completion) => (settle(), completion),
+    const result = call(stop.signal, onEvent).then(
+      (value) => (settle(), value),
       (e) => {
         failure = e;
         settle();
@@ -257,7 +284,7 @@ export class EchoEngine {
       async *[Symbol.asyncIterator]() {
         try {
           for (;;) {
-            if (chunks.length > 0) yield chunks.shift();
+            if (items.length > 0) yield items.shift();
             else if (finished) {
               if (failure) throw failure;
               return;
@@ -315,6 +342,88 @@ export class EchoEngine {
 
   memory() {
     return this.#call('memory');
+  }
+
+  /**
+   * The embedding of a text (a `Float32Array`, L2-normalised: the mean of the model's final
+   * normalised hidden states over the text's tokens), or of each text of an array.
+   */
+  async embed(texts) {
+    const list = Array.isArray(texts) ? texts : [texts];
+    list.forEach((t) => text(t, 'each text'));
+    const vectors = await this.#call('embed', { texts: list });
+    return Array.isArray(texts) ? vectors : vectors[0];
+  }
+
+  /** Stores `text` (with JSON-able `metadata`) in memory store `store` (default 'default'); resolves to its id. */
+  async remember(value, options = {}) {
+    const { metadata = null, store = 'default' } = options;
+    return this.#call('remember', { text: text(value, 'the text'), metadata: jsonText(metadata), store: text(store, 'store') });
+  }
+
+  /** The `k` memories best for `query`, best first: `[{ id, text, score, cosine, lexical, metadata }]`. */
+  async recall(query, options = {}) {
+    const { k = 5, store = 'default' } = options;
+    if (!Number.isInteger(k) || k < 0 || k > 10000) throw new EchoError('invalid_options', 'k must be a whole number from 0 to 10000');
+    return this.#call('recall', { query: text(query, 'the query'), k, store: text(store, 'store') });
+  }
+
+  /** Removes memory `id`; resolves to whether there was one. */
+  async forget(id, options = {}) {
+    const { store = 'default' } = options;
+    if (!Number.isInteger(id)) throw new EchoError('invalid_options', 'the id must be a whole number (from remember)');
+    return this.#call('forget', { id, store: text(store, 'store') });
+  }
+
+  /** `{ total, items: [{ id, text, metadata }], persistent, storageError? }`, oldest first. */
+  async memories(options = {}) {
+    const { store = 'default', offset = 0, limit = 100 } = options;
+    for (const [k, v] of [['offset', offset], ['limit', limit]]) {
+      if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new EchoError('invalid_options', `${k} must be a whole number from 0`);
+    }
+    return this.#call('memories', { store: text(store, 'store'), offset, limit });
+  }
+
+  /** Store `store`'s memories as bytes, or with no store every store's (a memory file). */
+  async exportMemories(options = {}) {
+    const { store } = options;
+    return this.#call('exportMemories', { store: store === undefined ? undefined : text(store, 'store') });
+  }
+
+  /** Reads `exportMemories`' bytes back (replacing the stores they hold); memories another model embedded are embedded again. */
+  async importMemories(bytes, options = {}) {
+    const { store } = options;
+    if (!(bytes instanceof ArrayBuffer) && !ArrayBuffer.isView(bytes)) {
+      throw new EchoError('invalid_options', 'the memories must be a Uint8Array or an ArrayBuffer from exportMemories');
+    }
+    const [owned, transfer] = ownedBytes(bytes);
+    return this.#call('importMemories', { bytes: owned, store: store === undefined ? undefined : text(store, 'store') }, { transfer });
+  }
+
+  /**
+   * The cognitive loop on one input: `context` is `{ userInput, sessionId?, conversationHistory?,
+   * memoryState?, processingGoals?, temporalContext?, metadata? }`; resolves to
+   * `{ integratedResponse, confidence, membranes: { memory, reasoning, grammar }, integration, stats }`.
+   */
+  async process(context, options = {}) {
+    const { signal, ...rest } = options;
+    return this.#call('process', { context: jsonText(context), options: jsonText(rest), stream: false }, { signal });
+  }
+
+  /**
+   * Like `process`, yielding `{ type: 'membrane', name, result }` as each membrane finishes and
+   * `{ type: 'text', text }` as the answer comes; `result` resolves to the whole response.
+   */
+  processStream(context, options = {}) {
+    const { signal, ...rest } = options;
+    let args;
+    try {
+      args = { context: jsonText(context), options: jsonText(rest), stream: true };
+    } catch (e) {
+      return this.#stream(() => Promise.reject(e), signal, (x) => x);
+    }
+    const shape = (e) => (e.event === 'membrane' ? { type: 'membrane', name: e.name, result: e.result } : { type: 'text', text: e.text });
+    return this.#stream((stopSignal, onEvent) => this.#call('process', args, { signal: stopSignal, onEvent }), signal, shape);
   }
 
   metrics() {

@@ -3,6 +3,7 @@
 // messages skip the queue, so a load or a generation in progress can be stopped: both run as
 // loops that return to the event loop between chunks and between tokens.
 import init, { Engine, Conversion } from '../pkg/echo_engine.js';
+import { openPersistence } from './persistence.js';
 import { echoError, openRandomAccess, openSource, readAll } from './sources.js';
 
 const isNode = typeof self === 'undefined';
@@ -11,6 +12,8 @@ const post = isNode ? (msg, transfer) => parentPort.postMessage(msg, transfer) :
 
 /** @type {Engine | undefined} */
 let engine;
+/** Where the memory stores are kept between sessions (see persistence.js). */
+let persistence;
 /** One per request not yet answered, so an abort can reach it queued or running. */
 const controllers = new Map();
 let queue = Promise.resolve();
@@ -41,8 +44,8 @@ async function handle({ id, op, args }) {
 
 function reply(id, e) {
   if (typeof e?.code === 'string') {
-    const { code, message, neededBytes, limitBytes, status } = e;
-    post({ id, ok: false, error: { code, message, neededBytes, limitBytes, status } });
+    const { code, message, neededBytes, limitBytes, status, memoryId } = e;
+    post({ id, ok: false, error: { code, message, neededBytes, limitBytes, status, memoryId } });
     return;
   }
   // A trap (a bug in the engine) leaves the wasm instance unusable; anything else untyped is a
@@ -78,14 +81,29 @@ async function run(id, op, args, signal) {
     }
     case 'loadState': return [requireEngine().loadState(args.bytes), []];
     case 'generate': return [await generate(id, args, signal), []];
+    case 'process': return [await runProcess(id, args, signal), []];
+    case 'embed': {
+      const vectors = requireEngine().embed(args.texts);
+      return [vectors, vectors.map((v) => v.buffer)];
+    }
+    case 'remember': return [await remember(args), []];
+    case 'recall': return [requireEngine().recall(args.store, args.query, args.k), []];
+    case 'forget': return [await forget(args), []];
+    case 'memories': return [memories(args), []];
+    case 'exportMemories': {
+      const bytes = requireEngine().exportMemories(args.store);
+      return [bytes, [bytes.buffer]];
+    }
+    case 'importMemories': return [await importMemories(args), []];
     case 'reset': return [requireEngine().reset(), []];
     case 'unloadModel': return [requireEngine().unloadModel(), []];
     default: throw echoError('invalid_options', `unknown request '${op}'`);
   }
 }
 
-async function create({ memoryLimitMb, backend }) {
+async function create({ memoryLimitMb, backend, memoryPath, persistMemories, memoryDatabase }) {
   if (engine) throw echoError('invalid_options', 'the engine is already created');
+  persistence = openPersistence({ memoryPath, persistMemories, memoryDatabase }, isNode);
   const wasmUrl = new URL('../pkg/echo_engine_bg.wasm', import.meta.url);
   if (isNode) {
     const { readFile } = await import('node:fs/promises');
@@ -122,6 +140,7 @@ async function loadModel(id, { source, tokenizer, vocab }, signal) {
     progress('download', loaded);
     progress('prepare', loaded);
     const info = e.finishLoad();
+    await persistence.afterLoad(e, info);
     progress('ready', loaded);
     return info;
   } catch (err) {
@@ -197,6 +216,69 @@ async function generate(id, { prompt, options, stream }, signal) {
       const { done, ...completion } = step;
       return completion;
     }
+    if (stream && step.text) post({ id, event: 'chunk', text: step.text });
+    if (performance.now() - lastYield >= YIELD_MS) {
+      await yieldToEventLoop();
+      lastYield = performance.now();
+    }
+  }
+}
+
+async function remember({ text, metadata, store }) {
+  const e = requireEngine();
+  const id = e.remember(store, text, metadata);
+  await persistence.saved(e, store, id, `memory ${id} is remembered`).catch((err) => {
+    throw Object.assign(err, { memoryId: id });
+  });
+  return id;
+}
+
+async function forget({ id, store }) {
+  const e = requireEngine();
+  const forgotten = e.forget(store, id);
+  if (forgotten) await persistence.saved(e, store, id, `memory ${id} is forgotten`);
+  return forgotten;
+}
+
+function memories({ store, offset, limit }) {
+  const { total, items } = requireEngine().memories(store, offset, limit);
+  const error = persistence.error && { code: persistence.error.code, message: persistence.error.message };
+  return { total, items, persistent: persistence.persistent, ...(error ? { storageError: error } : {}) };
+}
+
+async function importMemories({ bytes, store }) {
+  const e = requireEngine();
+  const imported = e.importMemories(bytes, store);
+  for (const s of imported) await persistence.storeSaved(e, s.store, `${s.memories} memories are imported into '${s.store}'`);
+  return imported;
+}
+
+/** Step by step like `generate`: membranes and answer text go out as they come. */
+async function runProcess(id, { context, options, stream }, signal) {
+  const e = requireEngine();
+  e.beginProcess(context, options);
+  let lastYield = performance.now();
+  for (;;) {
+    if (signal.aborted) {
+      e.abortProcess();
+      throw echoError('aborted', 'process was aborted');
+    }
+    const step = e.processStep();
+    if (step.done) {
+      const { response } = step;
+      const memory = response.membranes.memory;
+      memory.persistent = persistence.persistent;
+      if (memory.stored) {
+        try {
+          await persistence.saved(e, memory.stored.store, memory.stored.id, `the input is remembered as memory ${memory.stored.id}`);
+        } catch (err) {
+          memory.storageError = { code: err.code, message: err.message };
+        }
+        memory.persistent = persistence.persistent;
+      }
+      return response;
+    }
+    if (stream && step.membrane) post({ id, event: 'membrane', name: step.membrane, result: step.result });
     if (stream && step.text) post({ id, event: 'chunk', text: step.text });
     if (performance.now() - lastYield >= YIELD_MS) {
       await yieldToEventLoop();

@@ -2,10 +2,12 @@
 //! Node.js CLI (`bin/echo-engine.mjs`, which runs this code in wasm). Each runtime supplies an `Io`
 //! (files, output, clock); everything else — parsing, loading, evaluation, benchmarks — is here,
 //! the text commands (`generate`, `perplexity`, `tokenize`, `detokenize`) in `cli/text.rs`, `bench` in `cli/bench.rs`,
-//! the memory commands (`embed`, `remember`, `recall`) in `cli/memory.rs`.
+//! the memory commands (`embed`, `remember`, `recall`, `forget`, `list`) in `cli/memory.rs`, `process` in
+//! `cli/process.rs`.
 
 mod bench;
 mod memory;
+mod process;
 mod text;
 
 use std::collections::HashMap;
@@ -44,7 +46,7 @@ pub trait Io {
     fn peak_memory_bytes(&self) -> u64;
 }
 
-const USAGE: &str = "usage: echo-engine <info|logits|quantize|convert|bench|synth|generate|perplexity|tokenize|detokenize|embed|remember|recall|help> [options]
+const USAGE: &str = "usage: echo-engine <info|logits|quantize|convert|bench|synth|generate|perplexity|tokenize|detokenize|embed|remember|recall|forget|list|process|help> [options]
   info       --model F
   logits     --model F --tokens 34,105,110 [--mode serial|sequence] [--backend ggml|reference]
   quantize   --in F --out G --type Q4_0|Q4_1|Q5_0|Q5_1|Q8_0
@@ -64,8 +66,12 @@ const USAGE: &str = "usage: echo-engine <info|logits|quantize|convert|bench|synt
   tokenize   --tokenizer world|neox|byte [--vocab FILE] --text TEXT
   detokenize --tokenizer world|neox|byte [--vocab FILE] --ids 1,2,3 [--json]
   embed      --model F --text TEXT [--text TEXT …] [--tokenizer auto|world|neox|byte] [--vocab FILE] [--pooling mean|last]
-  remember   --model F --memory-path M --text TEXT [--text TEXT …] [--metadata JSON] [--tokenizer …] [--vocab FILE] [--pooling mean|last]
-  recall     --model F --memory-path M --query TEXT [--k 5] [--tokenizer …] [--vocab FILE] [--pooling mean|last]";
+  remember   --model F --memory-path M --text TEXT [--text TEXT …] [--metadata JSON] [--store NAME] [--tokenizer …] [--vocab FILE]
+             [--pooling mean|last]
+  recall     --model F --memory-path M --query TEXT [--k 5] [--store NAME] [--tokenizer …] [--vocab FILE] [--pooling mean|last]
+  forget     --model F --memory-path M --id N [--id N …] [--store NAME] [--tokenizer …] [--vocab FILE]
+  list       --model F --memory-path M [--store NAME] [--offset 0] [--limit 100] [--tokenizer …] [--vocab FILE]
+  process    --model F --context CTX.json [--options OPTS.json] [--memory-path M] [--tokenizer …] [--vocab FILE]";
 
 /// Options that take no value.
 const FLAGS: &[&str] = &["json", "sample"];
@@ -155,6 +161,9 @@ fn run_command(args: &[String], io: &mut dyn Io) -> Result<()> {
         "embed" => memory::embed(&Args::parse(rest, memory::EMBED_OPTIONS)?, io),
         "remember" => memory::remember(&Args::parse(rest, memory::REMEMBER_OPTIONS)?, io),
         "recall" => memory::recall(&Args::parse(rest, memory::RECALL_OPTIONS)?, io),
+        "forget" => memory::forget(&Args::parse(rest, memory::FORGET_OPTIONS)?, io),
+        "list" => memory::list(&Args::parse(rest, memory::LIST_OPTIONS)?, io),
+        "process" => process::process(&Args::parse(rest, process::PROCESS_OPTIONS)?, io),
         other => Err(Error::invalid_options(format!("unknown command '{other}'\n{USAGE}"))),
     }
 }

@@ -5,6 +5,7 @@
 //! `quantize`, and the JS API in `wasm` (wasm32 only).
 
 pub mod backend;
+pub mod cognition;
 pub mod cli;
 pub mod convert;
 pub mod error;

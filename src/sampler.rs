@@ -64,6 +64,14 @@ impl SamplerOptions {
     }
 }
 
+/// The natural log of `token`'s probability under the softmax of `logits` as they are (temperature
+/// 1, no penalties, bias or cuts): what the model itself gives the token.
+pub fn log_prob(logits: &[f32], token: u32) -> f32 {
+    let max = max_of(logits);
+    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    ((logits[token as usize] - max) as f64 - sum.ln()) as f32
+}
+
 #[derive(Debug, Clone)]
 pub struct Sampler {
     opts: SamplerOptions,

@@ -10,16 +10,33 @@ use std::sync::Arc;
 use echo_engine::backend::{self, BackendKind};
 use echo_engine::format::DType;
 use echo_engine::memory::lexical::words;
-use echo_engine::memory::{Embedder, MemoryStore, Pooling};
+use echo_engine::generate::Session;
+use echo_engine::memory::{MemoryStore, Pooling};
 use echo_engine::model::{load_bytes, Arch, LoadOptions};
 use echo_engine::synth::{self, SynthSpec};
 use echo_engine::tokenizer::Tokenizer;
 use echo_engine::ErrorCode;
 
+/// An embedder with the session whose model it runs.
+struct Embedder(Session, echo_engine::memory::Embedder);
+
+impl Embedder {
+    fn embed(&mut self, text: &str) -> echo_engine::Result<Vec<f32>> {
+        self.1.embed(&mut self.0, text)
+    }
+    fn space(&self) -> &str {
+        self.1.space()
+    }
+    fn dim(&self) -> usize {
+        self.1.dim()
+    }
+}
+
 fn embedder_on(kind: BackendKind, bytes: &[u8], pooling: Pooling) -> Embedder {
     let model = Arc::new(load_bytes(bytes, LoadOptions::default()).unwrap());
     let backend = backend::create(kind, model.clone()).unwrap();
-    Embedder::new(model, backend, Tokenizer::byte(), pooling)
+    let embedder = echo_engine::memory::Embedder::new(&model, kind, pooling);
+    Embedder(Session::new(model, backend, Tokenizer::byte(), 0, Box::new(|| 0.0)), embedder)
 }
 
 fn embedder(bytes: &[u8], pooling: Pooling) -> Embedder {

@@ -1,31 +1,39 @@
-//! The memory commands: `embed` (print L2-normalised embeddings), `remember` and `recall` on a
-//! memory file (`--memory-path`), and `bench --memories N` (recall speed and bytes per memory).
+//! The memory commands: `embed` (print L2-normalised embeddings), `remember`, `recall`, `forget`
+//! and `list` on a memory file (`--memory-path`, the file `EchoEngine.create({ memoryPath })`
+//! writes too), and `bench --memories N` (recall speed and bytes per memory).
 
 use super::{backend_kind, load, read_all, text, Args, Io};
 use crate::backend;
 use crate::error::{json_string, Result};
-use crate::memory::{Embedder, Hit, MemoryStore, Pooling};
+use crate::generate::Session;
+use crate::memory::{Embedder, Hit, Memory, MemoryStore, Pooling, Stores, DEFAULT_STORE};
 use crate::rng::SplitMix;
 
 pub(super) const EMBED_OPTIONS: &[&str] = &["model", "tokenizer", "vocab", "text", "pooling", "backend"];
-pub(super) const REMEMBER_OPTIONS: &[&str] = &["model", "tokenizer", "vocab", "text", "pooling", "backend", "memory-path", "metadata"];
-pub(super) const RECALL_OPTIONS: &[&str] = &["model", "tokenizer", "vocab", "query", "pooling", "backend", "memory-path", "k"];
+pub(super) const REMEMBER_OPTIONS: &[&str] =
+    &["model", "tokenizer", "vocab", "text", "pooling", "backend", "memory-path", "metadata", "store"];
+pub(super) const RECALL_OPTIONS: &[&str] = &["model", "tokenizer", "vocab", "query", "pooling", "backend", "memory-path", "k", "store"];
+pub(super) const FORGET_OPTIONS: &[&str] = &["model", "tokenizer", "vocab", "id", "pooling", "backend", "memory-path", "store"];
+pub(super) const LIST_OPTIONS: &[&str] =
+    &["model", "tokenizer", "vocab", "pooling", "backend", "memory-path", "store", "offset", "limit"];
 
-fn embedder(args: &Args, io: &mut dyn Io) -> Result<Embedder> {
+/// The model's session, with a prefix cache of `cache_bytes`, and its embedder.
+pub(super) fn session(args: &Args, io: &mut dyn Io, cache_bytes: usize) -> Result<(Session, Embedder)> {
     let pooling = Pooling::from_name(args.optional("pooling").unwrap_or("mean"))?;
     let kind = backend_kind(args)?;
     let (model, _) = load(args.required("model")?, io)?;
     let tokenizer = text::tokenizer(args, io, Some(model.hparams.n_vocab))?;
     let backend = backend::create(kind, model.clone())?;
-    Ok(Embedder::new(model, backend, tokenizer, pooling))
+    let embedder = Embedder::new(&model, backend.kind(), pooling);
+    Ok((Session::new(model, backend, tokenizer, cache_bytes, io.clock()), embedder))
 }
 
 pub(super) fn embed(args: &Args, io: &mut dyn Io) -> Result<()> {
     let texts = args.at_least_one("text")?;
-    let mut embedder = embedder(args, io)?;
+    let (mut session, embedder) = session(args, io, 0)?;
     let mut vectors = Vec::with_capacity(texts.len());
     for t in texts {
-        let v: Vec<String> = embedder.embed(t)?.iter().map(f32::to_string).collect();
+        let v: Vec<String> = embedder.embed(&mut session, t)?.iter().map(f32::to_string).collect();
         vectors.push(format!("[{}]", v.join(",")));
     }
     io.stdout(&format!(
@@ -37,37 +45,42 @@ pub(super) fn embed(args: &Args, io: &mut dyn Io) -> Result<()> {
     Ok(())
 }
 
-/// The store in `--memory-path` for `embedder`'s vectors; a new one if there is no such file
-/// and `create`.
-fn open_store(path: &str, create: bool, embedder: &Embedder, io: &mut dyn Io) -> Result<MemoryStore> {
-    let mut store = MemoryStore::new(embedder.space(), embedder.dim())?;
+/// The stores in the memory file `path` (none if there is no such file and `create`); memories
+/// another model embedded are embedded again with this one.
+pub(super) fn open_stores(path: &str, create: bool, embedder: Embedder, session: &mut Session, io: &mut dyn Io) -> Result<Stores> {
+    let mut stores = Stores::new(embedder);
     if !create || io.exists(path) {
-        store.import(&read_all(io, path)?)?;
+        stores.import(session, &read_all(io, path)?, None)?;
     }
-    Ok(store)
+    Ok(stores)
 }
 
-/// Writes the store next to `path`, then renames it over `path`: a crash leaves the old file or
-/// the new one, never a torn one.
-fn save_store(path: &str, store: &MemoryStore, io: &mut dyn Io) -> Result<()> {
+/// Writes the stores next to `path`, then renames the file over `path`: a crash leaves the old
+/// file or the new one, never a torn one.
+pub(super) fn save_stores(path: &str, stores: &Stores, io: &mut dyn Io) -> Result<()> {
     let temp = format!("{path}.tmp");
     io.create(&temp)?;
-    io.append(&temp, &store.export())?;
+    io.append(&temp, &stores.export(None)?)?;
     io.rename(&temp, path)
+}
+
+fn store_name(args: &Args) -> &str {
+    args.optional("store").unwrap_or(DEFAULT_STORE)
 }
 
 pub(super) fn remember(args: &Args, io: &mut dyn Io) -> Result<()> {
     let texts = args.at_least_one("text")?;
     let path = args.required("memory-path")?;
     let metadata = args.optional("metadata").unwrap_or("null");
-    let mut embedder = embedder(args, io)?;
-    let mut store = open_store(path, true, &embedder, io)?;
+    let (mut session, embedder) = session(args, io, 0)?;
+    let mut stores = open_stores(path, true, embedder, &mut session, io)?;
     let mut ids = Vec::with_capacity(texts.len());
     for t in texts {
-        ids.push(store.remember(t, metadata, &embedder.embed(t)?)?.to_string());
+        ids.push(stores.remember(&mut session, store_name(args), t, metadata)?.to_string());
     }
-    save_store(path, &store, io)?;
-    io.stdout(&format!("{{\"ids\":[{}],\"memories\":{}}}", ids.join(","), store.len()));
+    save_stores(path, &stores, io)?;
+    let total = stores.list(store_name(args), 0, 0)?.0;
+    io.stdout(&format!("{{\"ids\":[{}],\"memories\":{total}}}", ids.join(",")));
     Ok(())
 }
 
@@ -75,15 +88,48 @@ pub(super) fn recall(args: &Args, io: &mut dyn Io) -> Result<()> {
     let query = args.required("query")?;
     let path = args.required("memory-path")?;
     let k = args.number("k", 5)? as usize;
-    let mut embedder = embedder(args, io)?;
-    let store = open_store(path, false, &embedder, io)?;
-    let hits = store.recall(&embedder.embed(query)?, query, k)?;
+    let (mut session, embedder) = session(args, io, 0)?;
+    let mut stores = open_stores(path, false, embedder, &mut session, io)?;
+    let hits = stores.recall(&mut session, store_name(args), query, k)?;
     let hits: Vec<String> = hits.iter().map(hit_json).collect();
     io.stdout(&format!("{{\"hits\":[{}]}}", hits.join(",")));
     Ok(())
 }
 
-fn hit_json(h: &Hit) -> String {
+pub(super) fn forget(args: &Args, io: &mut dyn Io) -> Result<()> {
+    let ids = args.at_least_one("id")?;
+    let path = args.required("memory-path")?;
+    let (mut session, embedder) = session(args, io, 0)?;
+    let mut stores = open_stores(path, false, embedder, &mut session, io)?;
+    let mut forgotten = Vec::new();
+    for id in ids {
+        let id: u64 = id.parse().map_err(|_| crate::Error::invalid_options(format!("--id must be a memory id, got '{id}'")))?;
+        if stores.forget(store_name(args), id)? {
+            forgotten.push(id.to_string());
+        }
+    }
+    save_stores(path, &stores, io)?;
+    io.stdout(&format!("{{\"forgotten\":[{}]}}", forgotten.join(",")));
+    Ok(())
+}
+
+pub(super) fn list(args: &Args, io: &mut dyn Io) -> Result<()> {
+    let path = args.required("memory-path")?;
+    let offset = args.number("offset", 0)? as usize;
+    let limit = args.number("limit", 100)? as usize;
+    let (mut session, embedder) = session(args, io, 0)?;
+    let stores = open_stores(path, false, embedder, &mut session, io)?;
+    let (total, items) = stores.list(store_name(args), offset, limit)?;
+    let items: Vec<String> = items.into_iter().map(memory_json).collect();
+    io.stdout(&format!("{{\"total\":{total},\"items\":[{}]}}", items.join(",")));
+    Ok(())
+}
+
+pub(super) fn memory_json(m: &Memory) -> String {
+    format!("{{\"id\":{},\"text\":{},\"metadata\":{}}}", m.id, json_string(&m.text), m.metadata)
+}
+
+pub(super) fn hit_json(h: &Hit) -> String {
     format!(
         "{{\"id\":{},\"text\":{},\"score\":{},\"cosine\":{},\"lexical\":{},\"metadata\":{}}}",
         h.memory.id,

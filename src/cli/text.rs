@@ -34,6 +34,7 @@ pub(super) const GENERATE_OPTIONS: &[&str] = &[
     "regex",
     "lark",
     "gbnf",
+    "logprobs",
 ];
 
 /// Room, under `--memory-limit-mb`, for the tokenizer: it is built after the model (its kind
@@ -146,6 +147,7 @@ fn generate_options(args: &Args) -> Result<GenerateOptions> {
         stop: stop_strings(args.all("stop")),
         stop_tokens: parse_tokens("stop-tokens", args.optional("stop-tokens").unwrap_or(""))?,
         grammar: None,
+        logprobs: args.flag("logprobs"),
     })
 }
 
@@ -171,8 +173,10 @@ pub(super) fn grammar(args: &Args, io: &mut dyn Io) -> Result<Option<Grammar>> {
 
 fn completion_json(c: &Completion) -> String {
     let tokens: Vec<String> = c.tokens.iter().map(u32::to_string).collect();
+    let logprobs: Vec<String> = c.logprobs.iter().map(f32::to_string).collect();
+    let logprobs = if logprobs.is_empty() { String::new() } else { format!(",\"logprobs\":[{}]", logprobs.join(",")) };
     format!(
-        "{{\"text\":{},\"stop_reason\":\"{}\",\"tokens\":[{}],\"stats\":{}}}",
+        "{{\"text\":{},\"stop_reason\":\"{}\",\"tokens\":[{}]{logprobs},\"stats\":{}}}",
         json_string(&c.text),
         c.stop_reason.as_str(),
         tokens.join(","),

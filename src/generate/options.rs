@@ -16,11 +16,13 @@ pub struct GenerateOptions {
     /// Every token is drawn from those this grammar allows; its end ends the generation
     /// (`StopReason::Grammar`).
     pub grammar: Option<Grammar>,
+    /// Report each generated token's log probability under the model (`Completion::logprobs`).
+    pub logprobs: bool,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { sampler: SamplerOptions::default(), max_tokens: 256, stop: Vec::new(), stop_tokens: Vec::new(), grammar: None }
+        GenerateOptions { sampler: SamplerOptions::default(), max_tokens: 256, stop: Vec::new(), stop_tokens: Vec::new(), grammar: None, logprobs: false }
     }
 }
 
@@ -46,7 +48,7 @@ impl GenerateOptions {
         for f in [s.temperature, s.top_p, s.min_p, s.presence_penalty, s.frequency_penalty, s.penalty_decay] {
             put(&mut k, f.to_bits() as u64);
         }
-        for n in [s.top_k as u64, s.seed, self.max_tokens as u64, s.logit_bias.len() as u64] {
+        for n in [s.top_k as u64, s.seed, self.max_tokens as u64, s.logit_bias.len() as u64, self.logprobs as u64] {
             put(&mut k, n);
         }
         for &(t, b) in &s.logit_bias {
@@ -160,6 +162,9 @@ pub struct Completion {
     pub tokens: Vec<u32>,
     pub stop_reason: StopReason,
     pub stats: Stats,
+    /// With `GenerateOptions::logprobs`: each of `tokens`' natural log probability under the
+    /// model's own distribution (softmax of its logits, before sampling options); else empty.
+    pub logprobs: Vec<f32>,
 }
 
 /// What one [`super::Session::step`] did.

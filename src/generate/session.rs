@@ -47,6 +47,8 @@ pub struct Session {
 struct Generation {
     max_tokens: usize,
     stop_tokens: Vec<u32>,
+    /// Each generated token's log probability, when asked for.
+    logprobs: Option<Vec<f32>>,
     sampler: Sampler,
     constraint: Option<Constraint>,
     utf8: Utf8Stream,
@@ -119,6 +121,16 @@ impl Session {
         &self.model
     }
 
+    /// Milliseconds on the session's clock.
+    pub fn now(&self) -> f64 {
+        (self.clock)()
+    }
+
+    /// The model, its backend and the tokenizer, for work beside the conversation (embeddings).
+    pub fn parts(&mut self) -> (&Model, &mut dyn Backend, &Tokenizer) {
+        (&self.model, &mut *self.backend, &self.tokenizer)
+    }
+
     /// Every token of the conversation so far.
     pub fn tokens(&self) -> &[u32] {
         &self.conv.tokens
@@ -160,6 +172,7 @@ impl Session {
         let mut g = Generation {
             max_tokens: opts.max_tokens,
             stop_tokens: opts.stop_tokens.clone(),
+            logprobs: opts.logprobs.then(Vec::new),
             sampler,
             constraint,
             utf8: Utf8Stream::new(),
@@ -380,6 +393,9 @@ impl Session {
                 None => return Err(Error::invalid_options("the grammar allows no token this model has at this point")),
             },
         };
+        if let Some(logprobs) = g.logprobs.as_mut() {
+            logprobs.push(crate::sampler::log_prob(&logits, token));
+        }
         conv.tokens.push(token);
         g.tokens.push(token);
         g.stats.generated_tokens += 1;
@@ -441,7 +457,13 @@ impl Session {
         if conv.fed > 0 {
             self.prefixes.insert(&conv.tokens[..conv.fed], &conv.state, conv.logits.as_deref());
         }
-        let completion = Completion { text: g.text.clone(), tokens: g.tokens.clone(), stop_reason: reason, stats: g.stats.clone() };
+        let completion = Completion {
+            text: g.text.clone(),
+            tokens: g.tokens.clone(),
+            stop_reason: reason,
+            stats: g.stats.clone(),
+            logprobs: g.logprobs.clone().unwrap_or_default(),
+        };
         if reason != StopReason::Abort {
             self.responses.insert(&g.key.0, &g.key.1, &completion);
         }

@@ -8,13 +8,11 @@
 //! state (the test prints every figure). A small RWKV's last state mostly reflects the last few
 //! bytes; the mean keeps every word's contribution.
 
-use std::sync::Arc;
-
-use crate::backend::{Backend, BackendKind};
+use crate::backend::BackendKind;
 use crate::error::{Error, Result};
+use crate::generate::Session;
 use crate::ggml::SEQ_CHUNK;
 use crate::model::Model;
-use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pooling {
@@ -41,22 +39,21 @@ impl Pooling {
     }
 }
 
+/// How texts become vectors for one model: it runs them through the model of the session it is
+/// given (the session's backend, from a scratch state: the conversation is not touched).
 pub struct Embedder {
-    model: Arc<Model>,
-    backend: Box<dyn Backend>,
-    tokenizer: Tokenizer,
     pooling: Pooling,
     space: String,
+    dim: usize,
 }
 
 impl Embedder {
-    pub fn new(model: Arc<Model>, backend: Box<dyn Backend>, tokenizer: Tokenizer, pooling: Pooling) -> Embedder {
-        let space = space(&model, backend.kind() == BackendKind::Mock, pooling);
-        Embedder { model, backend, tokenizer, pooling, space }
+    pub fn new(model: &Model, backend: BackendKind, pooling: Pooling) -> Embedder {
+        Embedder { pooling, space: space(model, backend == BackendKind::Mock, pooling), dim: model.hparams.n_embed }
     }
 
     pub fn dim(&self) -> usize {
-        self.model.hparams.n_embed
+        self.dim
     }
 
     /// Names the vector space this embedder maps into; vectors from different spaces never mix.
@@ -64,20 +61,22 @@ impl Embedder {
         &self.space
     }
 
-    /// The L2-normalised embedding of `text`; `InvalidOptions` for a text with no tokens.
-    pub fn embed(&mut self, text: &str) -> Result<Vec<f32>> {
-        let tokens = self.tokenizer.encode(text);
+    /// The L2-normalised embedding of `text` by `session`'s model (the one this embedder was made
+    /// for); `InvalidOptions` for a text with no tokens.
+    pub fn embed(&self, session: &mut Session, text: &str) -> Result<Vec<f32>> {
+        let (model, backend, tokenizer) = session.parts();
+        let tokens = tokenizer.encode(text);
         if tokens.is_empty() {
             return Err(Error::invalid_options("nothing to embed: the text is empty"));
         }
-        let e = self.dim();
-        let mut state = self.model.initial_state();
+        let e = self.dim;
+        let mut state = model.initial_state();
         let mut hidden = vec![0.0f32; SEQ_CHUNK * e];
         let mut sum = vec![0.0f64; e];
         // A chunk at a time, so a long text needs no more memory than a short one.
         for chunk in tokens.chunks(SEQ_CHUNK) {
             let rows = &mut hidden[..chunk.len() * e];
-            self.backend.eval_hidden(chunk, &mut state, rows)?;
+            backend.eval_hidden(chunk, &mut state, rows)?;
             for row in rows.chunks_exact(e) {
                 sum.iter_mut().zip(row).for_each(|(s, &h)| *s += h as f64);
             }

@@ -106,17 +106,21 @@ impl MemoryStore {
 
     /// Stores `text` with its embedding `vector` and `metadata` (JSON text); returns its id.
     pub fn remember(&mut self, text: &str, metadata: &str, vector: &[f32]) -> Result<u64> {
-        let metadata = compact_json(metadata)?;
+        let memory = Memory { id: self.next_id, text: text.to_string(), metadata: compact_json(metadata)? };
+        self.add(memory, vector)?;
+        self.next_id += 1;
+        Ok(self.next_id - 1)
+    }
+
+    fn add(&mut self, memory: Memory, vector: &[f32]) -> Result<()> {
         let vector = self.checked(vector)?;
         if self.memories.is_empty() {
             self.centre.copy_from_slice(&vector);
         }
         let residual: Vec<f32> = vector.iter().zip(&self.centre).map(|(v, c)| v - c).collect();
         let (q, scale) = quantize(&residual);
-        let id = self.next_id;
-        self.next_id += 1;
-        self.insert(Memory { id, text: text.to_string(), metadata }, &q, scale);
-        Ok(id)
+        self.insert(memory, &q, scale);
+        Ok(())
     }
 
     /// Removes memory `id`; false if there is none.
@@ -180,31 +184,66 @@ impl MemoryStore {
             .collect())
     }
 
-    /// Every memory, as bytes `import` reads back.
+    /// Every memory, as bytes `import` reads back: `header()`, the number of memories (u64), then
+    /// each memory's `record`. (The browser's IndexedDB keeps the header and the records apart,
+    /// so a change rewrites only what changed.)
     pub fn export(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.memories.len() * (self.dim + 64));
+        let mut out = self.header();
+        out.reserve(self.memories.len() * (self.dim + 64));
+        out.extend_from_slice(&(self.memories.len() as u64).to_le_bytes());
+        for i in 0..self.memories.len() {
+            self.put_record(&mut out, i);
+        }
+        out
+    }
+
+    /// The export's header: magic, version, space, width, centre and the next id.
+    pub fn header(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + self.space.len() + self.dim * 4);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         put_bytes(&mut out, self.space.as_bytes());
         out.extend_from_slice(&(self.dim as u32).to_le_bytes());
         self.centre.iter().for_each(|c| out.extend_from_slice(&c.to_le_bytes()));
         out.extend_from_slice(&self.next_id.to_le_bytes());
-        out.extend_from_slice(&(self.memories.len() as u64).to_le_bytes());
-        for (i, m) in self.memories.iter().enumerate() {
-            out.extend_from_slice(&m.id.to_le_bytes());
-            out.extend_from_slice(&self.scales[i].to_le_bytes());
-            out.extend(self.vectors[i * self.dim..(i + 1) * self.dim].iter().map(|&x| x as u8));
-            put_bytes(&mut out, m.text.as_bytes());
-            put_bytes(&mut out, m.metadata.as_bytes());
-        }
         out
+    }
+
+    /// Memory `id` as the export stores it (None if there is no such memory).
+    pub fn record(&self, id: u64) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.put_record(&mut out, *self.positions.get(&id)?);
+        Some(out)
+    }
+
+    fn put_record(&self, out: &mut Vec<u8>, i: usize) {
+        let m = &self.memories[i];
+        out.extend_from_slice(&m.id.to_le_bytes());
+        out.extend_from_slice(&self.scales[i].to_le_bytes());
+        out.extend(self.vectors[i * self.dim..(i + 1) * self.dim].iter().map(|&x| x as u8));
+        put_bytes(out, m.text.as_bytes());
+        put_bytes(out, m.metadata.as_bytes());
     }
 
     /// Replaces this store's memories with those of an `export` of the same space. Anything
     /// wrong (another model's vectors, truncated or altered bytes) is `InvalidOptions`, and the
-    /// store is left as it was. Sizes in the data are checked against its length before anything
-    /// is allocated for them.
+    /// store is left as it was.
     pub fn import(&mut self, bytes: &[u8]) -> Result<()> {
+        let store = MemoryStore::parse(bytes)?;
+        if store.space != self.space || store.dim != self.dim {
+            return Err(Error::invalid_options(format!(
+                "the memories were embedded by another model ({}, {} wide) than this one ({}, {} wide); \
+                 embed their texts again with this model",
+                store.space, store.dim, self.space, self.dim
+            )));
+        }
+        *self = store;
+        Ok(())
+    }
+
+    /// The store an `export` holds, whatever its space. Sizes in the data are checked against its
+    /// length before anything is allocated for them.
+    pub fn parse(bytes: &[u8]) -> Result<MemoryStore> {
         let mut r = Reader { bytes, pos: 0 };
         if r.take(8)? != MAGIC {
             return Err(corrupt("it does not start like an echo-engine memory export"));
@@ -215,14 +254,7 @@ impl MemoryStore {
         }
         let space = std::str::from_utf8(r.sized()?).map_err(|_| corrupt("the model name is not UTF-8"))?;
         let dim = r.u32()? as usize;
-        if space != self.space || dim != self.dim {
-            return Err(Error::invalid_options(format!(
-                "the memories were embedded by another model ({space}, {dim} wide) than this one ({}, {} wide); \
-                 embed their texts again with this model",
-                self.space, self.dim
-            )));
-        }
-        let mut store = MemoryStore::new(space, dim)?;
+        let mut store = MemoryStore::new(space, dim).map_err(|_| corrupt(&format!("vectors of {dim} values")))?;
         for c in store.centre.iter_mut() {
             *c = r.f32()?;
         }
@@ -254,8 +286,19 @@ impl MemoryStore {
         if r.remaining() != 0 {
             return Err(corrupt(&format!("{} bytes follow the last memory", r.remaining())));
         }
-        *self = store;
-        Ok(())
+        Ok(store)
+    }
+
+    /// This store's memories (ids, texts, metadata) in a store of another space, each embedded
+    /// again by `embed` — what a store becomes when another model is loaded.
+    pub fn reembed(&self, space: &str, dim: usize, embed: &mut dyn FnMut(&str) -> Result<Vec<f32>>) -> Result<MemoryStore> {
+        let mut store = MemoryStore::new(space, dim)?;
+        let (_, memories) = self.list(0, usize::MAX);
+        for m in memories {
+            store.add(m.clone(), &embed(&m.text)?)?;
+        }
+        store.next_id = self.next_id;
+        Ok(store)
     }
 
     /// An estimate of the heap memory the store holds (vectors, texts, indexes).

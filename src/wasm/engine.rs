@@ -12,8 +12,10 @@ use wasm_bindgen::prelude::*;
 use super::js::{num, object, Options};
 use super::metrics::{Metrics, Outcome};
 use crate::backend::{self, BackendKind};
+use crate::cognition::{Context, Event, Process, ProcessOptions};
 use crate::error::{Error, ErrorCode, Result};
 use crate::generate::{Completion, GenerateOptions, Session, Step};
+use crate::memory::{Embedder, Pooling, Stores};
 use crate::model::StreamingLoad;
 use crate::sampler::SamplerOptions;
 use crate::tokenizer::{self, Tokenizer, TokenizerKind};
@@ -48,6 +50,11 @@ pub struct Engine {
     backend: BackendKind,
     pending: Option<Pending>,
     loaded: Option<Loaded>,
+    /// The memory stores, in the loaded model's space. They outlive a model: loading another
+    /// embeds their texts again.
+    stores: Option<Stores>,
+    /// The `process` call in progress.
+    process: Option<Process>,
     metrics: Metrics,
 }
 
@@ -82,7 +89,7 @@ impl Engine {
         let backend = BackendKind::from_name(backend)
             .map_err(|_| Error::invalid_options(format!("unknown backend '{backend}'; use ggml, reference or mock")))?;
         mem::set_limit(Some(limit_bytes as usize));
-        Ok(Engine { limit_bytes, backend, pending: None, loaded: None, metrics: Metrics::default() })
+        Ok(Engine { limit_bytes, backend, pending: None, loaded: None, stores: None, process: None, metrics: Metrics::default() })
     }
 
     /// Starts loading a model (dropping the loaded one first, so both never need to fit).
@@ -98,6 +105,7 @@ impl Engine {
     ) -> JsResult<()> {
         self.pending = None;
         self.loaded = None;
+        self.process = None;
         let tokenizer_name = tokenizer.unwrap_or_else(|| "auto".into());
         if tokenizer_name != "auto" {
             TokenizerKind::from_name(&tokenizer_name)?;
@@ -140,10 +148,27 @@ impl Engine {
         let tokenizer = p.tokenizer.unwrap_or_else(Tokenizer::byte);
         let name = backend.kind().name();
         let cache = state_cache_bytes(self.limit_bytes) as usize;
+        let embedder = Embedder::new(&model, backend.kind(), Pooling::Mean);
         let mut session = Session::new(model, backend, tokenizer, cache, Box::new(super::now_ms));
         session.warm_up()?;
+        // Memories another model embedded are embedded again by this one (texts, ids and
+        // metadata are kept); the old stores stay as they were if that fails.
+        let reembedded = match self.stores.as_ref() {
+            Some(old) if old.embedder().space() != embedder.space() => {
+                let stores = old.for_model(embedder, &mut session)?;
+                self.stores = Some(stores);
+                true
+            }
+            Some(_) => false,
+            None => {
+                self.stores = Some(Stores::new(embedder));
+                false
+            }
+        };
         self.loaded = Some(Loaded { session, backend: name, has_tokenizer, generation_start: None });
-        self.info()
+        let info = self.info()?;
+        let _ = js_sys::Reflect::set(&info, &"memoriesReembedded".into(), &reembedded.into());
+        Ok(info)
     }
 
     /// Drops a load in progress and everything it allocated.
@@ -170,12 +195,14 @@ impl Engine {
         ]))
     }
 
-    /// `{ usedBytes, peakBytes, limitBytes, wasmMemoryBytes }`: bytes allocated now, the most
+    /// `{ usedBytes, memoriesBytes, peakBytes, limitBytes, wasmMemoryBytes }`: bytes allocated now
+    /// (of which the memory stores hold `memoriesBytes`), the most
     /// allocated since the last load began, the limit, and the wasm memory's size (what the
     /// instance holds; it never shrinks).
     pub fn memory(&self) -> JsValue {
         object(&[
             ("usedBytes", num(mem::used_bytes() as f64)),
+            ("memoriesBytes", num(self.stores.as_ref().map_or(0, Stores::bytes) as f64)),
             ("peakBytes", num(mem::peak_bytes() as f64)),
             ("limitBytes", num(self.limit_bytes as f64)),
             ("wasmMemoryBytes", num(mem::wasm_memory_bytes() as f64)),
@@ -267,10 +294,166 @@ impl Engine {
     pub fn unload_model(&mut self) {
         self.pending = None;
         self.loaded = None;
+        self.process = None;
+    }
+
+    /// L2-normalised embeddings of `texts` by the loaded model (mean pooling).
+    pub fn embed(&mut self, texts: Vec<String>) -> JsResult<js_sys::Array> {
+        self.text_ready()?;
+        let (session, stores) = self.memory_parts()?;
+        let out = js_sys::Array::new();
+        for t in &texts {
+            out.push(&js_sys::Float32Array::from(&stores.embedder().embed(session, t)?[..]));
+        }
+        Ok(out)
+    }
+
+    /// Remembers `text` with `metadata` (JSON text) in `store`; returns its id.
+    pub fn remember(&mut self, store: &str, text: &str, metadata: &str) -> JsResult<f64> {
+        self.text_ready()?;
+        let (session, stores) = self.memory_parts()?;
+        Ok(stores.remember(session, store, text, metadata)? as f64)
+    }
+
+    /// The `k` best memories of `store` for `query`: `[{ id, text, score, cosine, lexical, metadata }]`.
+    pub fn recall(&mut self, store: &str, query: &str, k: u32) -> JsResult<JsValue> {
+        self.text_ready()?;
+        let (session, stores) = self.memory_parts()?;
+        let hits: Vec<serde_json::Value> = stores.recall(session, store, query, k as usize)?.iter().map(crate::cognition::process::hit_json).collect();
+        Ok(json_value(&serde_json::Value::Array(hits)))
+    }
+
+    pub fn forget(&mut self, store: &str, id: f64) -> JsResult<bool> {
+        let stores = self.stores_mut()?;
+        Ok(id.fract() == 0.0 && id >= 1.0 && stores.forget(store, id as u64)?)
+    }
+
+    /// `{ total, items: [{ id, text, metadata }] }`, oldest first.
+    pub fn memories(&self, store: &str, offset: u32, limit: u32) -> JsResult<JsValue> {
+        let stores = self.stores.as_ref().ok_or_else(no_model)?;
+        let (total, items) = stores.list(store, offset as usize, limit as usize)?;
+        let items: Vec<serde_json::Value> = items
+            .iter()
+            .map(|m| {
+                let metadata = serde_json::from_str::<serde_json::Value>(&m.metadata).unwrap_or_default();
+                serde_json::json!({ "id": m.id, "text": m.text, "metadata": metadata })
+            })
+            .collect();
+        Ok(json_value(&serde_json::json!({ "total": total, "items": items })))
+    }
+
+    /// The names of the stores that hold or held memories.
+    #[wasm_bindgen(js_name = memoryStores)]
+    pub fn memory_stores(&self) -> Vec<String> {
+        self.stores.iter().flat_map(|s| s.names().map(str::to_string)).collect()
+    }
+
+    /// `store`'s export, or with no store the memory file of every store.
+    #[wasm_bindgen(js_name = exportMemories)]
+    pub fn export_memories(&self, store: Option<String>) -> JsResult<Vec<u8>> {
+        Ok(self.stores.as_ref().ok_or_else(no_model)?.export(store.as_deref())?)
+    }
+
+    /// Reads an export (into `store`) or a memory file (no store); another model's memories are
+    /// embedded again. `[{ store, memories, reembedded }]`.
+    #[wasm_bindgen(js_name = importMemories)]
+    pub fn import_memories(&mut self, bytes: &[u8], store: Option<String>) -> JsResult<JsValue> {
+        let (session, stores) = self.memory_parts()?;
+        let imported = stores.import(session, bytes, store.as_deref())?;
+        let list: Vec<serde_json::Value> = imported
+            .iter()
+            .map(|i| serde_json::json!({ "store": i.store, "memories": i.memories, "reembedded": i.reembedded }))
+            .collect();
+        Ok(json_value(&serde_json::Value::Array(list)))
+    }
+
+    /// A store's export header and one memory's record (an export is the header, the number of
+    /// memories as a u64, and the records): what IndexedDB keeps, so a change writes only them.
+    #[wasm_bindgen(js_name = memoryHeader)]
+    pub fn memory_header(&self, store: &str) -> JsResult<Vec<u8>> {
+        let stores = self.stores.as_ref().ok_or_else(no_model)?;
+        let export = stores.export(Some(store))?;
+        // The header is everything before the count, which is followed by no record when empty.
+        match stores.get(store)? {
+            Some(s) => Ok(s.header()),
+            None => Ok(export[..export.len() - 8].to_vec()),
+        }
+    }
+
+    #[wasm_bindgen(js_name = memoryRecord)]
+    pub fn memory_record(&self, store: &str, id: f64) -> JsResult<Option<Vec<u8>>> {
+        let stores = self.stores.as_ref().ok_or_else(no_model)?;
+        Ok(stores.get(store)?.and_then(|s| s.record(id as u64)))
+    }
+
+    /// Starts `process(context, options)` (both as JSON text); then `processStep` until `done`.
+    #[wasm_bindgen(js_name = beginProcess)]
+    pub fn begin_process(&mut self, context: &str, options: &str) -> JsResult<()> {
+        self.text_ready()?;
+        let parse = |what: &str, text: &str| {
+            serde_json::from_str::<serde_json::Value>(text).map_err(|e| Error::invalid_options(format!("{what} is not JSON: {e}")))
+        };
+        let ctx = Context::from_json(&parse("the context", context)?)?;
+        let opts = ProcessOptions::from_json(&parse("the options", options)?)?;
+        let l = self.loaded.as_mut().ok_or_else(no_model)?;
+        if l.session.is_active() {
+            return Err(Error::new(ErrorCode::Busy, "a generation is in progress: finish or abort it first").into());
+        }
+        l.generation_start = Some(super::now_ms());
+        self.process = Some(Process::new(ctx, opts, &l.session));
+        Ok(())
+    }
+
+    /// One bounded step: `{ membrane, result }`, `{ text }`, `{}` (work, nothing to report) or
+    /// `{ done: true, response }`.
+    #[wasm_bindgen(js_name = processStep)]
+    pub fn process_step(&mut self) -> JsResult<JsValue> {
+        let Some(process) = self.process.as_mut() else {
+            return Err(Error::invalid_options("no process is active: call beginProcess first").into());
+        };
+        let (Some(l), Some(stores)) = (self.loaded.as_mut(), self.stores.as_mut()) else { return Err(no_model().into()) };
+        let event = process.step(&mut l.session, stores);
+        match event {
+            Ok(Event::Working) => Ok(object(&[])),
+            Ok(Event::Text(t)) => Ok(object(&[("text", t.into())])),
+            Ok(Event::Membrane(name, result)) => Ok(object(&[("membrane", name.into()), ("result", json_value(&result))])),
+            Ok(Event::Done(response)) => {
+                self.process = None;
+                let tokens = response["stats"]["promptTokens"].as_u64().unwrap_or(0) + response["stats"]["generatedTokens"].as_u64().unwrap_or(0);
+                self.record_generation(tokens as usize, Outcome::Done);
+                Ok(object(&[("done", JsValue::TRUE), ("response", json_value(&response))]))
+            }
+            Err(e) => {
+                self.abort_process();
+                self.record_generation(0, Outcome::Failed);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Ends the process in progress (nothing if none); the engine stays usable.
+    #[wasm_bindgen(js_name = abortProcess)]
+    pub fn abort_process(&mut self) {
+        if let (Some(mut p), Some(l)) = (self.process.take(), self.loaded.as_mut()) {
+            p.abort(&mut l.session);
+            l.session.reset();
+            self.record_generation(0, Outcome::Aborted);
+        }
     }
 }
 
 impl Engine {
+    fn memory_parts(&mut self) -> Result<(&mut Session, &mut Stores)> {
+        match (self.loaded.as_mut(), self.stores.as_mut()) {
+            (Some(l), Some(stores)) => Ok((&mut l.session, stores)),
+            _ => Err(no_model()),
+        }
+    }
+
+    fn stores_mut(&mut self) -> Result<&mut Stores> {
+        self.stores.as_mut().ok_or_else(no_model)
+    }
+
     fn loaded(&self) -> Result<&Loaded> {
         self.loaded.as_ref().ok_or_else(no_model)
     }
@@ -318,13 +501,17 @@ impl Engine {
             ("fromResponseCache", JsValue::from_bool(s.from_response_cache)),
         ]);
         let tokens: js_sys::Array = c.tokens.iter().map(|&t| num(t)).collect();
-        object(&[
+        let mut fields = vec![
             ("done", JsValue::TRUE),
             ("text", c.text.as_str().into()),
             ("tokens", tokens.into()),
             ("stopReason", c.stop_reason.as_str().into()),
             ("stats", stats),
-        ])
+        ];
+        if !c.logprobs.is_empty() {
+            fields.push(("logprobs", c.logprobs.iter().map(|&p| num(p)).collect::<js_sys::Array>().into()));
+        }
+        object(&fields)
     }
 }
 
@@ -333,7 +520,7 @@ impl Engine {
 fn generate_options(value: &JsValue) -> Result<(GenerateOptions, bool)> {
     const KEYS: &[&str] = &[
         "maxTokens", "temperature", "topP", "topK", "minP", "presencePenalty", "frequencyPenalty", "penaltyDecay",
-        "logitBias", "bannedTokens", "stop", "stopTokens", "seed", "continue", "grammar",
+        "logitBias", "bannedTokens", "stop", "stopTokens", "seed", "continue", "grammar", "logprobs",
     ];
     let o = Options::new(value, "generate", KEYS)?;
     let d = GenerateOptions::default();
@@ -357,8 +544,14 @@ fn generate_options(value: &JsValue) -> Result<(GenerateOptions, bool)> {
         stop: o.strings("stop")?,
         stop_tokens: o.tokens("stopTokens")?,
         grammar: o.grammar("grammar")?,
+        logprobs: o.bool("logprobs")?.unwrap_or(false),
     };
     Ok((opts, o.bool("continue")?.unwrap_or(false)))
+}
+
+/// A JSON value as the JS value `JSON.parse` makes of it.
+fn json_value(v: &serde_json::Value) -> JsValue {
+    js_sys::JSON::parse(&v.to_string()).unwrap_or(JsValue::NULL)
 }
 
 fn no_model() -> Error {
