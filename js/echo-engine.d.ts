@@ -10,6 +10,8 @@ export type ErrorCode =
   | 'invalid_options'
   | 'out_of_memory'
   | 'compute_failed'
+  | 'busy'
+  | 'storage_failed'
   | 'worker_crashed';
 
 /** Every failure: `code` says what went wrong, `message` what to do. */
@@ -21,6 +23,8 @@ export class EchoError extends Error {
   readonly limitBytes?: number;
   /** `load_failed` over HTTP: the response status. */
   readonly status?: number;
+  /** `storage_failed` from `remember`: the memory's id (it is kept, in memory only). */
+  readonly memoryId?: number;
 }
 
 export type BackendName = 'ggml' | 'reference' | 'mock';
@@ -28,10 +32,19 @@ export type BackendName = 'ggml' | 'reference' | 'mock';
 export interface CreateOptions {
   /** Lowers the build-time memory cap (600 MB by default); it cannot raise it. */
   memoryLimitMb?: number;
-  /** 'ggml' (default); 'reference' is the plain-Rust backend, 'mock' a stand-in for tests. */
-  backend?: BackendName;
+  /**
+   * 'ggml' (default); 'reference' is the plain-Rust backend, 'mock' a stand-in for tests; 'auto'
+   * uses the first of ggml, reference and mock that starts and passes a health check.
+   */
+  backend?: BackendName | 'auto';
   /** Where `worker.js` is served from, if not beside `echo-engine.js`. */
   workerUrl?: string | URL;
+  /** Node: the file the memory stores are kept in (rewritten atomically after each change). */
+  memoryPath?: string;
+  /** Browsers: keep the memory stores in IndexedDB (default true). */
+  persistMemories?: boolean;
+  /** Browsers: the IndexedDB database's name (default 'echo-engine'). */
+  memoryDatabase?: string;
 }
 
 /**
@@ -51,7 +64,7 @@ export interface LoadProgress {
 
 export interface LoadOptions {
   /** 'auto' (default) picks by vocabulary size: 65536 → world, ~50277 → neox, 256 → byte. */
-  tokenizer?: 'auto' | 'world' | 'neox' | 'byte';
+  tokenizer?: 'auto' | 'world' | 'neox' | '20B' | 'pile' | 'byte';
   /** The tokenizer's vocabulary: rwkv_vocab_v20230424.txt (world) or tokenizer.json (neox). */
   vocab?: Source;
   onProgress?: (progress: LoadProgress) => void;
@@ -93,6 +106,8 @@ export interface ModelInfo {
   /** null when 'auto' found no vocabulary for this model: token-level calls still work. */
   tokenizer: 'world' | 'neox' | 'byte' | null;
   backend: BackendName;
+  /** The memory stores held another model's vectors and were embedded again by this one. */
+  memoriesReembedded: boolean;
 }
 
 export interface GenerateOptions {
@@ -120,6 +135,8 @@ export interface GenerateOptions {
    * 'length' then means the output is incomplete. A bad grammar rejects with `invalid_options`.
    */
   grammar?: Grammar;
+  /** Report each generated token's natural log probability under the model (`Completion.logprobs`). */
+  logprobs?: boolean;
   signal?: AbortSignal;
 }
 
@@ -153,6 +170,8 @@ export interface Completion {
   /** 'grammar': the grammar is complete; 'length': maxTokens came first (with a grammar: incomplete). */
   stopReason: 'length' | 'stop' | 'abort' | 'grammar';
   stats: GenerationStats;
+  /** With `logprobs: true`: each token's natural log probability (softmax of the model's logits). */
+  logprobs?: number[];
 }
 
 export interface GenerationChunk {
@@ -172,6 +191,8 @@ export interface Generation extends AsyncIterable<GenerationChunk> {
 export interface MemoryInfo {
   /** Bytes allocated in the wasm instance now. */
   usedBytes: number;
+  /** Of which the memory stores (texts, int8 vectors, indexes). */
+  memoriesBytes: number;
   /** The most allocated since the last load began. */
   peakBytes: number;
   limitBytes: number;
@@ -185,10 +206,152 @@ export interface BackendMetrics {
   errors: number;
   /** Generations the caller aborted. */
   aborted: number;
+  /** Requests that resumed from the prefix cache or were answered by the response cache. */
+  cacheHits: number;
   tokens: number;
   tokensPerS: number;
   /** Over the last 1024 requests. */
-  latencyMs: { p50: number; p90: number; p99: number; max: number };
+  latencyMs: { p50: number; p90: number; p95: number; p99: number; max: number };
+}
+
+export type Metrics = Partial<Record<BackendName, BackendMetrics>> & {
+  /** Per membrane of `process` (and its integration), once one has run. */
+  membranes?: Partial<Record<'grammar' | 'memory' | 'reasoning' | 'integration', BackendMetrics>>;
+};
+
+export interface Health {
+  /** A model is loaded and passed its backend's check. */
+  ok: boolean;
+  backend: BackendName | null;
+  /** With 'auto': why the backends tried before this one failed ("ggml: …"). */
+  fallbacks: string[];
+  model: string | null;
+  memory: { usedBytes: number; limitBytes: number; headroomBytes: number };
+  lastError: { op: string; code: ErrorCode; message: string; at: number } | null;
+  persistentMemories: boolean;
+}
+
+export interface Memory {
+  id: number;
+  text: string;
+  metadata: unknown;
+}
+
+export interface MemoryHit extends Memory {
+  /** 0.5 · cosine + 0.5 · lexical: what hits are ranked by. */
+  score: number;
+  /** Cosine similarity of the model's embeddings. */
+  cosine: number;
+  /** BM25 over the query's best BM25, in [0, 1]. */
+  lexical: number;
+}
+
+export interface StoreOption {
+  /** The memory store (default 'default'): 1–64 letters, digits, '-', '_' or '.'. */
+  store?: string;
+}
+
+export interface Memories {
+  total: number;
+  items: Memory[];
+  /** False when the stores could not be saved or read (see `storageError`): memory only. */
+  persistent: boolean;
+  storageError?: { code: 'storage_failed'; message: string };
+}
+
+export interface ProcessContext {
+  userInput: string;
+  sessionId?: string;
+  conversationHistory?: { role: 'user' | 'assistant' | 'system'; text: string }[];
+  /** Passed through to the response. */
+  memoryState?: unknown;
+  /** Told to the model in the integration prompt. */
+  processingGoals?: string | string[];
+  temporalContext?: unknown;
+  metadata?: unknown;
+}
+
+export interface ProcessOptions {
+  memory?: {
+    store?: string;
+    /** Memories recalled for the input (default 3). */
+    k?: number;
+    /** Which inputs are stored: 'statements' (default: statements and exclamations), 'always', 'never'. */
+    remember?: 'statements' | 'always' | 'never';
+  };
+  /** `branches` chains (default 1; 0 turns reasoning off; at most 8) of up to `maxTokens` (default 64). */
+  reasoning?: { branches?: number; maxTokens?: number };
+  /** The answer is decoded under this grammar. */
+  responseFormat?: Grammar;
+  /** Tokens of the answer at most (default 128). */
+  maxTokens?: number;
+  /** The answer stops before these (default: a blank line; none with a responseFormat). */
+  stop?: string[];
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  minP?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  penaltyDecay?: number;
+  seed?: number;
+  signal?: AbortSignal;
+}
+
+/** Every membrane's result: what it found, how sure (in [0, 1]), and how long it took. */
+export interface MembraneResult {
+  output: string;
+  confidence: number;
+  ms: number;
+}
+
+export interface MemoryMembrane extends MembraneResult {
+  recalled: MemoryHit[];
+  /** Where the input was stored, or null (see `storePolicy`). */
+  stored: { store: string; id: number } | null;
+  storePolicy: 'statements' | 'always' | 'never';
+  persistent: boolean;
+  storageError?: { code: 'storage_failed'; message: string };
+}
+
+export interface ReasoningMembrane extends MembraneResult {
+  /** The chosen chain's steps, each with the geometric mean of its tokens' probabilities. */
+  steps: { text: string; confidence: number }[];
+  branches: { text: string; confidence: number; agreement: number }[];
+  chosen: number;
+  /** Mean Jaccard similarity of the branches' words (1 with one branch). */
+  agreement: number;
+}
+
+export interface GrammarMembrane extends MembraneResult {
+  analysis: Record<string, unknown>;
+  /** The answer was decoded under `responseFormat`. */
+  constrained: boolean;
+  format: string | null;
+}
+
+export interface ProcessResponse {
+  sessionId: string | null;
+  integratedResponse: string;
+  /** The geometric mean of the answer's token probabilities. */
+  confidence: number;
+  stopReason: Completion['stopReason'];
+  backend: BackendName;
+  membranes: { grammar: GrammarMembrane; memory: MemoryMembrane; reasoning: ReasoningMembrane };
+  integration: { prompt: string; confidence: number; ms: number; tokens: number };
+  memoryState: unknown;
+  temporalContext: unknown;
+  metadata: unknown;
+  stats: { ms: number; promptTokens: number; cachedTokens: number; generatedTokens: number };
+}
+
+export type ProcessEvent =
+  | { type: 'membrane'; name: 'grammar' | 'memory' | 'reasoning'; result: MembraneResult }
+  | { type: 'text'; text: string };
+
+export interface ProcessRun extends AsyncIterable<ProcessEvent> {
+  readonly result: Promise<ProcessResponse>;
+  abort(): void;
 }
 
 export class EchoEngine {
@@ -213,8 +376,24 @@ export class EchoEngine {
   /** Restores a `saveState` of the same model; the bytes are transferred (detached). */
   loadState(bytes: Uint8Array | ArrayBuffer): Promise<void>;
   memory(): Promise<MemoryInfo>;
-  /** Per backend name. */
-  metrics(): Promise<Partial<Record<BackendName, BackendMetrics>>>;
+  /** Per backend name, and per membrane. */
+  metrics(): Promise<Metrics>;
+  health(): Promise<Health>;
+  /** L2-normalised embeddings by the loaded model (mean pooling over the text's tokens). */
+  embed(text: string): Promise<Float32Array>;
+  embed(texts: string[]): Promise<Float32Array[]>;
+  /** Resolves to the new memory's id. */
+  remember(text: string, options?: StoreOption & { metadata?: unknown }): Promise<number>;
+  recall(query: string, options?: StoreOption & { k?: number }): Promise<MemoryHit[]>;
+  forget(id: number, options?: StoreOption): Promise<boolean>;
+  memories(options?: StoreOption & { offset?: number; limit?: number }): Promise<Memories>;
+  /** One store's memories as bytes, or (no store) every store's. */
+  exportMemories(options?: StoreOption): Promise<Uint8Array>;
+  /** Another model's memories are embedded again; the bytes are transferred (detached). */
+  importMemories(bytes: Uint8Array | ArrayBuffer, options?: StoreOption): Promise<{ store: string; memories: number; reembedded: boolean }[]>;
+  /** The cognitive loop: memory, reasoning and grammar membranes, then one integrated answer. */
+  process(context: ProcessContext, options?: ProcessOptions): Promise<ProcessResponse>;
+  processStream(context: ProcessContext, options?: ProcessOptions): ProcessRun;
   unloadModel(): Promise<void>;
   /** Stops the worker now; pending calls reject with `worker_crashed`. */
   terminate(): void;

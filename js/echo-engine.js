@@ -130,7 +130,7 @@ export class EchoEngine {
   /**
    * `memoryPath` (Node): the file the memory stores are kept in. Browsers keep them in IndexedDB
    * (database `memoryDatabase`, default 'echo-engine') unless `persistMemories` is false.
-   * @param {{memoryLimitMb?: number, backend?: 'ggml'|'reference'|'mock', workerUrl?: string|URL,
+   * @param {{memoryLimitMb?: number, backend?: 'ggml'|'reference'|'mock'|'auto', workerUrl?: string|URL,
    *   memoryPath?: string, persistMemories?: boolean, memoryDatabase?: string}} [options]
    */
   static async create(options = {}) {
@@ -428,6 +428,15 @@ export class EchoEngine {
 
   metrics() {
     return this.#call('metrics');
+  }
+
+  /**
+   * `{ ok, backend, fallbacks, model, memory: { usedBytes, limitBytes, headroomBytes }, lastError,
+   * persistentMemories }`: whether a model is running and on which backend, why backends tried
+   * before it failed ('auto'), the memory headroom, and the last request that failed.
+   */
+  health() {
+    return this.#call('health');
   }
 
   /** Frees the model's memory (the wasm memory itself keeps its size, for the next model). */

@@ -14,6 +14,8 @@ const post = isNode ? (msg, transfer) => parentPort.postMessage(msg, transfer) :
 let engine;
 /** Where the memory stores are kept between sessions (see persistence.js). */
 let persistence;
+/** The last request that failed, for `health()`. */
+let lastError = null;
 /** One per request not yet answered, so an abort can reach it queued or running. */
 const controllers = new Map();
 let queue = Promise.resolve();
@@ -36,6 +38,7 @@ async function handle({ id, op, args }) {
     const [value, transfer] = await run(id, op, args, signal);
     post({ id, ok: true, value }, transfer);
   } catch (e) {
+    if (typeof e?.code === 'string' && e.code !== 'aborted') lastError = { op, code: e.code, message: e.message, at: Date.now() };
     reply(id, e);
   } finally {
     controllers.delete(id);
@@ -68,6 +71,7 @@ async function run(id, op, args, signal) {
     case 'convert': return [await convert(id, args, signal), []];
     case 'memory': return [requireEngine().memory(), []];
     case 'metrics': return [requireEngine().metrics(), []];
+    case 'health': return [{ ...requireEngine().health(), lastError, persistentMemories: persistence.persistent }, []];
     case 'info': return [requireEngine().info(), []];
     case 'tokenize': return [Array.from(requireEngine().tokenize(args.text)), []];
     case 'detokenize': return [requireEngine().detokenize(Uint32Array.from(args.ids)), []];

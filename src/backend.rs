@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::format::FileHeader;
 use crate::model::{Arch, Hparams, Model};
 
@@ -107,6 +107,20 @@ impl Backend for crate::ggml::GgmlContext {
     fn eval_hidden(&mut self, tokens: &[u32], state: &mut [f32], hidden: &mut [f32]) -> Result<()> {
         crate::ggml::GgmlContext::eval_hidden(self, tokens, state, hidden)
     }
+}
+
+/// What `auto` tries, in order: the first to start and pass `health_check` is used.
+pub const AUTO: [BackendKind; 3] = [BackendKind::Ggml, BackendKind::Reference, BackendKind::Mock];
+
+/// A started backend's check before use: one token from the initial state gives finite logits.
+pub fn health_check(backend: &mut dyn Backend, model: &Model) -> Result<()> {
+    let mut state = model.initial_state();
+    let mut logits = vec![0.0; model.hparams.n_vocab];
+    backend.eval(&[0], &mut state, Some(&mut logits))?;
+    if logits.iter().all(|l| l.is_finite()) {
+        return Ok(());
+    }
+    Err(Error::new(ErrorCode::ComputeFailed, format!("the {} backend's logits are not finite numbers", backend.kind().name())))
 }
 
 pub fn create(kind: BackendKind, model: Arc<Model>) -> Result<Box<dyn Backend>> {

@@ -99,15 +99,25 @@ pub fn normalize(v: &mut [f32]) {
     }
 }
 
-/// `arch/n_embed/pooling/hash`: the hash is over the embedding matrix, `ln_out` and the head, so
-/// another model of the same size — or the same model fine-tuned — is another space. ggml and
-/// the reference backend compute the same vectors; the mock backend's are not the model's
-/// (`…/mock`).
+/// `arch/n_embed/pooling/hash`: the hash is over every tensor's name, type and shape and up to
+/// 64 KiB of its data (its first and last 32 KiB), so another model of the same size, the same
+/// model fine-tuned or quantized differently — each computes other vectors — is another space,
+/// and hashing stays fast however large the model. ggml and the reference backend compute the
+/// same vectors; the mock backend's are not the model's (`…/mock`).
 fn space(model: &Model, mock: bool, pooling: Pooling) -> String {
+    const SAMPLE: usize = 32 << 10;
     let mut hash = Fnv::default();
-    for name in ["emb.weight", "ln_out.weight", "ln_out.bias", "head.weight"] {
-        hash.write(name.as_bytes());
-        hash.write(model.tensor(name).data.as_slice());
+    for t in model.tensors() {
+        hash.write(t.info.name.as_bytes());
+        hash.write(t.info.dtype.name().as_bytes());
+        t.info.shape.iter().for_each(|&d| hash.write(&(d as u64).to_le_bytes()));
+        let data = t.data.as_slice();
+        if data.len() <= 2 * SAMPLE {
+            hash.write(data);
+        } else {
+            hash.write(&data[..SAMPLE]);
+            hash.write(&data[data.len() - SAMPLE..]);
+        }
     }
     let mock = if mock { "/mock" } else { "" };
     format!("{}/{}/{}/{:016x}{mock}", model.arch.name(), model.hparams.n_embed, pooling.name(), hash.0)

@@ -29,12 +29,13 @@ pub enum TokenizerKind {
 impl TokenizerKind {
     /// "world", "neox" (or its alias "20b"), "byte".
     pub fn from_name(name: &str) -> Result<TokenizerKind> {
-        match name {
+        // "20B" and "pile" name the same tokenizer: GPT-NeoX-20B's, trained on the Pile.
+        match name.to_ascii_lowercase().as_str() {
             "world" => Ok(TokenizerKind::World),
-            "neox" | "20b" => Ok(TokenizerKind::NeoX),
+            "neox" | "20b" | "pile" => Ok(TokenizerKind::NeoX),
             "byte" => Ok(TokenizerKind::Byte),
             _ => Err(Error::invalid_options(format!(
-                "unknown tokenizer {name:?}: use \"world\", \"neox\" (or \"20b\") or \"byte\""
+                "unknown tokenizer {name:?}: use \"world\", \"neox\" (or \"20B\", \"pile\") or \"byte\""
             ))),
         }
     }

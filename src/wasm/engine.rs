@@ -16,7 +16,7 @@ use crate::cognition::{Context, Event, Process, ProcessOptions};
 use crate::error::{Error, ErrorCode, Result};
 use crate::generate::{Completion, GenerateOptions, Session, Step};
 use crate::memory::{Embedder, Pooling, Stores};
-use crate::model::StreamingLoad;
+use crate::model::{Model, StreamingLoad};
 use crate::sampler::SamplerOptions;
 use crate::tokenizer::{self, Tokenizer, TokenizerKind};
 
@@ -47,7 +47,10 @@ struct Loaded {
 #[wasm_bindgen]
 pub struct Engine {
     limit_bytes: u64,
-    backend: BackendKind,
+    /// The backends to try, in order (one unless 'auto').
+    backends: Vec<BackendKind>,
+    /// Why the backends tried before the one in use failed, at the last load.
+    fallbacks: Vec<String>,
     pending: Option<Pending>,
     loaded: Option<Loaded>,
     /// The memory stores, in the loaded model's space. They outlive a model: loading another
@@ -56,6 +59,8 @@ pub struct Engine {
     /// The `process` call in progress.
     process: Option<Process>,
     metrics: Metrics,
+    /// Per membrane of `process` (and its integration).
+    membrane_metrics: Metrics,
 }
 
 /// What the exports return: our `Error` becomes a JS `EchoError` through `?`.
@@ -64,7 +69,8 @@ type JsResult<T> = std::result::Result<T, JsValue>;
 #[wasm_bindgen]
 impl Engine {
     /// `memoryLimitMb` (default: the build-time cap) may only lower the cap; `backend` is
-    /// 'ggml' (default), 'reference' or 'mock'.
+    /// 'ggml' (default), 'reference', 'mock', or 'auto' (the first of ggml, reference and mock to
+    /// start and pass a health check: one evaluation with finite logits).
     #[wasm_bindgen(constructor)]
     pub fn new(memory_limit_mb: Option<f64>, backend: Option<String>) -> JsResult<Engine> {
         Ok(Engine::create(memory_limit_mb, backend.as_deref().unwrap_or("ggml"))?)
@@ -86,10 +92,13 @@ impl Engine {
                 )))
             }
         };
-        let backend = BackendKind::from_name(backend)
-            .map_err(|_| Error::invalid_options(format!("unknown backend '{backend}'; use ggml, reference or mock")))?;
+        let backends = match backend {
+            "auto" => backend::AUTO.to_vec(),
+            name => vec![BackendKind::from_name(name)
+                .map_err(|_| Error::invalid_options(format!("unknown backend '{name}'; use ggml, reference, mock or auto")))?],
+        };
         mem::set_limit(Some(limit_bytes as usize));
-        Ok(Engine { limit_bytes, backend, pending: None, loaded: None, stores: None, process: None, metrics: Metrics::default() })
+        Ok(Engine { limit_bytes, backends, fallbacks: Vec::new(), pending: None, loaded: None, stores: None, process: None, metrics: Metrics::default(), membrane_metrics: Metrics::default() })
     }
 
     /// Starts loading a model (dropping the loaded one first, so both never need to fit).
@@ -143,7 +152,7 @@ impl Engine {
             return Err(Error::invalid_options("finishLoad without beginLoad: start a load first").into());
         };
         let model = Arc::new(p.load.finish()?);
-        let backend = backend::create(self.backend, model.clone())?;
+        let backend = self.start_backend(&model)?;
         let has_tokenizer = p.tokenizer.is_some();
         let tokenizer = p.tokenizer.unwrap_or_else(Tokenizer::byte);
         let name = backend.kind().name();
@@ -209,8 +218,34 @@ impl Engine {
         ])
     }
 
+    /// `{ ok, backend, fallbacks, model, memory: { usedBytes, limitBytes, headroomBytes } }`: whether a
+    /// model is loaded and running, on which backend, why the backends tried before it failed
+    /// (with 'auto'), and how much of the memory limit is left.
+    pub fn health(&self) -> JsValue {
+        let used = mem::used_bytes() as f64;
+        let memory = object(&[
+            ("usedBytes", num(used)),
+            ("limitBytes", num(self.limit_bytes as f64)),
+            ("headroomBytes", num((self.limit_bytes as f64 - used).max(0.0))),
+        ]);
+        let fallbacks: js_sys::Array = self.fallbacks.iter().map(|f| JsValue::from_str(f)).collect();
+        let loaded = self.loaded.as_ref();
+        object(&[
+            ("ok", JsValue::from_bool(loaded.is_some())),
+            ("backend", loaded.map_or(JsValue::NULL, |l| l.backend.into())),
+            ("fallbacks", fallbacks.into()),
+            ("model", loaded.map_or(JsValue::NULL, |l| l.session.model().arch.name().into())),
+            ("memory", memory),
+        ])
+    }
+
+    /// Per backend name; and under `membranes`, per membrane of `process`, once one has run.
     pub fn metrics(&self) -> JsValue {
-        self.metrics.to_js()
+        let m = self.metrics.to_js();
+        if !self.membrane_metrics.is_empty() {
+            let _ = js_sys::Reflect::set(&m, &"membranes".into(), &self.membrane_metrics.to_js());
+        }
+        m
     }
 
     pub fn tokenize(&self, text: &str) -> JsResult<Vec<u32>> {
@@ -231,7 +266,7 @@ impl Engine {
         let result = l.session.eval_tokens(&ids);
         let backend = l.backend;
         let outcome = if result.is_ok() { Outcome::Done } else { Outcome::Failed };
-        self.metrics.record(backend, super::now_ms() - start, ids.len(), outcome);
+        self.metrics.record(backend, super::now_ms() - start, ids.len(), outcome, false);
         Ok(result?)
     }
 
@@ -257,7 +292,7 @@ impl Engine {
             Ok(Step::Text(text)) => Ok(object(&[("text", text.into())])),
             Ok(Step::Done(c)) => Ok(self.finish_generation(c, Outcome::Done)),
             Err(e) => {
-                self.record_generation(0, Outcome::Failed);
+                self.record_generation(0, Outcome::Failed, false);
                 Err(e.into())
             }
         }
@@ -416,16 +451,25 @@ impl Engine {
         match event {
             Ok(Event::Working) => Ok(object(&[])),
             Ok(Event::Text(t)) => Ok(object(&[("text", t.into())])),
-            Ok(Event::Membrane(name, result)) => Ok(object(&[("membrane", name.into()), ("result", json_value(&result))])),
+            Ok(Event::Membrane(name, result)) => {
+                self.membrane_metrics.record(name, result["ms"].as_f64().unwrap_or(0.0), 0, Outcome::Done, false);
+                Ok(object(&[("membrane", name.into()), ("result", json_value(&result))]))
+            }
             Ok(Event::Done(response)) => {
                 self.process = None;
-                let tokens = response["stats"]["promptTokens"].as_u64().unwrap_or(0) + response["stats"]["generatedTokens"].as_u64().unwrap_or(0);
-                self.record_generation(tokens as usize, Outcome::Done);
+                let stats = &response["stats"];
+                let count = |k: &str| stats[k].as_u64().unwrap_or(0) as usize;
+                let integration_ms = response["integration"]["ms"].as_f64().unwrap_or(0.0);
+                self.membrane_metrics.record("integration", integration_ms, count("generatedTokens"), Outcome::Done, false);
+                self.record_generation(count("promptTokens").saturating_sub(count("cachedTokens")) + count("generatedTokens"), Outcome::Done, count("cachedTokens") > 0);
                 Ok(object(&[("done", JsValue::TRUE), ("response", json_value(&response))]))
             }
             Err(e) => {
-                self.abort_process();
-                self.record_generation(0, Outcome::Failed);
+                self.process = None;
+                if let Some(l) = self.loaded.as_mut() {
+                    l.session.reset();
+                }
+                self.record_generation(0, Outcome::Failed, false);
                 Err(e.into())
             }
         }
@@ -437,12 +481,30 @@ impl Engine {
         if let (Some(mut p), Some(l)) = (self.process.take(), self.loaded.as_mut()) {
             p.abort(&mut l.session);
             l.session.reset();
-            self.record_generation(0, Outcome::Aborted);
+            self.record_generation(0, Outcome::Aborted, false);
         }
     }
 }
 
 impl Engine {
+    /// The first backend that starts and passes its health check; the others' failures are kept
+    /// for `health()`. All failing is the last one's error.
+    fn start_backend(&mut self, model: &Arc<Model>) -> Result<Box<dyn backend::Backend>> {
+        self.fallbacks.clear();
+        let mut last = None;
+        for &kind in &self.backends {
+            let started = backend::create(kind, model.clone()).and_then(|mut b| backend::health_check(&mut *b, model).map(|_| b));
+            match started {
+                Ok(b) => return Ok(b),
+                Err(e) => {
+                    self.fallbacks.push(format!("{}: {}", kind.name(), e.message));
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("at least one backend is tried"))
+    }
+
     fn memory_parts(&mut self) -> Result<(&mut Session, &mut Stores)> {
         match (self.loaded.as_mut(), self.stores.as_mut()) {
             (Some(l), Some(stores)) => Ok((&mut l.session, stores)),
@@ -478,15 +540,16 @@ impl Engine {
     }
 
     /// Records the generation in progress, from `beginGenerate` to now, as one request.
-    fn record_generation(&mut self, tokens: usize, outcome: Outcome) {
+    fn record_generation(&mut self, tokens: usize, outcome: Outcome, cache_hit: bool) {
         if let Some(l) = self.loaded.as_mut() {
             let ms = l.generation_start.take().map_or(0.0, |t| super::now_ms() - t);
-            self.metrics.record(l.backend, ms, tokens, outcome);
+            self.metrics.record(l.backend, ms, tokens, outcome, cache_hit);
         }
     }
 
     fn finish_generation(&mut self, c: Completion, outcome: Outcome) -> JsValue {
-        self.record_generation(c.stats.evaluated_prompt_tokens + c.stats.generated_tokens, outcome);
+        let cache_hit = c.stats.cached_tokens > 0 || c.stats.from_response_cache;
+        self.record_generation(c.stats.evaluated_prompt_tokens + c.stats.generated_tokens, outcome, cache_hit);
         let s = &c.stats;
         let stats = object(&[
             ("promptTokens", num(s.prompt_tokens as f64)),

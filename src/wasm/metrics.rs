@@ -1,5 +1,5 @@
-//! Per-backend counters behind `metrics()`: requests, errors, tokens, throughput and latency
-//! percentiles. Latencies are kept for the last `WINDOW` requests only, so the counters stay
+//! Named counters behind `metrics()` (one set per backend, one per membrane of `process`):
+//! requests, errors, cache hits, tokens, throughput and latency percentiles. Latencies are kept for the last `WINDOW` requests only, so the counters stay
 //! small however long the engine runs.
 
 use std::collections::VecDeque;
@@ -23,6 +23,8 @@ struct Counters {
     requests: u64,
     errors: u64,
     aborted: u64,
+    /// Requests that resumed from the prefix cache or were answered by the response cache.
+    cache_hits: u64,
     tokens: u64,
     busy_ms: f64,
     latencies_ms: VecDeque<f64>,
@@ -30,14 +32,14 @@ struct Counters {
 
 #[derive(Default)]
 pub struct Metrics {
-    /// Keyed by backend name, in order of first use.
+    /// Keyed by name (a backend's, a membrane's), in order of first use.
     backends: Vec<(&'static str, Counters)>,
 }
 
 impl Metrics {
     /// One finished request (an evaluation or a whole generation): its time, the tokens it
     /// processed (prompt and generated), and how it ended.
-    pub fn record(&mut self, backend: &'static str, ms: f64, tokens: usize, outcome: Outcome) {
+    pub fn record(&mut self, backend: &'static str, ms: f64, tokens: usize, outcome: Outcome, cache_hit: bool) {
         let c = match self.backends.iter().position(|(b, _)| *b == backend) {
             Some(i) => &mut self.backends[i].1,
             None => {
@@ -48,6 +50,7 @@ impl Metrics {
         c.requests += 1;
         c.errors += u64::from(outcome == Outcome::Failed);
         c.aborted += u64::from(outcome == Outcome::Aborted);
+        c.cache_hits += u64::from(cache_hit);
         c.tokens += tokens as u64;
         c.busy_ms += ms;
         if c.latencies_ms.len() == WINDOW {
@@ -56,7 +59,11 @@ impl Metrics {
         c.latencies_ms.push_back(ms);
     }
 
-    /// `{ [backend]: { requests, errors, aborted, tokens, tokensPerS, latencyMs: { p50, p90, p99, max } } }`.
+    pub fn is_empty(&self) -> bool {
+        self.backends.is_empty()
+    }
+
+    /// `{ [name]: { requests, errors, aborted, cacheHits, tokens, tokensPerS, latencyMs: { p50, p90, p95, p99, max } } }`.
     pub fn to_js(&self) -> JsValue {
         let fields: Vec<(&str, JsValue)> = self
             .backends
@@ -69,11 +76,12 @@ impl Metrics {
                     n => sorted[((n - 1) as f64 * p).round() as usize],
                 };
                 let tokens_per_s = if c.busy_ms > 0.0 { c.tokens as f64 * 1000.0 / c.busy_ms } else { 0.0 };
-                let latency = object(&[("p50", num(pct(0.5))), ("p90", num(pct(0.9))), ("p99", num(pct(0.99))), ("max", num(pct(1.0)))]);
+                let latency = object(&[("p50", num(pct(0.5))), ("p90", num(pct(0.9))), ("p95", num(pct(0.95))), ("p99", num(pct(0.99))), ("max", num(pct(1.0)))]);
                 let counters = object(&[
                     ("requests", num(c.requests as f64)),
                     ("errors", num(c.errors as f64)),
                     ("aborted", num(c.aborted as f64)),
+                    ("cacheHits", num(c.cache_hits as f64)),
                     ("tokens", num(c.tokens as f64)),
                     ("tokensPerS", num(tokens_per_s)),
                     ("latencyMs", latency),

@@ -28,7 +28,15 @@ export async function demo(modelUrl: string, vocab: Blob): Promise<string> {
     if (structured.stopReason === 'grammar') console.log(JSON.parse(structured.text).name);
     await engine.complete('Digits:', { grammar: { regex: '[0-9]{1,4}' } });
     await engine.complete('Sum:', { grammar: { gbnf: 'root ::= [0-9]+ "+" [0-9]+' } });
-    return (await engine.complete('Hi', { maxTokens: 8, continue: true })).text;
+    const id: number = await engine.remember('My sister lives in Lyon.', { metadata: { source: 'chat' } });
+    const [hit] = await engine.recall('Where does my sister live?', { k: 1 });
+    console.log(id, hit?.score, hit?.cosine, hit?.lexical, (await engine.memories()).persistent);
+    const vector: Float32Array = await engine.embed('Lyon');
+    const run = engine.processStream({ userInput: 'Where does my sister live?' }, { reasoning: { branches: 2 } });
+    for await (const event of run) console.log(event.type === 'membrane' ? event.name : event.text, vector.length);
+    const response = await run.result;
+    console.log(response.membranes.reasoning.steps[0]?.confidence, response.membranes.memory.stored?.id, (await engine.health()).backend);
+    return (await engine.complete('Hi', { maxTokens: 8, continue: true, logprobs: true })).text;
   } catch (e) {
     if (e instanceof EchoError && e.code === 'model_too_large') console.log(e.neededBytes, e.limitBytes);
     throw e;
