@@ -106,8 +106,6 @@ export interface ModelInfo {
   /** null when 'auto' found no vocabulary for this model: token-level calls still work. */
   tokenizer: 'world' | 'neox' | 'byte' | null;
   backend: BackendName;
-  /** The memory stores held another model's vectors and were embedded again by this one. */
-  memoriesReembedded: boolean;
 }
 
 export interface GenerateOptions {

@@ -33,14 +33,14 @@ class Persistence {
 
   /** After a model load: the first time, reads the persisted stores; later, rewrites them if the
    *  new model embedded them again. Never fails the load: a failure turns persistence off. */
-  async afterLoad(engine, info) {
+  async afterLoad(engine, reembedded) {
     if (!this.#backend) return;
     try {
       if (!this.#loaded) {
         this.#loaded = true;
         const stores = await this.#backend.load(engine);
         for (const s of stores) if (s.reembedded) await this.#backend.saveStore(engine, s.store);
-      } else if (info.memoriesReembedded) {
+      } else if (reembedded) {
         for (const store of engine.memoryStores()) await this.#backend.saveStore(engine, store);
       }
     } catch (e) {

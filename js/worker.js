@@ -144,7 +144,7 @@ async function loadModel(id, { source, tokenizer, vocab }, signal) {
     progress('download', loaded);
     progress('prepare', loaded);
     const info = e.finishLoad();
-    await persistence.afterLoad(e, info);
+    await persistence.afterLoad(e, e.memoriesReembedded());
     progress('ready', loaded);
     return info;
   } catch (err) {

@@ -56,6 +56,7 @@ pub struct Engine {
     /// The memory stores, in the loaded model's space. They outlive a model: loading another
     /// embeds their texts again.
     stores: Option<Stores>,
+    reembedded_at_load: bool,
     /// The `process` call in progress.
     process: Option<Process>,
     metrics: Metrics,
@@ -98,7 +99,7 @@ impl Engine {
                 .map_err(|_| Error::invalid_options(format!("unknown backend '{name}'; use ggml, reference, mock or auto")))?],
         };
         mem::set_limit(Some(limit_bytes as usize));
-        Ok(Engine { limit_bytes, backends, fallbacks: Vec::new(), pending: None, loaded: None, stores: None, process: None, metrics: Metrics::default(), membrane_metrics: Metrics::default() })
+        Ok(Engine { limit_bytes, backends, fallbacks: Vec::new(), pending: None, loaded: None, stores: None, reembedded_at_load: false, process: None, metrics: Metrics::default(), membrane_metrics: Metrics::default() })
     }
 
     /// Starts loading a model (dropping the loaded one first, so both never need to fit).
@@ -175,9 +176,14 @@ impl Engine {
             }
         };
         self.loaded = Some(Loaded { session, backend: name, has_tokenizer, generation_start: None });
-        let info = self.info()?;
-        let _ = js_sys::Reflect::set(&info, &"memoriesReembedded".into(), &reembedded.into());
-        Ok(info)
+        self.reembedded_at_load = reembedded;
+        self.info()
+    }
+
+    /// Whether the last load embedded the memory stores again (they held another model's vectors).
+    #[wasm_bindgen(js_name = memoriesReembedded)]
+    pub fn memories_reembedded(&self) -> bool {
+        self.reembedded_at_load
     }
 
     /// Drops a load in progress and everything it allocated.

@@ -48,11 +48,15 @@ test('remember, then recall the memory from the file', { skip: FIXTURES_MISSING 
     assert.deepEqual([paris.id, paris.metadata], [1, { from: 'test' }]);
     assert.ok(!existsSync(`${file}.tmp`), 'the temporary file was renamed');
 
-    // Another model's vectors, and a corrupt file: typed errors, the file as it was.
-    const before = readFileSync(file);
+    // Another model embeds the memories again (ids, texts and metadata kept) and never mixes
+    // its vectors with the first model's; a corrupt file is a typed error and stays as it was.
     const other = join(fixtures, 'tiny-rwkv-7v0-834K-FP32.bin');
-    assert.equal(error(['remember', '--model', other, '--memory-path', file, '--text', 'x']).code, 'invalid_options');
-    assert.deepEqual(readFileSync(file), before);
+    assert.deepEqual(json(['remember', '--model', other, '--memory-path', file, '--text', 'Bees dance to show the way.']), { ids: [4], memories: 4 });
+    const moved = json(['recall', '--model', other, '--memory-path', file, '--query', 'How many hearts does an octopus have?', '--k', '1']).hits[0];
+    assert.deepEqual([moved.id, moved.text], [3, 'Octopuses have three hearts.']);
+    const back = json(['recall', '--model', model, '--memory-path', file, '--query', 'Paris', '--k', '1']).hits[0];
+    assert.deepEqual([back.id, back.metadata], [1, { from: 'test' }]);
+    const before = readFileSync(file);
     const corrupt = join(dir, 'corrupt.bin');
     writeFileSync(corrupt, before.subarray(0, before.length - 5));
     assert.equal(error(['recall', '--model', model, '--memory-path', corrupt, '--query', 'x']).code, 'invalid_options');
