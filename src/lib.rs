@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod cognition;
 pub mod convert;
 pub mod error;
 pub mod format;
