@@ -5,8 +5,8 @@
 //! `quantize`, and the JS API in `wasm` (wasm32 only).
 
 pub mod backend;
-pub mod cognition;
 pub mod cli;
+pub mod cognition;
 pub mod convert;
 pub mod error;
 pub mod format;

@@ -300,6 +300,14 @@ fn hybrid_recall_finds_the_fact_on_a_random_weight_model() {
     assert!(hybrid >= 0.9, "hybrid recall@3 {hybrid}");
 }
 
+/// The demo model (www/models/, trained on the KJV): the best-trained model the project has.
+#[test]
+fn hybrid_recall_finds_the_fact_on_the_demo_model() {
+    let model = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/kjv-3m-FP16.bin")).unwrap();
+    let hybrid = evaluate("demo kjv-3m FP16", &model);
+    assert!(hybrid >= 0.9, "hybrid recall@3 {hybrid}");
+}
+
 /// Every trained fixture architecture (FP32 where there is one): which embeds best is measured,
 /// not assumed (the largest, v6 3M, is not it).
 #[test]
