@@ -257,11 +257,16 @@ async function importMemories({ bytes, store }) {
   return imported;
 }
 
-/** Step by step like `generate`: membranes and answer text go out as they come. */
+/**
+ * Step by step like `generate`: membranes and answer text go out as they come. The memory
+ * membrane may have stored the input: that is saved as soon as it reports, so an abort later
+ * leaves the saved memories as the live ones.
+ */
 async function runProcess(id, { context, options, stream }, signal) {
   const e = requireEngine();
   e.beginProcess(context, options);
   let lastYield = performance.now();
+  let memory;
   for (;;) {
     if (signal.aborted) {
       e.abortProcess();
@@ -269,18 +274,12 @@ async function runProcess(id, { context, options, stream }, signal) {
     }
     const step = e.processStep();
     if (step.done) {
-      const { response } = step;
-      const memory = response.membranes.memory;
-      memory.persistent = persistence.persistent;
-      if (memory.stored) {
-        try {
-          await persistence.saved(e, memory.stored.store, memory.stored.id, `the input is remembered as memory ${memory.stored.id}`);
-        } catch (err) {
-          memory.storageError = { code: err.code, message: err.message };
-        }
-        memory.persistent = persistence.persistent;
-      }
-      return response;
+      Object.assign(step.response.membranes.memory, memory);
+      return step.response;
+    }
+    if (step.membrane === 'memory') {
+      memory = await saveStored(e, step.result.stored);
+      Object.assign(step.result, memory);
     }
     if (stream && step.membrane) post({ id, event: 'membrane', name: step.membrane, result: step.result });
     if (stream && step.text) post({ id, event: 'chunk', text: step.text });
@@ -289,4 +288,18 @@ async function runProcess(id, { context, options, stream }, signal) {
       lastYield = performance.now();
     }
   }
+}
+
+/** Saves the memory the membrane stored (if any); what the membrane reports of persistence. */
+async function saveStored(e, stored) {
+  const report = {};
+  if (stored) {
+    try {
+      await persistence.saved(e, stored.store, stored.id, `the input is remembered as memory ${stored.id}`);
+    } catch (err) {
+      report.storageError = { code: err.code, message: err.message };
+    }
+  }
+  report.persistent = persistence.persistent;
+  return report;
 }
