@@ -2,7 +2,8 @@
 // and the integration, confidences from token probabilities, reasoning branches from the cached
 // prompt state, streaming order, abort, typed errors, the mock backend's shape; and the memory
 // file: kept across engines, embedded again for another model, a corrupt one left alone, and
-// processes killed while writing never leave a torn file.
+// processes killed while writing never leave a torn file; health(), the 'auto' backend,
+// per-membrane metrics, and the CLI's process, forget and list.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -341,5 +342,56 @@ test('engines killed while remembering never leave a torn memory file', { skip }
     assert.match(last.text, /^memory number \d+ of a killed process/);
     check.terminate();
     total = list.total;
+  }
+});
+
+test("health, the 'auto' backend and per-membrane metrics", { skip }, async () => {
+  const e = await engine({ backend: 'auto' });
+  const before = await e.health();
+  assert.equal(before.ok, false, 'no model yet');
+  assert.equal(before.backend, null);
+  const info = await e.loadModel(q8, { tokenizer: 'BYTE' });
+  assert.equal(info.backend, 'ggml', 'auto starts with ggml, which passes its check');
+  await e.process({ userInput: 'What is the light?' }, { maxTokens: 8, reasoning: { maxTokens: 8 } });
+  const metrics = await e.metrics();
+  assert.deepEqual(Object.keys(metrics.membranes).sort(), ['grammar', 'integration', 'memory', 'reasoning']);
+  assert.equal(metrics.ggml.requests, 1, 'one process call is one request of the backend');
+  assert.ok(metrics.membranes.reasoning.latencyMs.p95 >= metrics.membranes.reasoning.latencyMs.p50);
+  const failed = await rejection(e.process({ userInput: '' }));
+  assert.equal(failed.code, 'invalid_options');
+  const h = await e.health();
+  assert.equal(h.ok, true);
+  assert.equal(h.backend, 'ggml');
+  assert.deepEqual(h.fallbacks, []);
+  assert.ok(h.memory.headroomBytes > 0 && h.memory.headroomBytes === h.memory.limitBytes - h.memory.usedBytes);
+  assert.deepEqual([h.lastError.op, h.lastError.code], ['process', 'invalid_options']);
+  assert.equal((await rejection(engine({ backend: 'gpu' }))).code, 'invalid_options');
+});
+
+test('the CLI: process on a context file, forget and list on a memory file', { skip }, async () => {
+  const { spawnSync } = await import('node:child_process');
+  const dir = tempDir();
+  const file = join(dir, 'memories.bin');
+  const ctx = join(dir, 'ctx.json');
+  writeFileSync(ctx, JSON.stringify({ userInput: 'Where does my sister live?', processingGoals: ['answer briefly'] }));
+  const opts = join(dir, 'opts.json');
+  writeFileSync(opts, JSON.stringify({ maxTokens: 8, reasoning: { branches: 2, maxTokens: 8 } }));
+  const native = join(root, 'target/release/echo-engine');
+  const clis = [[process.execPath, [join(root, 'bin/echo-engine.mjs')]], ...(existsSync(native) ? [[native, []]] : [])];
+  for (const [cmd, pre] of clis) {
+    rmSync(file, { force: true });
+    const run = (...args) => {
+      const r = spawnSync(cmd, [...pre, ...args], { encoding: 'utf8' });
+      assert.equal(r.status, 0, `${cmd} ${args.join(' ')}: ${r.stderr}`);
+      return JSON.parse(r.stdout);
+    };
+    run('remember', '--model', q8, '--memory-path', file, '--text', 'My sister lives in Lyon.', '--text', 'Bread is baked at dawn.');
+    const r = run('process', '--model', q8, '--context', ctx, '--options', opts, '--memory-path', file);
+    assert.equal(r.membranes.memory.recalled[0].text, 'My sister lives in Lyon.');
+    assert.equal(r.membranes.reasoning.branches.length, 2);
+    assert.ok(r.integration.prompt.includes('- My sister lives in Lyon.') && r.integration.prompt.includes('Goals: answer briefly'));
+    assert.deepEqual(run('forget', '--model', q8, '--memory-path', file, '--id', '1', '--id', '7'), { forgotten: [1] });
+    const list = run('list', '--model', q8, '--memory-path', file);
+    assert.deepEqual([list.total, list.items.map((m) => m.text)], [1, ['Bread is baked at dawn.']]);
   }
 });
