@@ -25,6 +25,8 @@ export class EchoError extends Error {
   readonly status?: number;
   /** `storage_failed` from `remember`: the memory's id (it is kept, in memory only). */
   readonly memoryId?: number;
+  /** `worker_crashed` with `autoRestart`: a new worker is starting; later calls wait for it. */
+  readonly restarting?: boolean;
 }
 
 export type BackendName = 'ggml' | 'reference' | 'mock';
@@ -45,6 +47,12 @@ export interface CreateOptions {
   persistMemories?: boolean;
   /** Browsers: the IndexedDB database's name (default 'echo-engine'). */
   memoryDatabase?: string;
+  /**
+   * After the worker dies (calls in flight reject with `worker_crashed`), start a new one, reload
+   * the last model if it came from a URL, Blob or path, and call `onRestart`. At most 3 restarts.
+   */
+  autoRestart?: boolean;
+  onRestart?: (event: { restarts: number; reloaded: boolean; reason: string; error?: EchoError }) => void;
 }
 
 /**
@@ -227,6 +235,8 @@ export interface Health {
   memory: { usedBytes: number; limitBytes: number; headroomBytes: number };
   lastError: { op: string; code: ErrorCode; message: string; at: number } | null;
   persistentMemories: boolean;
+  /** Workers restarted by `autoRestart`. */
+  restarts: number;
 }
 
 export interface Memory {

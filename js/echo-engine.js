@@ -15,7 +15,7 @@ export class EchoError extends Error {
     super(message);
     this.name = 'EchoError';
     this.code = code;
-    for (const k of ['neededBytes', 'limitBytes', 'status', 'memoryId']) if (extra[k] !== undefined) this[k] = extra[k];
+    for (const k of ['neededBytes', 'limitBytes', 'status', 'memoryId', 'restarting']) if (extra[k] !== undefined) this[k] = extra[k];
   }
 }
 
@@ -114,32 +114,57 @@ function text(value, what) {
   return value;
 }
 
+/** Restarts one engine may make (`autoRestart`): a worker that keeps dying is a bug to report. */
+const MAX_RESTARTS = 3;
+
 export class EchoEngine {
   #worker;
   #nextId = 1;
   /** id → { resolve, reject, onEvent } */
   #pending = new Map();
   #crashed = null;
+  /** What a restart needs: the worker's URL and `create`'s arguments. */
+  #workerUrl;
+  #createArgs;
+  #autoRestart;
+  #onRestart;
+  #restarts = 0;
+  /** While a restart runs: calls wait for it. */
+  #restarting = null;
+  /** The last model loaded from a source that can be read again (URL, Blob, path): a restart reloads it. */
+  #lastLoad = null;
+  #terminated = false;
 
   constructor(worker) {
+    this.#attach(worker);
+  }
+
+  /** Listens to `worker`; what an old (replaced) worker says is ignored. */
+  #attach(worker) {
     this.#worker = worker;
-    worker.onMessage((msg) => this.#receive(msg));
-    worker.onCrash((why) => this.#crash(why));
+    worker.onMessage((msg) => worker === this.#worker && this.#receive(msg));
+    worker.onCrash((why) => worker === this.#worker && this.#crash(why));
   }
 
   /**
    * `memoryPath` (Node): the file the memory stores are kept in. Browsers keep them in IndexedDB
    * (database `memoryDatabase`, default 'echo-engine') unless `persistMemories` is false.
+   * `autoRestart`: after the worker dies, start a new one and reload the last model (from its URL,
+   * Blob or path; bytes and streams cannot be read again), then call `onRestart`.
    * @param {{memoryLimitMb?: number, backend?: 'ggml'|'reference'|'mock'|'auto', workerUrl?: string|URL,
-   *   memoryPath?: string, persistMemories?: boolean, memoryDatabase?: string}} [options]
+   *   memoryPath?: string, persistMemories?: boolean, memoryDatabase?: string, autoRestart?: boolean,
+   *   onRestart?: (event: {restarts: number, reloaded: boolean, reason: string, error?: EchoError}) => void}} [options]
    */
   static async create(options = {}) {
-    const { memoryLimitMb, backend = 'ggml', workerUrl = new URL('./worker.js', import.meta.url), memoryPath, persistMemories, memoryDatabase } = options;
+    const { memoryLimitMb, backend = 'ggml', workerUrl = new URL('./worker.js', import.meta.url), memoryPath, persistMemories, memoryDatabase,
+      autoRestart = false, onRestart } = options;
     if (memoryLimitMb !== undefined && typeof memoryLimitMb !== 'number') throw new EchoError('invalid_options', 'memoryLimitMb must be a number');
     text(backend, 'backend');
     if (memoryPath !== undefined) text(memoryPath, 'memoryPath');
     if (memoryDatabase !== undefined) text(memoryDatabase, 'memoryDatabase');
     if (persistMemories !== undefined && typeof persistMemories !== 'boolean') throw new EchoError('invalid_options', 'persistMemories must be true or false');
+    if (typeof autoRestart !== 'boolean') throw new EchoError('invalid_options', 'autoRestart must be true or false');
+    if (onRestart !== undefined && typeof onRestart !== 'function') throw new EchoError('invalid_options', 'onRestart must be a function');
     let worker;
     try {
       worker = await spawnWorker(workerUrl);
@@ -147,12 +172,16 @@ export class EchoEngine {
       throw new EchoError('worker_crashed', `the worker could not start from ${workerUrl} (${e.message}); check workerUrl`);
     }
     const engine = new EchoEngine(worker);
+    engine.#workerUrl = workerUrl;
+    engine.#createArgs = { memoryLimitMb, backend, memoryPath, persistMemories, memoryDatabase };
     try {
-      await engine.#call('create', { memoryLimitMb, backend, memoryPath, persistMemories, memoryDatabase });
+      await engine.#send('create', engine.#createArgs);
     } catch (e) {
       engine.terminate();
       throw e;
     }
+    engine.#autoRestart = autoRestart;
+    engine.#onRestart = onRestart;
     return engine;
   }
 
@@ -174,14 +203,48 @@ export class EchoEngine {
 
   #crash(why) {
     if (this.#crashed) return;
-    this.#crashed = `the engine's worker stopped (${why}); create a new engine with EchoEngine.create()`;
+    const restart = this.#autoRestart && !this.#terminated && !this.#restarting && this.#restarts < MAX_RESTARTS;
+    this.#crashed = `the engine's worker stopped (${why}); ${restart ? 'it is restarting' : 'create a new engine with EchoEngine.create()'}`;
     this.#worker.terminate();
-    for (const p of this.#pending.values()) p.reject(new EchoError('worker_crashed', this.#crashed));
+    for (const p of this.#pending.values()) p.reject(new EchoError('worker_crashed', this.#crashed, { restarting: restart }));
     this.#pending.clear();
+    if (restart) this.#restarting = this.#restart(why);
+  }
+
+  /** A new worker, the same `create`, the last model reloaded; then `onRestart`. */
+  async #restart(why) {
+    this.#restarts += 1;
+    const event = { restarts: this.#restarts, reloaded: false, reason: why };
+    try {
+      this.#attach(await spawnWorker(this.#workerUrl));
+      this.#crashed = null;
+      await this.#send('create', this.#createArgs);
+      if (this.#lastLoad) {
+        await this.#send('loadModel', this.#lastLoad);
+        event.reloaded = true;
+      }
+    } catch (e) {
+      event.error = e instanceof EchoError ? e : new EchoError('worker_crashed', String(e?.message ?? e));
+      this.#crashed = `the engine's worker stopped (${why}) and could not restart (${event.error.message}); create a new engine with EchoEngine.create()`;
+      this.#worker.terminate();
+    } finally {
+      this.#restarting = null;
+    }
+    try {
+      this.#onRestart?.(event);
+    } catch {
+      // The caller's callback failing must not break the engine.
+    }
+  }
+
+  /** Sends one request, after a restart in progress. */
+  #call(op, args = {}, options = {}) {
+    if (this.#restarting) return this.#restarting.then(() => this.#send(op, args, options));
+    return this.#send(op, args, options);
   }
 
   /** Sends one request; `signal` aborts it, `onEvent` receives its progress and chunks. */
-  #call(op, args = {}, { transfer = [], signal, onEvent } = {}) {
+  #send(op, args = {}, { transfer = [], signal, onEvent } = {}) {
     if (this.#crashed) return Promise.reject(new EchoError('worker_crashed', this.#crashed));
     if (signal?.aborted) return Promise.reject(new EchoError('aborted', 'the request was aborted before it was sent'));
     const id = this.#nextId++;
@@ -214,7 +277,11 @@ export class EchoEngine {
     const [src, transfer] = await describeSource(source);
     const [voc, vocTransfer] = vocab === undefined ? [undefined, []] : await describeSource(vocab);
     const onEvent = onProgress && (({ phase, loaded, total }) => onProgress({ phase, loaded, total }));
-    return this.#call('loadModel', { source: src, tokenizer, vocab: voc }, { transfer: [...transfer, ...vocTransfer], signal, onEvent });
+    const args = { source: src, tokenizer, vocab: voc };
+    const info = await this.#call('loadModel', args, { transfer: [...transfer, ...vocTransfer], signal, onEvent });
+    const again = (s) => s === undefined || s.url !== undefined || s.path !== undefined || s.blob !== undefined;
+    this.#lastLoad = again(src) && again(voc) ? args : null;
+    return info;
   }
 
   /**
@@ -435,17 +502,19 @@ export class EchoEngine {
    * persistentMemories }`: whether a model is running and on which backend, why backends tried
    * before it failed ('auto'), the memory headroom, and the last request that failed.
    */
-  health() {
-    return this.#call('health');
+  async health() {
+    return { ...(await this.#call('health')), restarts: this.#restarts };
   }
 
   /** Frees the model's memory (the wasm memory itself keeps its size, for the next model). */
   unloadModel() {
+    this.#lastLoad = null;
     return this.#call('unloadModel');
   }
 
   /** Stops the worker at once; pending calls reject with `worker_crashed`. */
   terminate() {
+    this.#terminated = true;
     this.#crash('terminated');
   }
 }
