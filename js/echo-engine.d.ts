@@ -199,6 +199,8 @@ export interface MemoryInfo {
   usedBytes: number;
   /** Of which the memory stores (texts, int8 vectors, indexes). */
   memoriesBytes: number;
+  /** Of which the prefix-state and response caches (bounded: a sixteenth of the limit, at most 32 MB). */
+  cacheBytes: number;
   /** The most allocated since the last load began. */
   peakBytes: number;
   limitBytes: number;
@@ -403,6 +405,8 @@ export class EchoEngine {
   process(context: ProcessContext, options?: ProcessOptions): Promise<ProcessResponse>;
   processStream(context: ProcessContext, options?: ProcessOptions): ProcessRun;
   unloadModel(): Promise<void>;
+  /** Requests sent and not yet answered (0 when idle). */
+  readonly pendingRequests: number;
   /** Stops the worker now; pending calls reject with `worker_crashed`. */
   terminate(): void;
 }

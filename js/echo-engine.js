@@ -512,6 +512,11 @@ export class EchoEngine {
     return this.#call('unloadModel');
   }
 
+  /** Requests sent and not yet answered (0 when idle). */
+  get pendingRequests() {
+    return this.#pending.size;
+  }
+
   /** Stops the worker at once; pending calls reject with `worker_crashed`. */
   terminate() {
     this.#terminated = true;

@@ -136,13 +136,18 @@ impl ResponseCache {
         ResponseCache(Lru::new(max_bytes))
     }
 
+    /// Bytes held (what the bound limits).
+    pub fn bytes(&self) -> usize {
+        self.0.used_bytes
+    }
+
     pub fn get(&mut self, tokens: &[u32], options: &[u8]) -> Option<&Completion> {
         let i = self.0.slots.iter().position(|s| s.key.0 == tokens && s.key.1 == options)?;
         Some(&self.0.touch(i).value)
     }
 
     pub fn insert(&mut self, tokens: &[u32], options: &[u8], completion: &Completion) -> bool {
-        let bytes = 4 * (tokens.len() + completion.tokens.len()) + options.len() + completion.text.len();
+        let bytes = 4 * (tokens.len() + completion.tokens.len() + completion.logprobs.len()) + options.len() + completion.text.len();
         if bytes > self.0.max_bytes {
             return false;
         }

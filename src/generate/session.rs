@@ -153,6 +153,11 @@ impl Session {
         &self.prefixes
     }
 
+    /// Bytes the prefix-state and response caches hold (each bounded).
+    pub fn cache_bytes(&self) -> usize {
+        self.prefixes.bytes() + self.responses.bytes()
+    }
+
     /// Starts a generation that continues the conversation with `prompt`. The prompt may be
     /// empty only when the conversation already has tokens (the model then simply continues).
     /// `Busy` while a generation is active; `InvalidOptions` for bad options or a prompt with

@@ -210,14 +210,16 @@ impl Engine {
         ]))
     }
 
-    /// `{ usedBytes, memoriesBytes, peakBytes, limitBytes, wasmMemoryBytes }`: bytes allocated now
-    /// (of which the memory stores hold `memoriesBytes`), the most
+    /// `{ usedBytes, memoriesBytes, cacheBytes, peakBytes, limitBytes, wasmMemoryBytes }`: bytes
+    /// allocated now (of which the memory stores hold `memoriesBytes` and the generation caches,
+    /// each bounded, `cacheBytes`), the most
     /// allocated since the last load began, the limit, and the wasm memory's size (what the
     /// instance holds; it never shrinks).
     pub fn memory(&self) -> JsValue {
         object(&[
             ("usedBytes", num(mem::used_bytes() as f64)),
             ("memoriesBytes", num(self.stores.as_ref().map_or(0, Stores::bytes) as f64)),
+            ("cacheBytes", num(self.loaded.as_ref().map_or(0, |l| l.session.cache_bytes()) as f64)),
             ("peakBytes", num(mem::peak_bytes() as f64)),
             ("limitBytes", num(self.limit_bytes as f64)),
             ("wasmMemoryBytes", num(mem::wasm_memory_bytes() as f64)),
