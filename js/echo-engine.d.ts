@@ -116,8 +116,8 @@ export interface ModelInfo {
   backend: BackendName;
 }
 
-export interface GenerateOptions {
-  maxTokens?: number;
+/** How tokens are drawn (ChatRWKV's sampler): the same options in `generate` and `process`. */
+export interface SamplingOptions {
   /** 0 = greedy. */
   temperature?: number;
   topP?: number;
@@ -126,13 +126,17 @@ export interface GenerateOptions {
   presencePenalty?: number;
   frequencyPenalty?: number;
   penaltyDecay?: number;
+  seed?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  maxTokens?: number;
   /** Token id → bias added to its logit. */
   logitBias?: Record<number, number>;
   bannedTokens?: number[];
   /** Generation stops before any of these strings (they are not emitted). */
   stop?: string | string[];
   stopTokens?: number[];
-  seed?: number;
   /** Continue the conversation (earlier prompts, replies, evalTokens) instead of starting anew. */
   continue?: boolean;
   /**
@@ -281,7 +285,7 @@ export interface ProcessContext {
   metadata?: unknown;
 }
 
-export interface ProcessOptions {
+export interface ProcessOptions extends SamplingOptions {
   memory?: {
     store?: string;
     /** Memories recalled for the input (default 3). */
@@ -297,14 +301,6 @@ export interface ProcessOptions {
   maxTokens?: number;
   /** The answer stops before these (default: a blank line; none with a responseFormat). */
   stop?: string[];
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  minP?: number;
-  presencePenalty?: number;
-  frequencyPenalty?: number;
-  penaltyDecay?: number;
-  seed?: number;
   signal?: AbortSignal;
 }
 
