@@ -2,7 +2,7 @@
 //! the grammar validates, on a random-weight model with the World vocabulary, over many seeds),
 //! with independent checkers (the `jsonschema` crate, the `regex` crate, serde_json, a small
 //! expression parser); bad grammars are typed errors with the position; determinism; the byte
-//! vocabulary; `max_tokens` bounds a grammar that never ends.
+//! vocabulary; the NeoX vocabulary's end-of-text token; `max_tokens` bounds a grammar that never ends.
 
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -310,4 +310,26 @@ fn the_sampler_draws_only_allowed_tokens() {
     let mut all = Sampler::new(SamplerOptions { temperature: 0.0, banned_tokens: vec![3, 40, 97], ..Default::default() }, 100).unwrap();
     assert_eq!(all.sample_allowed(&logits, &mask), Some(3));
     assert_eq!(all.sample_allowed(&logits, &[0; 4]), None);
+}
+
+/// The NeoX (20B) vocabulary: its end of text is token 0, `<|endoftext|>`. Under a grammar that may
+/// end or go on, the outputs that end with it end 'grammar' without its text, and all conform.
+#[test]
+#[cfg_attr(not(echo_tokenizers), ignore = "tokenizer fixtures not found at ../shared/fixtures/tokenizers")]
+fn neox_models_end_with_their_end_of_text_token() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/tokenizers/20B_tokenizer.json");
+    let tokenizer = Tokenizer::neox(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(tokenizer.decode(&[0]).unwrap(), b"<|endoftext|>");
+    let spec = SynthSpec { arch: Arch::V5_2, n_embed: 64, n_layer: 2, n_vocab: 50277, n_ffn: None, head_size: None, dtype: DType::F16, seed: 3 };
+    let model = Arc::new(load_bytes(&synth::to_vec(&spec).unwrap(), LoadOptions::default()).unwrap());
+    let mut s = session(&model, tokenizer);
+    let whole = regex::Regex::new("^[a-z]{1,12}$").unwrap();
+    let mut by_eos = 0;
+    for seed in 0..20 {
+        let c = run(&mut s, "Word:", opts(Grammar::Regex("[a-z]{1,12}".into()), seed));
+        assert_eq!(c.stop_reason, StopReason::Grammar, "seed {seed}: {c:?}");
+        assert!(whole.is_match(&c.text), "seed {seed}: {:?}", c.text);
+        by_eos += usize::from(c.tokens.last() == Some(&0));
+    }
+    assert!(by_eos > 0, "no output ended with the end-of-text token");
 }
