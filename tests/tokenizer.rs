@@ -251,6 +251,8 @@ pub fn check_kinds() {
         ("world", TokenizerKind::World),
         ("neox", TokenizerKind::NeoX),
         ("20b", TokenizerKind::NeoX),
+        ("20B", TokenizerKind::NeoX),
+        ("pile", TokenizerKind::NeoX),
         ("byte", TokenizerKind::Byte),
     ] {
         assert_eq!(TokenizerKind::from_name(name).unwrap(), kind);

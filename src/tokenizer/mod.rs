@@ -30,9 +30,9 @@ impl TokenizerKind {
     /// "world", "neox" (or its alias "20b"), "byte".
     pub fn from_name(name: &str) -> Result<TokenizerKind> {
         // "20B" and "pile" name the same tokenizer: GPT-NeoX-20B's, trained on the Pile.
-        match name.to_ascii_lowercase().as_str() {
+        match name {
             "world" => Ok(TokenizerKind::World),
-            "neox" | "20b" | "pile" => Ok(TokenizerKind::NeoX),
+            "neox" | "20b" | "20B" | "pile" => Ok(TokenizerKind::NeoX),
             "byte" => Ok(TokenizerKind::Byte),
             _ => Err(Error::invalid_options(format!(
                 "unknown tokenizer {name:?}: use \"world\", \"neox\" (or \"20B\", \"pile\") or \"byte\""

@@ -57,6 +57,8 @@ pub struct Engine {
     /// embeds their texts again.
     stores: Option<Stores>,
     reembedded_at_load: bool,
+    /// Why the memory stores cannot be used with the loaded model (they could not be moved to it).
+    stores_unavailable: Option<String>,
     /// The `process` call in progress.
     process: Option<Process>,
     metrics: Metrics,
@@ -99,7 +101,7 @@ impl Engine {
                 .map_err(|_| Error::invalid_options(format!("unknown backend '{name}'; use ggml, reference, mock or auto")))?],
         };
         mem::set_limit(Some(limit_bytes as usize));
-        Ok(Engine { limit_bytes, backends, fallbacks: Vec::new(), pending: None, loaded: None, stores: None, reembedded_at_load: false, process: None, metrics: Metrics::default(), membrane_metrics: Metrics::default() })
+        Ok(Engine { limit_bytes, backends, fallbacks: Vec::new(), pending: None, loaded: None, stores: None, reembedded_at_load: false, stores_unavailable: None, process: None, metrics: Metrics::default(), membrane_metrics: Metrics::default() })
     }
 
     /// Starts loading a model (dropping the loaded one first, so both never need to fit).
@@ -162,19 +164,27 @@ impl Engine {
         let mut session = Session::new(model, backend, tokenizer, cache, Box::new(super::now_ms));
         session.warm_up()?;
         // Memories another model embedded are embedded again by this one (texts, ids and
-        // metadata are kept); the old stores stay as they were if that fails.
-        let reembedded = match self.stores.as_ref() {
+        // metadata are kept). A model that cannot (no tokenizer, tokens it does not have) still
+        // loads: the old stores stay as they were, and the memory calls say why they cannot run.
+        self.stores_unavailable = None;
+        let mut reembedded = false;
+        match self.stores.as_ref() {
             Some(old) if old.embedder().space() != embedder.space() => {
-                let stores = old.for_model(embedder, &mut session)?;
-                self.stores = Some(stores);
-                true
+                let moved = if has_tokenizer { old.for_model(embedder, &mut session) } else { Err(no_tokenizer()) };
+                match moved {
+                    Ok(stores) => {
+                        self.stores = Some(stores);
+                        reembedded = true;
+                    }
+                    Err(e) => self.stores_unavailable = Some(format!(
+                        "the memories were embedded by another model and this one cannot embed them again ({}); load a model that can",
+                        e.message
+                    )),
+                }
             }
-            Some(_) => false,
-            None => {
-                self.stores = Some(Stores::new(embedder));
-                false
-            }
-        };
+            Some(_) => {}
+            None => self.stores = Some(Stores::new(embedder)),
+        }
         self.loaded = Some(Loaded { session, backend: name, has_tokenizer, generation_start: None });
         self.reembedded_at_load = reembedded;
         self.info()
@@ -373,8 +383,7 @@ impl Engine {
 
     /// `{ total, items: [{ id, text, metadata }] }`, oldest first.
     pub fn memories(&self, store: &str, offset: u32, limit: u32) -> JsResult<JsValue> {
-        let stores = self.stores.as_ref().ok_or_else(no_model)?;
-        let (total, items) = stores.list(store, offset as usize, limit as usize)?;
+        let (total, items) = self.stores()?.list(store, offset as usize, limit as usize)?;
         let items: Vec<serde_json::Value> = items
             .iter()
             .map(|m| {
@@ -394,7 +403,7 @@ impl Engine {
     /// `store`'s export, or with no store the memory file of every store.
     #[wasm_bindgen(js_name = exportMemories)]
     pub fn export_memories(&self, store: Option<String>) -> JsResult<Vec<u8>> {
-        Ok(self.stores.as_ref().ok_or_else(no_model)?.export(store.as_deref())?)
+        Ok(self.stores()?.export(store.as_deref())?)
     }
 
     /// Reads an export (into `store`) or a memory file (no store); another model's memories are
@@ -414,7 +423,7 @@ impl Engine {
     /// memories as a u64, and the records): what IndexedDB keeps, so a change writes only them.
     #[wasm_bindgen(js_name = memoryHeader)]
     pub fn memory_header(&self, store: &str) -> JsResult<Vec<u8>> {
-        let stores = self.stores.as_ref().ok_or_else(no_model)?;
+        let stores = self.stores()?;
         let export = stores.export(Some(store))?;
         // The header is everything before the count, which is followed by no record when empty.
         match stores.get(store)? {
@@ -425,7 +434,7 @@ impl Engine {
 
     #[wasm_bindgen(js_name = memoryRecord)]
     pub fn memory_record(&self, store: &str, id: f64) -> JsResult<Option<Vec<u8>>> {
-        let stores = self.stores.as_ref().ok_or_else(no_model)?;
+        let stores = self.stores()?;
         Ok(stores.get(store)?.and_then(|s| s.record(id as u64)))
     }
 
@@ -438,6 +447,7 @@ impl Engine {
         };
         let ctx = Context::from_json(&parse("the context", context)?)?;
         let opts = ProcessOptions::from_json(&parse("the options", options)?)?;
+        self.stores()?;
         let l = self.loaded.as_mut().ok_or_else(no_model)?;
         if l.session.is_active() {
             return Err(Error::new(ErrorCode::Busy, "a generation is in progress: finish or abort it first").into());
@@ -514,13 +524,23 @@ impl Engine {
     }
 
     fn memory_parts(&mut self) -> Result<(&mut Session, &mut Stores)> {
+        self.stores()?;
         match (self.loaded.as_mut(), self.stores.as_mut()) {
             (Some(l), Some(stores)) => Ok((&mut l.session, stores)),
             _ => Err(no_model()),
         }
     }
 
+    /// The memory stores, if the loaded model can use them.
+    fn stores(&self) -> Result<&Stores> {
+        if let Some(why) = &self.stores_unavailable {
+            return Err(Error::invalid_options(why.clone()));
+        }
+        self.stores.as_ref().ok_or_else(no_model)
+    }
+
     fn stores_mut(&mut self) -> Result<&mut Stores> {
+        self.stores()?;
         self.stores.as_mut().ok_or_else(no_model)
     }
 
@@ -541,10 +561,7 @@ impl Engine {
         if self.loaded()?.has_tokenizer {
             return Ok(());
         }
-        Err(Error::invalid_options(
-            "this model has no tokenizer: pass loadModel(source, { tokenizer, vocab }) with its vocabulary \
-             file (World models: rwkv_vocab_v20230424.txt; 20B models: tokenizer.json)",
-        ))
+        Err(no_tokenizer())
     }
 
     /// Records the generation in progress, from `beginGenerate` to now, as one request.
@@ -623,6 +640,13 @@ fn generate_options(value: &JsValue) -> Result<(GenerateOptions, bool)> {
 /// A JSON value as the JS value `JSON.parse` makes of it.
 fn json_value(v: &serde_json::Value) -> JsValue {
     js_sys::JSON::parse(&v.to_string()).unwrap_or(JsValue::NULL)
+}
+
+fn no_tokenizer() -> Error {
+    Error::invalid_options(
+        "this model has no tokenizer: pass loadModel(source, { tokenizer, vocab }) with its vocabulary \
+         file (World models: rwkv_vocab_v20230424.txt; 20B models: tokenizer.json)",
+    )
 }
 
 fn no_model() -> Error {

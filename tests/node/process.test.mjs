@@ -350,7 +350,7 @@ test("health, the 'auto' backend and per-membrane metrics", { skip }, async () =
   const before = await e.health();
   assert.equal(before.ok, false, 'no model yet');
   assert.equal(before.backend, null);
-  const info = await e.loadModel(q8, { tokenizer: 'BYTE' });
+  const info = await e.loadModel(q8, { tokenizer: 'byte' });
   assert.equal(info.backend, 'ggml', 'auto starts with ggml, which passes its check');
   await e.process({ userInput: 'What is the light?' }, { maxTokens: 8, reasoning: { maxTokens: 8 } });
   const metrics = await e.metrics();
@@ -394,4 +394,23 @@ test('the CLI: process on a context file, forget and list on a memory file', { s
     const list = run('list', '--model', q8, '--memory-path', file);
     assert.deepEqual([list.total, list.items.map((m) => m.text)], [1, ['Bread is baked at dawn.']]);
   }
+});
+
+test('a model that cannot embed the memories still loads; the memory calls say why, and the file is kept', { skip }, async () => {
+  const small = join(root, 'tests/fixtures/checkpoints/v7-FP16.bin'); // 64 tokens: no tokenizer fits it
+  const memoryPath = join(tempDir(), 'memories.bin');
+  const e = await loaded({ memoryPath });
+  await e.remember('My sister lives in Lyon.');
+  const before = readFileSync(memoryPath);
+  const info = await e.loadModel(small);
+  assert.deepEqual([info.nVocab, info.tokenizer], [64, null]);
+  assert.equal((await rejection(e.remember('Another fact.'))).code, 'invalid_options');
+  const refused = await rejection(e.memories());
+  assert.equal(refused.code, 'invalid_options');
+  assert.match(refused.message, /cannot embed them again \(this model has no tokenizer/);
+  assert.equal((await rejection(e.process({ userInput: 'Hello' }))).code, 'invalid_options');
+  assert.equal((await e.evalTokens([1, 2, 3])).length, 64, 'the model itself works');
+  assert.deepEqual(readFileSync(memoryPath), before, 'nothing was written');
+  await e.loadModel(q8);
+  assert.deepEqual((await e.memories()).items.map((m) => m.text), ['My sister lives in Lyon.']);
 });
