@@ -12,7 +12,7 @@ const CHECKPOINT = /\.(pth|safetensors)$/i;
 
 /**
  * @param {{ engine: import('/js/echo-engine.js').EchoEngine, onSettled: () => void }} deps
- *   onSettled: after every load attempt (the loaded model may have changed either way).
+ *   onSettled: after every load attempt (the loaded model may have changed either way); awaited.
  */
 export function initModels({ engine, onSettled }) {
   const box = byId('load-progress-box');
@@ -34,9 +34,11 @@ export function initModels({ engine, onSettled }) {
     } finally {
       controller = null;
       box.hidden = true;
+      await onSettled();
+      await refreshCache();
       delete document.body.dataset.loading;
-      onSettled();
-      refreshCache();
+      // How many loads have ended: what a test (or a script) waits on.
+      document.body.dataset.loadsSettled = String(Number(document.body.dataset.loadsSettled ?? 0) + 1);
     }
   }
 
