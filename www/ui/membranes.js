@@ -7,8 +7,10 @@ function bar(label, value) {
   return el('meter', { min: 0, max: 1, value: Math.max(0, Math.min(1, value ?? 0)), ariaLabel: label, title: `${label}: ${percent(value)}` });
 }
 
+/** A definition list of the rows that have a value (an older engine reports fewer fields). */
 function facts(rows) {
-  return el('dl', { className: 'facts' }, ...rows.flatMap(([k, v]) => [el('dt', { textContent: k }), el('dd', { textContent: v ?? '—' })]));
+  return el('dl', { className: 'facts' }, ...rows.filter(([, v]) => v !== undefined && v !== null)
+    .flatMap(([k, v]) => [el('dt', { textContent: k }), el('dd', { textContent: v })]));
 }
 
 function memoryPanel(r) {
