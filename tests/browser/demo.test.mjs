@@ -377,4 +377,25 @@ describe('demo page, not isolated', { skip }, () => {
     assert.deepEqual(errors, []);
   });
 
+
+  test('a slow download shows MB/s and time left, and Cancel stops it and keeps no file', async () => {
+    // 7 MB at 1 MB/s: time enough to see the figures and press Cancel.
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: 1e6, uploadThroughput: -1 });
+    try {
+      await page.fill('#model-url', '/models/kjv-3m-FP16.bin');
+      const message = await load(page, async () => {
+        await page.click('#url-form button');
+        await page.waitForFunction(() => Number(document.getElementById('load-progress').dataset.loaded) > 0);
+        assert.match(await page.textContent('#load-figures'), /^[\d.]+ (KiB|MiB) of 6\.6 MiB · [\d.]+ MB\/s · [\d.]+ s left$/);
+        await page.click('#load-cancel');
+      });
+      assert.equal(message, 'Loading was cancelled.');
+    } finally {
+      await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    }
+    assert.equal(await page.locator('#cache-list li[data-name="kjv-3m-FP16.bin"]').count(), 0, 'no partial file kept');
+    assert.equal(await page.isHidden('#load-progress-box'), true);
+    assert.deepEqual(errors, []);
+  });
 });

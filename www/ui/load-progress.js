@@ -22,3 +22,12 @@ export function showProgress({ phase, loaded, total }, started) {
   if (total && rate > 0 && phase !== 'ready') parts.push(`${Math.max(0, (total - loaded) / rate).toFixed(1)} s left`);
   byId('load-figures').textContent = parts.join(' · ');
 }
+
+/** Empty, for the next load: no figures of the last one. */
+export function resetProgress() {
+  const bar = byId('load-progress');
+  bar.value = 0;
+  bar.dataset.loaded = '0';
+  byId('load-phase').textContent = PHASES.download;
+  byId('load-figures').textContent = '';
+}

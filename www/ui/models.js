@@ -5,7 +5,7 @@ import { byId, el, formatBytes, notify } from './dom.js';
 import { explain, isAbort } from './errors.js';
 import { cacheAvailable, cachedFile, cacheName, listCached, removeCached, saveBlob } from './model-cache.js';
 import { downloadModel } from './download.js';
-import { showProgress } from './load-progress.js';
+import { resetProgress, showProgress } from './load-progress.js';
 
 const DEMO_URL = 'models/kjv-3m-Q8_0.bin';
 const CHECKPOINT = /\.(pth|safetensors)$/i;
@@ -24,6 +24,7 @@ export function initModels({ engine, onSettled }) {
     controller = new AbortController();
     const started = performance.now();
     notify(message, '');
+    resetProgress();
     box.hidden = false;
     document.body.dataset.loading = 'true';
     try {
