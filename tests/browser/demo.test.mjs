@@ -398,4 +398,15 @@ describe('demo page, not isolated', { skip }, () => {
     assert.equal(await page.isHidden('#load-progress-box'), true);
     assert.deepEqual(errors, []);
   });
+
+  test('a missing model and another site\'s URL are explained', async () => {
+    await page.fill('#model-url', '/models/no-such-model.bin');
+    assert.equal(await load(page, () => page.click('#url-form button')),
+      'The server answered HTTP 404 for that model. Check the address and try again.');
+    await page.fill('#model-url', 'https://example.com/model.bin');
+    assert.match(await load(page, () => page.click('#url-form button')),
+      /^The model could not be read \(https:\/\/example\.com\/model\.bin is on another site, .*\)\. Check the address/);
+    // Chromium logs the 404 response itself; nothing else may be logged.
+    assert.deepEqual(errors.filter((e) => !/status of 404/.test(e)), []);
+  });
 });

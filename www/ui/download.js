@@ -7,13 +7,22 @@ import { cacheAvailable, cacheWriter } from './model-cache.js';
 
 /**
  * @param {import('/js/echo-engine.js').EchoEngine} engine
- * @returns {Promise<{ info: object, cached: boolean }>}
+ * @returns {Promise<object>} the model's info
  */
 export async function downloadModel(engine, url, name, { signal, onProgress }) {
-  const res = await fetch(url, { signal });
+  if (new URL(url).origin !== location.origin) {
+    throw loadFailed(`${url} is on another site, and this page's security policy only lets it fetch from its own server; download the file and pick it instead`);
+  }
+  let res;
+  try {
+    res = await fetch(url, { signal });
+  } catch (e) {
+    if (signal.aborted) throw e;
+    throw loadFailed(`fetching ${url} failed: ${e.message}`);
+  }
   if (!res.ok) {
     await res.body?.cancel();
-    throw Object.assign(new Error(`HTTP ${res.status}`), { code: 'load_failed', status: res.status });
+    throw Object.assign(loadFailed(`HTTP ${res.status}`), { status: res.status });
   }
   const length = Number(res.headers.get('content-length'));
   const total = Number.isFinite(length) && length > 0 ? length : undefined;
@@ -38,10 +47,15 @@ export async function downloadModel(engine, url, name, { signal, onProgress }) {
       onProgress: (p) => onProgress({ ...p, total }),
     });
     await writer?.commit();
-    return { info, cached: !!writer };
+    return info;
   } catch (e) {
     await reader.cancel().catch(() => {});
     await writer?.discard();
     throw e;
   }
+}
+
+/** Shaped as the engine's own `load_failed`, so errors.js words it the same way. */
+function loadFailed(message) {
+  return Object.assign(new Error(message), { code: 'load_failed' });
 }

@@ -48,7 +48,7 @@ export function initModels({ engine, onSettled }) {
     return run(name, async (signal, onProgress) => {
       const kept = await cachedFile(name);
       if (kept) return engine.loadModel(kept, { signal, onProgress });
-      return (await downloadModel(engine, new URL(url, location.href).href, name, { signal, onProgress })).info;
+      return downloadModel(engine, new URL(url, location.href).href, name, { signal, onProgress });
     });
   }
 
@@ -59,6 +59,7 @@ export function initModels({ engine, onSettled }) {
     const name = file.name.replace(CHECKPOINT, '-FP16.bin');
     return run(name, async (signal, onProgress) => {
       const { blob } = await engine.convert(file, { signal, onProgress });
+      // Keeping it is a bonus: a full or missing cache must not stop the load.
       if (cacheAvailable) await saveBlob(name, blob).catch(() => {});
       return engine.loadModel(blob, { signal, onProgress });
     });
