@@ -41,7 +41,6 @@ export function initChat({ engine, membranes, onStats, onRequestDone, onMemories
   const mode = () => document.querySelector('input[name="mode"]:checked').value;
   const showMode = () => {
     byId('schema-box').hidden = mode() !== 'structured';
-    document.body.dataset.mode = mode();
   };
   document.querySelectorAll('input[name="mode"]').forEach((r) => r.addEventListener('change', showMode));
   showMode();

@@ -21,7 +21,7 @@ export function initMemories({ engine, onChange }) {
     if (!ready) return;
     const list = await engine.memories({ limit: 200 });
     byId('memories-count').textContent = list.total === 0 ? 'No memory yet.' : `${list.total} ${list.total === 1 ? 'memory' : 'memories'}${list.total > list.items.length ? ` (the first ${list.items.length} shown)` : ''}.`;
-    byId('memory-list').replaceChildren(...list.items.map((m) => el('li', { className: 'memory', dataset: { id: String(m.id) } },
+    byId('memory-list').replaceChildren(...list.items.map((m) => el('li', { className: 'memory' },
       el('span', { className: 'memory-text', textContent: m.text }),
       el('button', { type: 'button', textContent: 'Delete', ariaLabel: `Delete memory ${m.id}`, onclick: () => guarded(() => forget(m.id)) }),
     )));

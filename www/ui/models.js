@@ -26,7 +26,6 @@ export function initModels({ engine, onSettled }) {
     notify(message, '');
     resetProgress();
     box.hidden = false;
-    document.body.dataset.loading = 'true';
     try {
       const info = await task(controller.signal, (p) => showProgress(p, started));
       notify(message, `Loaded ${label}: ${info.arch} ${info.dataType}, ${formatBytes(info.fileBytes)}.`);
@@ -37,7 +36,6 @@ export function initModels({ engine, onSettled }) {
       box.hidden = true;
       await onSettled();
       await refreshCache();
-      delete document.body.dataset.loading;
       // How many loads have ended: what a test (or a script) waits on.
       document.body.dataset.loadsSettled = String(Number(document.body.dataset.loadsSettled ?? 0) + 1);
     }

@@ -37,7 +37,7 @@ export function drawSpeeds(canvas, points) {
   }
   g.textAlign = 'center';
   g.textBaseline = 'top';
-  if (points.length) g.fillText(`requests 1–${points.length}`, PAD.left + plotW / 2, height - PAD.bottom + 4);
+  if (points.length) g.fillText(points.length === 1 ? 'request 1' : `requests 1–${points.length}`, PAD.left + plotW / 2, height - PAD.bottom + 4);
 
   for (const [key, colour] of [['prompt', '--plot-prompt'], ['decode', '--plot-decode']]) {
     g.strokeStyle = g.fillStyle = css.getPropertyValue(colour).trim() || '#36c';

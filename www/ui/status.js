@@ -13,7 +13,6 @@ export function initStatus({ engine }) {
   byId('status-isolation').textContent = crossOriginIsolated
     ? 'cross-origin isolated (COOP/COEP): ready for a threaded build'
     : 'not cross-origin isolated: single-threaded; everything works';
-  document.body.dataset.isolated = String(crossOriginIsolated);
 
   // The worker answers in order: a poll waits behind a generation, so never send a second one.
   async function pollMemory() {
