@@ -66,6 +66,7 @@ export function initChat({ engine, membranes, onStats, onRequestDone, onMemories
   }
 
   async function textTurn(text, msg) {
+    // Continuing, a blank line parts the model's last words from the visitor's next.
     const generation = engine.generate(live ? `\n\n${text}` : text, { ...samplingOptions(), continue: live });
     current = generation;
     for await (const chunk of generation) appendChunk(msg, chunk.text);
@@ -126,12 +127,14 @@ export function initChat({ engine, membranes, onStats, onRequestDone, onMemories
     const text = prompt.value;
     if (!text.trim() || current || !ready) return;
     prompt.value = '';
+    // "New conversation" during the turn replaces `history`: the answer belongs to the old one.
+    const turnHistory = history;
     addMessage('user', text);
-    history.push({ role: 'user', text });
+    turnHistory.push({ role: 'user', text });
     const msg = addMessage('assistant', '');
     setRunning(true);
     try {
-      history.push({ role: 'assistant', text: await TURNS[mode()](text, msg) });
+      turnHistory.push({ role: 'assistant', text: await TURNS[mode()](text, msg) });
     } catch (e) {
       if (isAbort(e)) finish(msg, 'abort');
       else {
@@ -171,10 +174,11 @@ export function initChat({ engine, membranes, onStats, onRequestDone, onMemories
   byId('new-conversation').addEventListener('click', async () => {
     stop();
     history = [];
-    live = false;
     transcript.replaceChildren();
     membranes.clear();
     if (ready) await engine.reset().catch((e) => notify(byId('app-error'), explain(e), 'error'));
+    // After the reset, which the worker answers after the stopped turn (that set `live` again).
+    live = false;
     prompt.focus();
   });
 
