@@ -191,6 +191,20 @@ describe('demo page, cross-origin isolated', { skip }, () => {
     assert.deepEqual(errors, []);
   });
 
+  test('Shift+Enter starts a new line without sending; every control has a label', async () => {
+    const messages = await page.locator('.msg').count();
+    await page.fill('#prompt', 'And God said');
+    await page.press('#prompt', 'Shift+Enter');
+    await page.type('#prompt', 'Let there be light');
+    assert.equal(await page.inputValue('#prompt'), 'And God said\nLet there be light');
+    assert.equal(await page.locator('.msg').count(), messages);
+    await page.fill('#prompt', '');
+    const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, textarea, button, progress, meter, canvas')]
+      .filter((e) => !(e.labels?.length || e.ariaLabel || e.getAttribute('aria-labelledby') || (e.tagName === 'BUTTON' && e.textContent.trim())))
+      .map((e) => e.id || e.outerHTML.slice(0, 80)));
+    assert.deepEqual(unlabelled, []);
+  });
+
   test('Stop ends a long generation (stopped, abort) and the next message is answered', async () => {
     const stopped = await send(page, 'And the LORD spake unto Moses, saying,', {
       maxTokens: 4000,
