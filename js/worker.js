@@ -63,8 +63,53 @@ function requireEngine() {
   return engine;
 }
 
+/**
+ * Bytes of wasm memory a request's input may take at most, per op: the copy into wasm and what
+ * is built from it (tokens are 4 bytes and at most one per UTF-8 byte; the conversation, the
+ * caches' keys and the tokenizer's output each hold them).
+ */
+const INPUT_COST = {
+  tokenize: ({ text }) => 5 * utf8Length(text),
+  detokenize: ({ ids }) => 12 * ids.length,
+  evalTokens: ({ ids }) => 16 * ids.length,
+  loadState: ({ bytes }) => 3 * bytes.byteLength,
+  importMemories: ({ bytes }) => 3 * bytes.byteLength,
+  generate: ({ prompt }) => 21 * utf8Length(prompt),
+  process: ({ context }) => 42 * utf8Length(context),
+  embed: ({ texts }) => 5 * texts.reduce((n, t) => n + utf8Length(t), 0),
+  remember: ({ text, metadata }) => 8 * (utf8Length(text) + utf8Length(metadata)),
+  recall: ({ query }) => 8 * utf8Length(query),
+};
+/** Room kept for everything else a request allocates (buffers, results). */
+const REQUEST_SLACK = 1 << 20;
+
+function utf8Length(s) {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    n += c < 0x80 ? 1 : c < 0x800 || (c >= 0xd800 && c < 0xdc00) ? 2 : 3; // a surrogate pair: 2 + 2
+  }
+  return n;
+}
+
+/**
+ * Refuses, with `out_of_memory`, an input that could not fit in what is left of the memory
+ * limit: inside wasm, a failed allocation cannot be recovered from (it traps), so it must not
+ * be tried.
+ */
+function checkRoom(op, args) {
+  const cost = INPUT_COST[op]?.(args);
+  if (cost === undefined || !engine) return;
+  const { usedBytes, limitBytes } = engine.memory();
+  if (usedBytes + cost + REQUEST_SLACK <= limitBytes) return;
+  const mb = (n) => (n / (1 << 20)).toFixed(1);
+  throw echoError('out_of_memory', `this ${op} input needs up to ${mb(cost)} MB and ${mb(limitBytes - usedBytes)} MB of the ` +
+    `${mb(limitBytes)} MB memory limit are free: make it smaller, free memory (unloadModel, forget), or raise memoryLimitMb`);
+}
+
 /** Runs one request; returns [value, transferList]. */
 async function run(id, op, args, signal) {
+  checkRoom(op, args);
   switch (op) {
     case 'create': return [await create(args), []];
     case 'loadModel': return [await loadModel(id, args, signal), []];

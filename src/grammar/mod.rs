@@ -9,6 +9,7 @@
 //!   compiled so far, by text;
 //! - [`Constraint`]: one generation's parser state: the mask of allowed tokens, tokens accepted.
 
+mod depth;
 mod gbnf;
 
 use llguidance::api::TopLevelGrammar;
@@ -69,11 +70,19 @@ impl Grammar {
                 } else if !schema.is_boolean() {
                     return Err(Error::invalid_options("json_schema: a schema must be an object or a boolean"));
                 }
+                depth::check_schema(&schema)?;
                 TopLevelGrammar::from_json_schema(schema)
             }
             Grammar::Regex(rx) => TopLevelGrammar::from_regex(rx),
-            Grammar::Lark(lark) => TopLevelGrammar::from_lark(lark.clone()),
-            Grammar::Gbnf(gbnf) => TopLevelGrammar::from_lark(gbnf::to_lark(gbnf)?),
+            Grammar::Lark(lark) => {
+                depth::check(lark, self.kind())?;
+                TopLevelGrammar::from_lark(lark.clone())
+            }
+            Grammar::Gbnf(gbnf) => {
+                let lark = gbnf::to_lark(gbnf)?;
+                depth::check(&lark, self.kind())?;
+                TopLevelGrammar::from_lark(lark)
+            }
         })
     }
 }
