@@ -92,10 +92,7 @@ impl Stores {
     /// every store.
     pub fn export(&self, name: Option<&str>) -> Result<Vec<u8>> {
         if let Some(name) = name {
-            return match self.get(name)? {
-                Some(store) => Ok(store.export()),
-                None => Ok(MemoryStore::new(self.embedder.space(), self.embedder.dim())?.export()),
-            };
+            return self.or_empty(name, MemoryStore::export);
         }
         let mut out = Vec::new();
         out.extend_from_slice(MAGIC);
@@ -106,6 +103,19 @@ impl Stores {
             put_bytes(&mut out, &store.export());
         }
         Ok(out)
+    }
+
+    /// Store `name`'s export header (an empty store's if it does not exist).
+    pub fn header(&self, name: &str) -> Result<Vec<u8>> {
+        self.or_empty(name, MemoryStore::header)
+    }
+
+    /// `f` of store `name`, or of an empty store of this space if there is none.
+    fn or_empty(&self, name: &str, f: fn(&MemoryStore) -> Vec<u8>) -> Result<Vec<u8>> {
+        match self.get(name)? {
+            Some(store) => Ok(f(store)),
+            None => Ok(f(&MemoryStore::new(self.embedder.space(), self.embedder.dim())?)),
+        }
     }
 
     /// Reads a store's export into store `name` (default: [`DEFAULT_STORE`]), or a memory file

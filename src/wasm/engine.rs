@@ -423,13 +423,7 @@ impl Engine {
     /// memories as a u64, and the records): what IndexedDB keeps, so a change writes only them.
     #[wasm_bindgen(js_name = memoryHeader)]
     pub fn memory_header(&self, store: &str) -> JsResult<Vec<u8>> {
-        let stores = self.stores()?;
-        let export = stores.export(Some(store))?;
-        // The header is everything before the count, which is followed by no record when empty.
-        match stores.get(store)? {
-            Some(s) => Ok(s.header()),
-            None => Ok(export[..export.len() - 8].to_vec()),
-        }
+        Ok(self.stores()?.header(store)?)
     }
 
     #[wasm_bindgen(js_name = memoryRecord)]
