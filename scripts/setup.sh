@@ -31,7 +31,7 @@ fi
 if ! wasm-pack --version 2>/dev/null | grep -q " $WASM_PACK_VERSION"; then
   cargo install wasm-pack --version "$WASM_PACK_VERSION" --locked --force
 fi
-if ! geckodriver --version 2>/dev/null | grep -q "^geckodriver $GECKODRIVER_VERSION "; then
+if ! geckodriver --version 2>/dev/null | grep -Eq "^geckodriver $GECKODRIVER_VERSION( |$)"; then
   cargo install geckodriver --version "$GECKODRIVER_VERSION" --locked --force
 fi
 
