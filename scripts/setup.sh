@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(clang-19 lld-19 llvm-19 wasi-libc libc++-19-dev-wasm32 libc++abi-19-dev-wasm32
-  libclang-rt-19-dev-wasm32 chromium chromium-driver wabt curl ca-certificates)
+  libclang-rt-19-dev-wasm32 chromium chromium-driver firefox-esr wabt curl ca-certificates)
 WASM_BINDGEN_VERSION=0.2.130   # must equal the wasm-bindgen version in Cargo.lock
 WASM_PACK_VERSION=0.15.1
+GECKODRIVER_VERSION=0.37.1     # drives firefox-esr (Debian packages no geckodriver)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -30,13 +31,17 @@ fi
 if ! wasm-pack --version 2>/dev/null | grep -q " $WASM_PACK_VERSION"; then
   cargo install wasm-pack --version "$WASM_PACK_VERSION" --locked --force
 fi
+if ! geckodriver --version 2>/dev/null | grep -Eq "^geckodriver $GECKODRIVER_VERSION( |$)"; then
+  cargo install geckodriver --version "$GECKODRIVER_VERSION" --locked --force
+fi
 
 # ggml's C sources come from the pinned crates.io package in Cargo.lock; vendor/ggml/build.rs
 # unpacks them from cargo's download cache.
 cargo fetch --locked >/dev/null 2>&1 || cargo fetch --locked
 
-# The JS test tools (playwright-core drives Debian's chromium; typescript checks the .d.ts), at the
-# exact versions in package-lock.json; skipped when node_modules already matches the lockfile.
+# The JS test tools (playwright-core drives Debian's chromium, ws speaks WebDriver BiDi to
+# geckodriver for firefox-esr; typescript checks the .d.ts), at the exact versions in
+# package-lock.json; skipped when node_modules already matches the lockfile.
 if [ ! node_modules/.package-lock.json -nt package-lock.json ]; then
   npm ci --ignore-scripts --no-audit --no-fund
 fi

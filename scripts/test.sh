@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up the machine, then runs every test: native (cargo test), wasm in Node and in headless
-# Chromium (wasm-pack test, the commands a newcomer types), the Node CLI against the native one,
-# the JS API in Node and, in headless Chromium through playwright-core, end to end. Ends with one
+# Chromium and Firefox (wasm-pack test, the commands a newcomer types), the Node CLI against the
+# native one, the JS API in Node and, in headless Chromium (playwright-core) and Firefox
+# (geckodriver, tests/browser/browsers.mjs), end to end. Ends with one
 # line of totals over every harness and the list of skipped tests; with CI=true a skip fails the
 # run (CI has the fixtures, the browser and the package: nothing may silently not run there).
 set -euo pipefail
@@ -28,8 +29,12 @@ done
 for crate in . vendor/ggml; do
   step "wasm tests of $crate in headless Chromium" wasm-pack test --headless --chrome --mode no-install "$crate" --locked
 done
+# webdriver.json gives geckodriver Debian's firefox-esr; scripts/setup.sh installs geckodriver.
+for crate in . vendor/ggml; do
+  step "wasm tests of $crate in headless Firefox" wasm-pack test --headless --firefox --mode no-install "$crate" --locked
+done
 
-echo "== package: types, Node CLI and API tests, end-to-end tests in headless Chromium"
+echo "== package: types, Node CLI and API tests, end-to-end tests in headless Chromium and Firefox"
 ./build-wasm.sh
 cargo build --release --locked --bin echo-engine
 node_modules/.bin/tsc --noEmit -p tests/types
@@ -50,6 +55,6 @@ if [ -n "$skips" ]; then
 fi
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 if [ -n "$skips" ] && [ "${CI:-}" = true ]; then
-  echo "CI=true: every test must run here (../shared/fixtures, pkg/, chromium); the skips above fail the run" >&2
+  echo "CI=true: every test must run here (../shared/fixtures, pkg/, chromium, firefox-esr); the skips above fail the run" >&2
   exit 1
 fi

@@ -1,5 +1,6 @@
 // Debian's chromium, driven by playwright-core, for the browser tests: why they are skipped when
-// something is missing, a headless browser on a fresh profile, and the test page.
+// something is missing, and a headless browser on a fresh profile (browsers.mjs puts it beside
+// Firefox for the tests that run in both).
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,13 +31,4 @@ export async function launchChromium() {
       rmSync(profile, { recursive: true, force: true });
     },
   };
-}
-
-/** The test page (pages/e2e.html, which loads the package and its scenarios) from `server`, ready. */
-export async function openTestPage(browser, server) {
-  const page = await browser.newPage();
-  page.on('pageerror', (e) => console.log('page error:', e.message));
-  await page.goto(`${server.url}/tests/browser/pages/e2e.html`);
-  await page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
-  return page;
 }

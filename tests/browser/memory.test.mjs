@@ -1,40 +1,34 @@
-// The memory cap at evaluation time in headless Chromium (the same checks as
+// The memory cap at evaluation time in headless Chromium and Firefox (the same checks as
 // tests/node/memory.test.mjs, by URL): long generations under the tightest limit the load check
 // admits never run out of memory; a model the header check admits but whose evaluation does not
 // fit gets out_of_memory, and the engine goes on working. The page is e2e.html; the scenario
 // is sent with page.evaluate.
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { basename, join } from 'node:path';
 import { makeModels, root, synth } from '../support/models.mjs';
-import { CHROMIUM_MISSING, launchChromium, openTestPage } from './chromium.mjs';
+import { BROWSERS, openTestPage } from './browsers.mjs';
 import { startServer } from './server.mjs';
 
 const MIB = 1024 * 1024;
-const skip = CHROMIUM_MISSING;
 
-let browser;
+// One set of models and one server for every browser that runs.
 let models;
 let server;
-let page;
 const url = (path) => `${server.url}/models/${basename(path)}`;
 
 before(async () => {
-  if (skip) return;
+  if (BROWSERS.every((b) => b.missing)) return;
   models = makeModels();
   // Its evaluation needs more than the load's fixed slack (4 MB), so an evaluation budget that
   // fell short would show.
   models.v7 = synth(join(models.dir, 'v7.bin'), ['--arch', 'v7', '--n-embed', '1536', '--n-layer', '1', '--n-vocab', '256', '--type', 'Q5_1']);
   models.wide = synth(join(models.dir, 'wide.bin'), ['--arch', 'v4', '--n-embed', '128', '--n-layer', '1', '--n-vocab', '256', '--n-ffn', '131072', '--type', 'Q8_0']);
-  browser = await launchChromium();
   server = await startServer({ root, mounts: { '/models/': models.dir } });
-  page = await openTestPage(browser, server);
 });
 
 after(async () => {
-  await page?.close();
   await server?.close();
-  await browser?.close();
   models?.remove();
 });
 
@@ -42,7 +36,7 @@ after(async () => {
  * In the page: loads `modelUrl` under about the tightest limit its load check admits (each
  * refusal says what was needed), then runs `work(engine, info)`; returns plain data.
  */
-function inPage(modelUrl, workName) {
+function inPage(page, modelUrl, workName) {
   return page.evaluate(async ([modelUrl, workName]) => {
     const { EchoEngine } = await import('/js/echo-engine.js');
     const failure = (e) => ({ code: e.code, message: e.message });
@@ -92,26 +86,44 @@ function inPage(modelUrl, workName) {
   }, [modelUrl, workName]);
 }
 
-test('under the tightest limit the load admits, long generations never run out of memory', { skip }, async () => {
-  for (const path of [models.tiny, models.v7]) {
-    const r = await inPage(url(path), 'generate');
-    assert.equal(r.error, undefined, JSON.stringify(r.error));
-    assert.ok(r.result.generated > 0 && r.result.cached > 0 && r.result.logits === r.info.nVocab, JSON.stringify(r.result));
-    assert.equal(r.memory.limitBytes, Math.floor(r.limitBytes));
-    // The load keeps 4 MiB for copying chunks in (LOAD_SLACK_BYTES, src/wasm/engine.rs); evaluating
-    // must fit in the rest, the budget it was given.
-    assert.ok(r.memory.peakBytes <= r.memory.limitBytes - 4 * MIB, JSON.stringify(r.memory));
-    console.log(`FIGURE chromium: ${r.info.arch} ${r.info.dataType}: limit ${(r.limitBytes / MIB).toFixed(2)} MiB, ` +
-      `peak ${(r.memory.peakBytes / MIB).toFixed(2)} MiB after ~1000 generated tokens`);
-  }
-});
+for (const { name, missing: skip, launch } of BROWSERS) {
+  const id = name.toLowerCase();
+  // Skipped test by test (not the whole suite) so that the skips are counted and listed.
+  describe(name, () => {
+    let browser;
+    let page;
+    before(async () => {
+      if (skip) return;
+      browser = await launch();
+      page = await openTestPage(browser, server);
+    });
+    after(async () => {
+      await page?.close();
+      await browser?.close();
+    });
 
-test('a model the header check admits but whose evaluation does not fit: out_of_memory, then the engine works', { skip }, async () => {
-  const r = await inPage(url(models.wide), 'overflow');
-  assert.equal(r.error, undefined, JSON.stringify(r.error));
-  assert.equal(r.result.refused?.code, 'out_of_memory', JSON.stringify(r.result));
-  assert.ok(r.result.same, 'one token after the failure gives the logits of an engine with room');
-  assert.deepEqual(r.result.tokens, r.result.want);
-  assert.ok(r.memory.peakBytes <= r.memory.limitBytes);
-  console.log(`FIGURE chromium: wide-FFN model under a ${(r.limitBytes / MIB).toFixed(2)} MiB limit: ${r.result.refused.message}`);
-});
+    test(`${name}: under the tightest limit the load admits, long generations never run out of memory`, { skip }, async () => {
+      for (const path of [models.tiny, models.v7]) {
+        const r = await inPage(page, url(path), 'generate');
+        assert.equal(r.error, undefined, JSON.stringify(r.error));
+        assert.ok(r.result.generated > 0 && r.result.cached > 0 && r.result.logits === r.info.nVocab, JSON.stringify(r.result));
+        assert.equal(r.memory.limitBytes, Math.floor(r.limitBytes));
+        // The load keeps 4 MiB for copying chunks in (LOAD_SLACK_BYTES, src/wasm/engine.rs); evaluating
+        // must fit in the rest, the budget it was given.
+        assert.ok(r.memory.peakBytes <= r.memory.limitBytes - 4 * MIB, JSON.stringify(r.memory));
+        console.log(`FIGURE ${id}: ${r.info.arch} ${r.info.dataType}: limit ${(r.limitBytes / MIB).toFixed(2)} MiB, ` +
+          `peak ${(r.memory.peakBytes / MIB).toFixed(2)} MiB after ~1000 generated tokens`);
+      }
+    });
+
+    test(`${name}: a model the header check admits but whose evaluation does not fit: out_of_memory, then the engine works`, { skip }, async () => {
+      const r = await inPage(page, url(models.wide), 'overflow');
+      assert.equal(r.error, undefined, JSON.stringify(r.error));
+      assert.equal(r.result.refused?.code, 'out_of_memory', JSON.stringify(r.result));
+      assert.ok(r.result.same, 'one token after the failure gives the logits of an engine with room');
+      assert.deepEqual(r.result.tokens, r.result.want);
+      assert.ok(r.memory.peakBytes <= r.memory.limitBytes);
+      console.log(`FIGURE ${id}: wide-FFN model under a ${(r.limitBytes / MIB).toFixed(2)} MiB limit: ${r.result.refused.message}`);
+    });
+  });
+}

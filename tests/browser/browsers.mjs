@@ -1,0 +1,267 @@
+// The browsers the driver-neutral browser tests (e2e, memory, membranes) run in, behind one small
+// page API: newPage, goto, reload, evaluate, waitForFunction, on('pageerror' | 'console'), close.
+// Chromium is Debian's, driven by playwright-core (chromium.mjs); Firefox is Debian's firefox-esr,
+// driven by geckodriver over WebDriver BiDi (Playwright can only drive its own patched Firefox
+// builds, which cannot be downloaded here). Tests that need more of Playwright (demo.test.mjs:
+// CDP throttling, screenshots) stay Chromium-only and use chromium.mjs directly.
+import { spawn } from 'node:child_process';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { root } from '../support/models.mjs';
+import { CHROMIUM_MISSING, launchChromium } from './chromium.mjs';
+
+const FIREFOX = '/usr/bin/firefox-esr';
+
+/** geckodriver on PATH, else where `cargo install` (scripts/setup.sh) puts it; or undefined. */
+function findGeckodriver() {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), join(process.env.CARGO_HOME ?? join(homedir(), '.cargo'), 'bin')];
+  for (const dir of dirs) {
+    const path = join(dir, 'geckodriver');
+    try {
+      accessSync(path, constants.X_OK);
+      return path;
+    } catch { /* not here */ }
+  }
+  return undefined;
+}
+const GECKODRIVER = findGeckodriver();
+
+const firefoxMissing = [
+  [existsSync(FIREFOX), 'Debian firefox-esr'],
+  [GECKODRIVER !== undefined, 'geckodriver (scripts/setup.sh installs it)'],
+  [existsSync(join(root, 'pkg/echo_engine_bg.wasm')), 'the wasm package (run ./build-wasm.sh)'],
+  [existsSync(join(root, 'node_modules/ws')), 'ws (run npm ci)'],
+].filter(([present]) => !present).map(([, what]) => what);
+
+/** false, or why the Firefox tests cannot run (a `skip` reason for node:test). */
+export const FIREFOX_MISSING = firefoxMissing.length > 0 && `missing ${firefoxMissing.join(', ')}`;
+
+/**
+ * Each browser: `name` for test titles, `missing` (false or the skip reason), `launch()` giving
+ * `{ newPage(), close() }`.
+ */
+export const BROWSERS = [
+  { name: 'Chromium', missing: CHROMIUM_MISSING, launch: launchChromiumPages },
+  { name: 'Firefox', missing: FIREFOX_MISSING, launch: launchFirefox },
+];
+
+/** The test page (pages/e2e.html, which loads the package and its scenarios) from `server`, ready. */
+export async function openTestPage(browser, server) {
+  const page = await browser.newPage();
+  page.on('pageerror', (e) => console.log('page error:', e.message));
+  await page.goto(`${server.url}/tests/browser/pages/e2e.html`);
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
+  return page;
+}
+
+// Chromium: Playwright's page, narrowed to the shared API so that a test using more of Playwright
+// fails in Chromium too, not only in Firefox.
+async function launchChromiumPages() {
+  const browser = await launchChromium();
+  return {
+    async newPage() {
+      const page = await browser.newPage();
+      return {
+        goto: (url) => page.goto(url).then(() => undefined),
+        reload: () => page.reload().then(() => undefined),
+        evaluate: (fn, arg) => page.evaluate(fn, arg),
+        waitForFunction: (fn, arg, options) => page.waitForFunction(fn, arg, options).then(() => undefined),
+        on(event, listener) {
+          if (event === 'pageerror') page.on('pageerror', (e) => listener({ message: e.message }));
+          else if (event === 'console') page.on('console', (m) => listener({ type: m.type(), text: m.text() }));
+          else throw new Error(`unknown page event ${event}`);
+        },
+        close: () => page.close(),
+      };
+    },
+    close: () => browser.close(),
+  };
+}
+
+// Values cross from the page as JSON; these tags carry what JSON would silently change
+// (undefined, NaN, ±Infinity, -0), and anything else that is not plain data is refused in the
+// page, so a scenario cannot get different data in Firefox than Playwright gives in Chromium.
+const TAG = '\u0000echo';
+const ENCODE = `function encode(value, seen = new Set()) {
+  if (value === undefined) return { ${JSON.stringify(TAG)}: 'undefined' };
+  if (typeof value === 'number') {
+    if (Number.isNaN(value)) return { ${JSON.stringify(TAG)}: 'NaN' };
+    if (value === Infinity) return { ${JSON.stringify(TAG)}: 'Infinity' };
+    if (value === -Infinity) return { ${JSON.stringify(TAG)}: '-Infinity' };
+    if (Object.is(value, -0)) return { ${JSON.stringify(TAG)}: '-0' };
+    return value;
+  }
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return value;
+  if (typeof value !== 'object') throw new TypeError('evaluate returns plain data only, not a ' + typeof value);
+  if (seen.has(value)) throw new TypeError('evaluate returns plain data only, not a cyclic object');
+  seen.add(value);
+  let out;
+  if (Array.isArray(value)) out = value.map((v) => encode(v, seen));
+  else if (Object.getPrototypeOf(value) === Object.prototype || Object.getPrototypeOf(value) === null)
+    out = Object.fromEntries(Object.entries(value).map(([k, v]) => [k, encode(v, seen)]));
+  else throw new TypeError('evaluate returns plain data only, not a ' + Object.prototype.toString.call(value));
+  seen.delete(value);
+  return out;
+}`;
+const SPECIALS = { undefined, NaN, Infinity, '-Infinity': -Infinity, '-0': -0 };
+function decode(value) {
+  if (Array.isArray(value)) return value.map(decode);
+  if (value !== null && typeof value === 'object') {
+    if (TAG in value) return SPECIALS[value[TAG]];
+    const out = {};
+    for (const [k, v] of Object.entries(value)) out[k] = decode(v);
+    return out;
+  }
+  return value;
+}
+
+/** Starts geckodriver on a free port; resolves with its URL and the process. */
+function startGeckodriver() {
+  return new Promise((resolve, reject) => {
+    // Port 0 for both: parallel test files and other runs on the machine each get their own.
+    const child = spawn(GECKODRIVER, ['--host', '127.0.0.1', '--port', '0', '--websocket-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const onData = (d) => {
+      out += d;
+      const m = /Listening on (\S+:\d+)/.exec(out);
+      if (m) {
+        child.stdout.off('data', onData);
+        resolve({ url: `http://${m[1]}`, child });
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', (d) => { out += d; });
+    child.on('error', reject);
+    child.on('exit', (code) => reject(new Error(`geckodriver exited (${code}) before listening: ${out}`)));
+  });
+}
+
+async function http(method, url, body) {
+  const res = await fetch(url, { method, headers: { 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
+  const json = await res.json();
+  if (!res.ok) throw new Error(`WebDriver ${method} ${url}: ${json.value?.error}: ${json.value?.message}`);
+  return json.value;
+}
+
+/** A headless Firefox (fresh profile, made and deleted by geckodriver) over WebDriver BiDi. */
+async function launchFirefox() {
+  const { default: WebSocket } = await import('ws');
+  const driver = await startGeckodriver();
+  let session;
+  let socket;
+  try {
+    session = await http('POST', `${driver.url}/session`, {
+      capabilities: {
+        alwaysMatch: {
+          browserName: 'firefox',
+          webSocketUrl: true,
+          'moz:firefoxOptions': {
+            binary: FIREFOX,
+            args: ['-headless'],
+            // No network at test time: keep Firefox from trying its update and telemetry services.
+            prefs: { 'app.update.disabledForTesting': true, 'datareporting.policy.dataSubmissionEnabled': false, 'toolkit.telemetry.enabled': false },
+          },
+        },
+      },
+    });
+    socket = new WebSocket(session.capabilities.webSocketUrl, { perMessageDeflate: false, maxPayload: 0 });
+    await new Promise((ok, fail) => { socket.once('open', ok); socket.once('error', fail); });
+  } catch (e) {
+    driver.child.kill();
+    throw e;
+  }
+
+  let nextId = 1;
+  const pending = new Map();
+  const listeners = new Set();
+  const gone = (why) => {
+    for (const { fail } of pending.values()) fail(new Error(`Firefox: ${why}`));
+    pending.clear();
+  };
+  socket.on('message', (data) => {
+    const msg = JSON.parse(data);
+    if (msg.id !== undefined) {
+      const p = pending.get(msg.id);
+      pending.delete(msg.id);
+      if (msg.type === 'error') p?.fail(new Error(`BiDi ${p.method}: ${msg.error}: ${msg.message}`));
+      else p?.ok(msg.result);
+    } else if (msg.type === 'event') {
+      for (const l of listeners) l(msg.method, msg.params);
+    }
+  });
+  socket.on('close', () => gone('the WebDriver BiDi connection closed'));
+  const send = (method, params) => new Promise((ok, fail) => {
+    const id = nextId++;
+    pending.set(id, { ok, fail, method });
+    socket.send(JSON.stringify({ id, method, params }));
+  });
+  await send('session.subscribe', { events: ['log.entryAdded'] });
+
+  return {
+    async newPage() {
+      const { context } = await send('browsingContext.create', { type: 'tab' });
+      const pageListeners = [];
+      const onEvent = (method, params) => {
+        // Entries from this tab; a worker's have no browsing context of their own here.
+        if (method !== 'log.entryAdded' || (params.source?.context && params.source.context !== context)) return;
+        for (const [event, listener] of pageListeners) {
+          if (event === 'pageerror' && params.type === 'javascript') listener({ message: params.text });
+          if (event === 'console' && params.type === 'console') listener({ type: params.method, text: params.text });
+        }
+      };
+      listeners.add(onEvent);
+      const evaluate = async (fn, arg) => {
+        const r = await send('script.callFunction', {
+          functionDeclaration: `async function (json) {
+            ${ENCODE}
+            return JSON.stringify(encode(await (${fn})(json === '' ? undefined : JSON.parse(json))));
+          }`,
+          arguments: [{ type: 'string', value: arg === undefined ? '' : JSON.stringify(arg) }],
+          target: { context },
+          awaitPromise: true,
+          resultOwnership: 'none',
+        });
+        if (r.type === 'exception') {
+          throw new Error(`in Firefox: ${r.exceptionDetails.text}`);
+        }
+        return decode(JSON.parse(r.result.value));
+      };
+      return {
+        goto: (url) => send('browsingContext.navigate', { context, url, wait: 'complete' }).then(() => undefined),
+        reload: () => send('browsingContext.reload', { context, wait: 'complete' }).then(() => undefined),
+        evaluate,
+        // Polls like Playwright's default (raf there; 100 ms here), with Playwright's 30 s timeout.
+        async waitForFunction(fn, arg, { timeout = 30000 } = {}) {
+          const end = Date.now() + timeout;
+          let last;
+          for (;;) {
+            try {
+              if (await evaluate(`async (a) => Boolean(await (${fn})(a))`, arg)) return;
+            } catch (e) {
+              last = e; // e.g. the document was replaced mid-call: try again
+            }
+            if (Date.now() > end) throw new Error(`waitForFunction: ${fn} still false after ${timeout} ms${last ? ` (${last.message})` : ''}`);
+            await new Promise((ok) => setTimeout(ok, 100));
+          }
+        },
+        on(event, listener) {
+          if (event !== 'pageerror' && event !== 'console') throw new Error(`unknown page event ${event}`);
+          pageListeners.push([event, listener]);
+        },
+        async close() {
+          listeners.delete(onEvent);
+          await send('browsingContext.close', { context });
+        },
+      };
+    },
+    async close() {
+      try {
+        await http('DELETE', `${driver.url}/session/${session.sessionId}`);
+      } finally {
+        socket.close();
+        driver.child.kill();
+      }
+    },
+  };
+}
