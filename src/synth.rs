@@ -5,7 +5,7 @@
 //! from a checkpoint of that size (the schema's tables).
 
 use crate::error::{Error, Result};
-use crate::format::{write_file_header, write_tensor_header, DType, FileHeader, TensorInfo, VERSION};
+use crate::format::{write_file_header, write_tensor_header, DType, FileHeader, TensorInfo, MAX_N_EMBED, MAX_N_LAYER, MAX_N_VOCAB, VERSION};
 use crate::model::schema::{self, Dims};
 use crate::model::Arch;
 use crate::quantize::encode_row;
@@ -87,6 +87,13 @@ pub fn plan(spec: &SynthSpec) -> Result<(FileHeader, Vec<TensorInfo>)> {
     if spec.head_size.is_some_and(|s| s == 0 || spec.n_embed % s != 0) {
         return Err(Error::invalid_options("head_size must divide n_embed"));
     }
+    // The parser's limits: past them the file could not be loaded, and the header's u32 fields
+    // would truncate the sizes (and planning billions of layers would not end).
+    if spec.n_embed > MAX_N_EMBED as usize || spec.n_layer > MAX_N_LAYER as usize || spec.n_vocab > MAX_N_VOCAB as usize {
+        return Err(Error::invalid_options(format!(
+            "n_embed, n_layer and n_vocab may be at most {MAX_N_EMBED}, {MAX_N_LAYER} and {MAX_N_VOCAB} (the file format's limits)"
+        )));
+    }
     let dims = dims(spec);
     schema::check_head_size(spec.arch, dims["S"]).map_err(Error::invalid_options)?;
     let header = FileHeader {
@@ -101,17 +108,25 @@ pub fn plan(spec: &SynthSpec) -> Result<(FileHeader, Vec<TensorInfo>)> {
         .map(|(name, t)| {
             let shape = schema::resolve(t.shape, &dims);
             let dtype = t.store.dtype(spec.dtype, shape[0]);
-            let n_bytes = dtype.row_bytes(shape[0]).expect("row fits") * shape[1..].iter().product::<usize>();
-            TensorInfo { name, dtype, shape, n_bytes }
+            // n_ffn is unbounded: a tensor may not be addressable.
+            let n_bytes = shape[1..]
+                .iter()
+                .try_fold(dtype.row_bytes(shape[0]).expect("row fits"), |acc, &d| acc.checked_mul(d))
+                .filter(|&n| n <= isize::MAX as usize)
+                .ok_or_else(|| Error::invalid_options(format!("tensor '{name}' of shape {shape:?} is too large")))?;
+            Ok(TensorInfo { name, dtype, shape, n_bytes })
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     Ok((header, tensors))
 }
 
 /// Total bytes of the file `write` produces.
 pub fn file_bytes(spec: &SynthSpec) -> Result<u64> {
     let (_, tensors) = plan(spec)?;
-    Ok(24 + tensors.iter().map(|t| (t.header_bytes() + t.n_bytes) as u64).sum::<u64>())
+    tensors
+        .iter()
+        .try_fold(24u64, |acc, t| acc.checked_add((t.header_bytes() + t.n_bytes) as u64))
+        .ok_or_else(|| Error::invalid_options("the model is too large to write"))
 }
 
 /// The whole file in memory (small models: tests).

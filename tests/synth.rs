@@ -174,3 +174,23 @@ fn v7_heads_must_be_multiples_of_64() {
     // v6's kernel has a remainder loop: heads of 32 are fine there.
     assert!(synth::plan(&SynthSpec { arch: Arch::V6, ..spec }).is_ok());
 }
+
+/// Sizes past the file format's limits are refused at once (found by fuzzing `synth --n-layer
+/// 2444444457`, which planned billions of layers; past u32 the header would also have truncated
+/// them), and so are tensors too large to address.
+#[test]
+fn synth_refuses_sizes_past_the_format_limits() {
+    let spec = SynthSpec { arch: Arch::V5_2, n_embed: 64, n_layer: 1, n_vocab: 256, n_ffn: None, head_size: None, dtype: DType::F16, seed: 1 };
+    assert!(synth::file_bytes(&spec).is_ok());
+    for bad in [
+        SynthSpec { n_layer: 2_444_444_457, ..spec },
+        SynthSpec { n_layer: (1 << 32) + 1, ..spec },
+        SynthSpec { n_layer: 4097, ..spec },
+        SynthSpec { n_embed: 1 << 17, ..spec },
+        SynthSpec { n_vocab: (1 << 22) + 1, ..spec },
+        SynthSpec { n_ffn: Some(1 << 60), ..spec },
+    ] {
+        let e = synth::file_bytes(&bad).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidOptions, "{bad:?}: {e:?}");
+    }
+}

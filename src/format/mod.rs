@@ -19,9 +19,9 @@ pub const VERSION: i32 = 101;
 pub const FILE_HEADER_BYTES: usize = 24;
 
 /// Sanity bounds that reject absurd headers before any arithmetic can overflow.
-const MAX_N_EMBED: u32 = 1 << 16;
-const MAX_N_LAYER: u32 = 1 << 12;
-const MAX_N_VOCAB: u32 = 1 << 22;
+pub(crate) const MAX_N_EMBED: u32 = 1 << 16;
+pub(crate) const MAX_N_LAYER: u32 = 1 << 12;
+pub(crate) const MAX_N_VOCAB: u32 = 1 << 22;
 const MAX_DIMS: usize = 4;
 const MAX_KEY_LEN: usize = 256;
 
