@@ -184,11 +184,11 @@ fn synth_refuses_sizes_past_the_format_limits() {
     assert!(synth::file_bytes(&spec).is_ok());
     for bad in [
         SynthSpec { n_layer: 2_444_444_457, ..spec },
-        SynthSpec { n_layer: (1 << 32) + 1, ..spec },
+        SynthSpec { n_layer: usize::MAX, ..spec },
         SynthSpec { n_layer: 4097, ..spec },
         SynthSpec { n_embed: 1 << 17, ..spec },
         SynthSpec { n_vocab: (1 << 22) + 1, ..spec },
-        SynthSpec { n_ffn: Some(1 << 60), ..spec },
+        SynthSpec { n_ffn: Some(usize::MAX / 2), ..spec },
     ] {
         let e = synth::file_bytes(&bad).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidOptions, "{bad:?}: {e:?}");
