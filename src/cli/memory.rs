@@ -6,7 +6,7 @@ use super::{backend_kind, load, read_all, text, Args, Io};
 use crate::backend;
 use crate::error::{json_string, Result};
 use crate::generate::Session;
-use crate::memory::{Embedder, Hit, Memory, MemoryStore, Pooling, Stores, DEFAULT_STORE};
+use crate::memory::{Embedder, MemoryStore, Pooling, Stores, DEFAULT_STORE};
 use crate::rng::SplitMix;
 
 pub(super) const EMBED_OPTIONS: &[&str] = &["model", "tokenizer", "vocab", "text", "pooling", "backend"];
@@ -91,7 +91,7 @@ pub(super) fn recall(args: &Args, io: &mut dyn Io) -> Result<()> {
     let (mut session, embedder) = session(args, io, 0)?;
     let mut stores = open_stores(path, false, embedder, &mut session, io)?;
     let hits = stores.recall(&mut session, store_name(args), query, k)?;
-    let hits: Vec<String> = hits.iter().map(hit_json).collect();
+    let hits: Vec<String> = hits.iter().map(|h| h.to_json().to_string()).collect();
     io.stdout(&format!("{{\"hits\":[{}]}}", hits.join(",")));
     Ok(())
 }
@@ -120,25 +120,9 @@ pub(super) fn list(args: &Args, io: &mut dyn Io) -> Result<()> {
     let (mut session, embedder) = session(args, io, 0)?;
     let stores = open_stores(path, false, embedder, &mut session, io)?;
     let (total, items) = stores.list(store_name(args), offset, limit)?;
-    let items: Vec<String> = items.into_iter().map(memory_json).collect();
+    let items: Vec<String> = items.into_iter().map(|m| m.to_json().to_string()).collect();
     io.stdout(&format!("{{\"total\":{total},\"items\":[{}]}}", items.join(",")));
     Ok(())
-}
-
-pub(super) fn memory_json(m: &Memory) -> String {
-    format!("{{\"id\":{},\"text\":{},\"metadata\":{}}}", m.id, json_string(&m.text), m.metadata)
-}
-
-pub(super) fn hit_json(h: &Hit) -> String {
-    format!(
-        "{{\"id\":{},\"text\":{},\"score\":{},\"cosine\":{},\"lexical\":{},\"metadata\":{}}}",
-        h.memory.id,
-        json_string(&h.memory.text),
-        h.score,
-        h.cosine,
-        h.lexical,
-        h.memory.metadata
-    )
 }
 
 /// `bench --memories N --n-embed E [--k 10]`: a store of N memories (seeded random unit vectors,

@@ -161,7 +161,7 @@ impl Process {
         } else {
             Value::Null
         };
-        let recalled: Vec<Value> = self.recalled.iter().map(hit_json).collect();
+        let recalled: Vec<Value> = self.recalled.iter().map(Hit::to_json).collect();
         let confidence = self.recalled.first().map_or(0.0, |h| h.score.clamp(0.0, 1.0) as f64);
         let output = match (self.recalled.len(), store_it) {
             (n, true) => format!("Recalled {n} memories; stored the input."),
@@ -389,17 +389,6 @@ fn agree(chains: &mut [Chain]) {
             .sum();
         chains[i].agreement = sum / (n - 1) as f64;
     }
-}
-
-pub fn hit_json(h: &Hit) -> Value {
-    json!({
-        "id": h.memory.id,
-        "text": h.memory.text,
-        "score": h.score as f64,
-        "cosine": h.cosine as f64,
-        "lexical": h.lexical as f64,
-        "metadata": serde_json::from_str::<Value>(&h.memory.metadata).unwrap_or(Value::Null),
-    })
 }
 
 fn round3(x: f64) -> f64 {

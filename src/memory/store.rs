@@ -47,6 +47,14 @@ pub struct Memory {
     pub metadata: String,
 }
 
+impl Memory {
+    /// `{ id, text, metadata }`: the shape the CLI and the JS API give.
+    pub fn to_json(&self) -> serde_json::Value {
+        let metadata = serde_json::from_str(&self.metadata).unwrap_or(serde_json::Value::Null);
+        serde_json::json!({ "id": self.id, "text": self.text, "metadata": metadata })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
     pub memory: Memory,
@@ -56,6 +64,17 @@ pub struct Hit {
     pub cosine: f32,
     /// BM25 over this query's best BM25, in [0, 1].
     pub lexical: f32,
+}
+
+impl Hit {
+    /// The memory's fields and `score`, `cosine`, `lexical`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = self.memory.to_json();
+        v["score"] = self.score.into();
+        v["cosine"] = self.cosine.into();
+        v["lexical"] = self.lexical.into();
+        v
+    }
 }
 
 pub struct MemoryStore {

@@ -372,7 +372,7 @@ impl Engine {
     pub fn recall(&mut self, store: &str, query: &str, k: u32) -> JsResult<JsValue> {
         self.text_ready()?;
         let (session, stores) = self.memory_parts()?;
-        let hits: Vec<serde_json::Value> = stores.recall(session, store, query, k as usize)?.iter().map(crate::cognition::process::hit_json).collect();
+        let hits: Vec<serde_json::Value> = stores.recall(session, store, query, k as usize)?.iter().map(crate::memory::Hit::to_json).collect();
         Ok(json_value(&serde_json::Value::Array(hits)))
     }
 
@@ -384,13 +384,7 @@ impl Engine {
     /// `{ total, items: [{ id, text, metadata }] }`, oldest first.
     pub fn memories(&self, store: &str, offset: u32, limit: u32) -> JsResult<JsValue> {
         let (total, items) = self.stores()?.list(store, offset as usize, limit as usize)?;
-        let items: Vec<serde_json::Value> = items
-            .iter()
-            .map(|m| {
-                let metadata = serde_json::from_str::<serde_json::Value>(&m.metadata).unwrap_or_default();
-                serde_json::json!({ "id": m.id, "text": m.text, "metadata": metadata })
-            })
-            .collect();
+        let items: Vec<serde_json::Value> = items.iter().map(|m| m.to_json()).collect();
         Ok(json_value(&serde_json::json!({ "total": total, "items": items })))
     }
 
