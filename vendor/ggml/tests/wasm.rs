@@ -39,6 +39,11 @@ fn mul_mat_f32() {
     common::mul_mat_f32();
 }
 
+#[wasm_bindgen_test]
+fn mul_mat_f16_every_half() {
+    common::mul_mat_f16_every_half();
+}
+
 /// Same activation bytes as native x86 (the truncation fix), checked by hash.
 #[wasm_bindgen_test]
 fn mul_mat_q8_0() {

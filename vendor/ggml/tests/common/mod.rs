@@ -174,6 +174,36 @@ pub fn mul_mat_f32() {
     assert_close(&got, &want, 1e-6, "f32 mul_mat");
 }
 
+/// Every one of the 65,536 halves goes through ggml's F16 dot product exactly: row i holds
+/// half i (zeros elsewhere) and is multiplied by ones, so the result is the half's value,
+/// decoded here independently. Catches any SIMD conversion that rounds, flushes subnormals
+/// or loses Inf.
+pub fn mul_mat_f16_every_half() {
+    let (rows, cols) = (1 << 16, 32);
+    let mut w = vec![0u8; rows * cols * 2];
+    for i in 0..rows {
+        let at = (i * cols + i % cols) * 2;
+        w[at..at + 2].copy_from_slice(&(i as u16).to_le_bytes());
+    }
+    let got = ggml_mat_vec(GGML_TYPE_F16, &w, rows, cols, &vec![1.0; cols]);
+    for (i, g) in got.iter().enumerate() {
+        let want = half_value(i as u16);
+        assert!(*g == want || (g.is_nan() && want.is_nan()), "half {i:#06x}: got {g:e}, want {want:e}");
+    }
+}
+
+/// IEEE binary16 bits to their value, from the definition.
+fn half_value(bits: u16) -> f32 {
+    let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let (exp, man) = ((bits >> 10) & 0x1f, (bits & 0x3ff) as f32);
+    match exp {
+        0 => sign * man * 2f32.powi(-24),
+        31 if man == 0.0 => sign * f32::INFINITY,
+        31 => f32::NAN,
+        e => sign * (1.0 + man / 1024.0) * 2f32.powi(e as i32 - 15),
+    }
+}
+
 /// Activations quantized the way ggml-cpu's x86 AVX2 code does (and, patched, wasm):
 /// scale 127/amax, round half to even. Returns (d = amax/127, quants, sum of quants) per block.
 fn quantize_act_x86(x: &[f32]) -> Vec<(f32, [i8; 32], i32)> {
