@@ -23,12 +23,11 @@ const io = {
     readers.set(path, { fd, pos: 0 });
     return fstatSync(fd).size;
   },
-  read(path, max) {
+  read(path, into) {
     const r = readers.get(path);
-    const buf = new Uint8Array(max);
-    const n = readSync(r.fd, buf, 0, max, r.pos);
+    const n = readSync(r.fd, into, 0, into.length, r.pos);
     r.pos += n;
-    return buf.subarray(0, n);
+    return n;
   },
   seek(path, offset) {
     readers.get(path).pos = offset;

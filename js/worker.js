@@ -178,7 +178,7 @@ async function loadModel(id, { source, tokenizer, vocab }, signal) {
     let loaded = 0;
     for await (const chunk of src.chunks()) {
       if (signal.aborted) throw echoError('aborted', 'loading the model was aborted');
-      e.pushChunk(chunk);
+      feed(e, chunk);
       loaded += chunk.byteLength;
       const now = performance.now();
       if (now - lastProgress >= PROGRESS_MS) {
@@ -196,6 +196,27 @@ async function loadModel(id, { source, tokenizer, vocab }, signal) {
     e.abortLoad();
     await src.cancel();
     throw err;
+  }
+}
+
+/** Headers go through `pushChunk` in pieces this small, so tensor data rarely does. */
+const HEADER_PIECE = 4096;
+
+/**
+ * Hands a chunk of the model file to the engine: tensor data is copied straight into the
+ * tensor's memory (`loadWindow`), the rest is pushed.
+ */
+function feed(e, chunk) {
+  for (let at = 0; at < chunk.byteLength; ) {
+    const window = e.loadWindow();
+    const n = Math.min(window.byteLength || HEADER_PIECE, chunk.byteLength - at);
+    if (window.byteLength) {
+      window.set(chunk.subarray(at, at + n));
+      e.loadAdvance(n);
+    } else {
+      e.pushChunk(chunk.subarray(at, at + n));
+    }
+    at += n;
   }
 }
 

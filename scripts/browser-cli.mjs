@@ -77,11 +77,12 @@ async function runInPage({ args, files }) {
     seek(path, offset) {
       offsets.set(path, offset);
     },
-    read(path, max) {
+    read(path, into) {
       const at = offsets.get(path);
-      const chunk = contents.get(path).subarray(at, at + max);
+      const chunk = contents.get(path).subarray(at, at + into.length);
+      into.set(chunk);
       offsets.set(path, at + chunk.length);
-      return chunk;
+      return chunk.length;
     },
     create() {
       throw new Error('commands that write files are not run in the browser');

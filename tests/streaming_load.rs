@@ -72,3 +72,55 @@ fn short_and_foreign_sources_are_invalid_models() {
     load.push(&bytes[..bytes.len() - 10], |_| Ok(0)).unwrap();
     assert_eq!(load.finish().err().expect("not a model").code, ErrorCode::InvalidModel);
 }
+
+/// Tensor data written in place (`window`/`advance`, as the worker does with each chunk) gives the
+/// same model as pushing it; headers still go through `push`.
+#[test]
+fn data_written_in_place_loads_the_same_model() {
+    let bytes = model_bytes();
+    let pushed = {
+        let mut load = StreamingLoad::new(u64::MAX, Some(bytes.len() as u64));
+        load.push(&bytes, |_| Ok(0)).unwrap();
+        load.finish().unwrap()
+    };
+    let mut load = StreamingLoad::new(u64::MAX, Some(bytes.len() as u64));
+    assert!(load.window().is_empty(), "no window before the header");
+    let (mut at, mut in_place) = (0, 0);
+    while at < bytes.len() {
+        let window = load.window();
+        if window.is_empty() {
+            load.push(&bytes[at..at + 1], |_| Ok(0)).unwrap();
+            at += 1;
+            continue;
+        }
+        // Odd piece sizes, so windows are left part-filled.
+        let n = window.len().min(bytes.len() - at).min(1000 + at % 777);
+        for (w, b) in window.iter_mut().zip(&bytes[at..at + n]) {
+            w.write(*b);
+        }
+        load.advance(n).unwrap();
+        (at, in_place) = (at + n, in_place + n);
+    }
+    let model = load.finish().unwrap_or_else(|e| panic!("{e}"));
+    assert!(in_place > bytes.len() * 9 / 10, "most bytes went in place: {in_place} of {}", bytes.len());
+    assert_eq!(model.tensors().len(), pushed.tensors().len());
+    for (a, b) in model.tensors().iter().zip(pushed.tensors()) {
+        assert_eq!(a.info.name, b.info.name);
+        assert_eq!(a.data.as_slice(), b.data.as_slice(), "tensor {}", a.info.name);
+    }
+}
+
+/// Advancing outside tensor data, or past the window, is refused with a typed error.
+#[test]
+fn advancing_past_the_window_is_refused() {
+    let bytes = model_bytes();
+    let mut load = StreamingLoad::new(u64::MAX, Some(bytes.len() as u64));
+    assert_eq!(load.advance(1).unwrap_err().code, ErrorCode::InvalidOptions, "before the header");
+    let mut at = 0;
+    while load.window().is_empty() {
+        load.push(&bytes[at..at + 1], |_| Ok(0)).unwrap();
+        at += 1;
+    }
+    let past = load.window().len() + 1;
+    assert_eq!(load.advance(past).unwrap_err().code, ErrorCode::InvalidOptions);
+}

@@ -91,14 +91,7 @@ impl Parser {
                     let n = remaining.min(chunk.len());
                     sink.tensor_data(&chunk[..n])?;
                     chunk = &chunk[n..];
-                    self.consumed += n as u64;
-                    if n == remaining {
-                        sink.end_tensor()?;
-                        self.tensors += 1;
-                        self.state = State::TensorPrefix;
-                    } else {
-                        self.state = State::Data { remaining: remaining - n };
-                    }
+                    self.data_delivered(n, sink)?;
                 }
                 _ => {
                     let need = self.needed() - self.pending.len();
@@ -111,6 +104,38 @@ impl Parser {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Bytes of the current tensor's data still to come; 0 outside tensor data.
+    pub fn data_remaining(&self) -> usize {
+        match self.state {
+            State::Data { remaining } => remaining,
+            _ => 0,
+        }
+    }
+
+    /// `n` bytes of the current tensor's data reached the sink some other way (written in place
+    /// by the caller): counts them as consumed, like `push` would.
+    pub fn skip_data(&mut self, n: usize, sink: &mut dyn Sink) -> Result<()> {
+        assert!(n <= self.data_remaining(), "skip_data past the end of the tensor's data");
+        let result = self.data_delivered(n, sink);
+        if result.is_err() {
+            self.state = State::Failed;
+        }
+        result
+    }
+
+    fn data_delivered(&mut self, n: usize, sink: &mut dyn Sink) -> Result<()> {
+        let State::Data { remaining } = self.state else { unreachable!("only called in tensor data") };
+        self.consumed += n as u64;
+        if n == remaining {
+            sink.end_tensor()?;
+            self.tensors += 1;
+            self.state = State::TensorPrefix;
+        } else {
+            self.state = State::Data { remaining: remaining - n };
         }
         Ok(())
     }

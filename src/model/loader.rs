@@ -1,8 +1,9 @@
 //! Streams a model file into tensor memory: each chunk goes through the parser and each tensor's
-//! data is copied once, into its own allocation. The memory budget is checked from the header
+//! data is copied once, into its own allocation (or written there by the source: `window`). The memory budget is checked from the header
 //! (before any tensor memory exists) and again before every tensor is allocated.
 
 use std::collections::HashMap;
+use std::mem::MaybeUninit;
 
 use super::{AlignedBuf, Model, Tensor};
 use crate::error::{Error, Result};
@@ -51,6 +52,29 @@ impl ModelLoader {
     /// Feeds the next chunk. After an error the loader is spent: drop it (which frees everything).
     pub fn push(&mut self, chunk: &[u8]) -> Result<()> {
         self.parser.push(chunk, &mut self.sink)
+    }
+
+    /// Where the next bytes of the current tensor's data belong, for a source that writes them
+    /// there itself (one copy from the source instead of two through `push`); then `advance`.
+    /// Empty outside tensor data: headers go through `push`.
+    pub fn window(&mut self) -> &mut [MaybeUninit<u8>] {
+        let remaining = self.parser.data_remaining();
+        match self.sink.current.as_mut() {
+            Some((_, buf, filled)) if remaining > 0 => buf.spare(*filled),
+            _ => &mut [],
+        }
+    }
+
+    /// The first `n` bytes of `window()` were written.
+    pub fn advance(&mut self, n: usize) -> Result<()> {
+        let Some((_, _, filled)) = self.sink.current.as_mut() else {
+            return Err(Error::invalid_options("advance outside tensor data"));
+        };
+        if n > self.parser.data_remaining() {
+            return Err(Error::invalid_options("advance past the end of the tensor's data"));
+        }
+        *filled += n;
+        self.parser.skip_data(n, &mut self.sink)
     }
 
     pub fn header(&self) -> Option<&FileHeader> {
@@ -115,7 +139,7 @@ impl Sink for Collect {
 
     fn tensor_data(&mut self, bytes: &[u8]) -> Result<()> {
         let (_, buf, filled) = self.current.as_mut().expect("data follows a tensor header");
-        buf.as_mut_slice()[*filled..*filled + bytes.len()].copy_from_slice(bytes);
+        buf.write(*filled, bytes);
         *filled += bytes.len();
         Ok(())
     }

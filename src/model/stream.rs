@@ -4,6 +4,8 @@
 //! does not fit is refused before a single tensor is allocated. From then on every byte goes
 //! straight from the chunk into its tensor: the file is never held whole, in JS or in wasm.
 
+use std::mem::MaybeUninit;
+
 use super::{LoadOptions, Model, ModelLoader};
 use crate::error::{Error, Result};
 use crate::format::{FileHeader, Parser, Sink, TensorInfo, FILE_HEADER_BYTES};
@@ -40,6 +42,22 @@ impl StreamingLoad {
         match &mut self.loader {
             Some(loader) if !chunk.is_empty() => loader.push(chunk),
             _ => Ok(()),
+        }
+    }
+
+    /// See `ModelLoader::window`: empty until the header has been pushed.
+    pub fn window(&mut self) -> &mut [MaybeUninit<u8>] {
+        match &mut self.loader {
+            Some(loader) => loader.window(),
+            None => &mut [],
+        }
+    }
+
+    /// See `ModelLoader::advance`.
+    pub fn advance(&mut self, n: usize) -> Result<()> {
+        match &mut self.loader {
+            Some(loader) => loader.advance(n),
+            None => Err(Error::invalid_options("advance before the file header")),
         }
     }
 

@@ -13,8 +13,9 @@ extern "C" {
     pub type CliIo;
     #[wasm_bindgen(method, catch)]
     fn open(this: &CliIo, path: &str) -> std::result::Result<f64, JsValue>;
+    /// Fills the start of `into` (a view of wasm memory) with the file's next bytes; returns how many.
     #[wasm_bindgen(method, catch)]
-    fn read(this: &CliIo, path: &str, max: u32) -> std::result::Result<Uint8Array, JsValue>;
+    fn read(this: &CliIo, path: &str, into: &Uint8Array) -> std::result::Result<f64, JsValue>;
     #[wasm_bindgen(method, catch)]
     fn seek(this: &CliIo, path: &str, offset: f64) -> std::result::Result<(), JsValue>;
     #[wasm_bindgen(method, catch)]
@@ -44,10 +45,11 @@ impl Io for CliIo {
         CliIo::open(self, path).map(|n| n as u64).map_err(|e| io_error("open", path, js_detail(e)))
     }
     fn read(&mut self, path: &str, buf: &mut [u8]) -> Result<usize> {
-        let chunk = CliIo::read(self, path, buf.len() as u32).map_err(|e| io_error("read", path, js_detail(e)))?;
-        let n = (chunk.length() as usize).min(buf.len());
-        chunk.subarray(0, n as u32).copy_to(&mut buf[..n]);
-        Ok(n)
+        // Read in place: no JS buffer per chunk (its allocation and collection cost more than
+        // the copy). SAFETY: JS writes `buf`, which nothing else touches during the call.
+        let view = unsafe { Uint8Array::view_mut_raw(buf.as_mut_ptr(), buf.len()) };
+        let n = CliIo::read(self, path, &view).map_err(|e| io_error("read", path, js_detail(e)))?;
+        Ok((n as usize).min(buf.len()))
     }
     fn seek(&mut self, path: &str, offset: u64) -> Result<()> {
         CliIo::seek(self, path, offset as f64).map_err(|e| io_error("seek", path, js_detail(e)))

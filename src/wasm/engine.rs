@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use echo_ggml_sys::mem;
+use js_sys::Uint8Array;
 use wasm_bindgen::prelude::*;
 
 use super::js::{num, object, Options};
@@ -141,6 +142,32 @@ impl Engine {
             *slot = make_tokenizer(name, vocab.take(), header.n_vocab as usize)?;
             Ok(mem::used_bytes() as u64 + backend::eval_bytes_bound(header) + cache + LOAD_SLACK_BYTES)
         });
+        if result.is_err() {
+            self.pending = None;
+        }
+        Ok(result?)
+    }
+
+    /// Where the next bytes of the current tensor go: a view into wasm memory for the source to
+    /// `set` its bytes into, then `loadAdvance(n)` — one copy instead of two through `pushChunk`.
+    /// Empty outside tensor data (headers go through `pushChunk`). The view is valid until the
+    /// next call into the engine: use it at once.
+    #[wasm_bindgen(js_name = loadWindow)]
+    pub fn load_window(&mut self) -> Uint8Array {
+        let Some(p) = self.pending.as_mut() else { return Uint8Array::new_with_length(0) };
+        let window = p.load.window();
+        // SAFETY: the view covers memory owned by the pending load, which JS writes before any
+        // other call into wasm (nothing can grow or free the memory in between).
+        unsafe { Uint8Array::view_mut_raw(window.as_mut_ptr().cast(), window.len()) }
+    }
+
+    /// The first `n` bytes of `loadWindow()` were written.
+    #[wasm_bindgen(js_name = loadAdvance)]
+    pub fn load_advance(&mut self, n: usize) -> JsResult<()> {
+        let Some(p) = self.pending.as_mut() else {
+            return Err(Error::invalid_options("loadAdvance without beginLoad: start a load first").into());
+        };
+        let result = p.load.advance(n);
         if result.is_err() {
             self.pending = None;
         }
