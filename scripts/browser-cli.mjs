@@ -17,7 +17,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, normalize, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startServer } from '../tests/browser/server.mjs';
+import { startServer } from './serve.mjs';
 import { BROWSERS } from '../tests/browser/browsers.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');

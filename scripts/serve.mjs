@@ -1,9 +1,13 @@
 #!/usr/bin/env node
-// The demo's static server: www/ at /, the package's js/ and pkg/ at /js/ and /pkg/ (siblings,
-// as js/worker.js imports ../pkg/), with cross-origin isolation (unless --no-isolation or
-// ISOLATED=0) and a strict Content-Security-Policy. `startServer` is also what the browser tests
-// use: it counts the file bytes sent per path, so a test can prove a model was not downloaded.
-// `npm start` runs this file: it builds pkg/ first if the wasm is missing.
+// The one static server. By default the demo: www/ at /, the package's js/ and pkg/ at /js/ and
+// /pkg/ (siblings, as js/worker.js imports ../pkg/), under a strict Content-Security-Policy. With
+// `root`, that folder as it is at / and no CSP: the browser tests and scripts/browser-cli.mjs serve
+// the repository (test pages, js/, pkg/, scripts/) so, and package.test.mjs an installed app.
+// Either way with cross-origin isolation when asked (COOP/COEP, and CORP on every file), folders
+// mounted under URL prefixes, no caching, and the file bytes sent per path counted, so a test can
+// prove a model was not downloaded (or a download stopped).
+// `npm start` runs this file: the demo, isolated unless --no-isolation or ISOLATED=0, on port 8080
+// (PORT); it builds pkg/ first if the wasm is missing.
 import { createServer } from 'node:http';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { extname, join, normalize, sep } from 'node:path';
@@ -47,20 +51,18 @@ const ISOLATION = {
 
 /**
  * @param {{ port?: number, isolated?: boolean, root?: string, mounts?: Record<string, string> }} options
- *   root: the repository (its www/, js/ and pkg/ are served); mounts: more URL prefixes ('/test/')
- *   → folders, checked first.
+ *   port: 0 for any free one; root: a folder to serve as it is instead of the demo; mounts: more
+ *   URL prefixes ('/models/') → folders, checked first.
  */
-export async function startServer({ port = 8080, isolated = true, root = REPO, mounts = {} } = {}) {
-  const routes = [
-    ...Object.entries(mounts),
-    ['/js/', join(root, 'js')],
-    ['/pkg/', join(root, 'pkg')],
-    ['/', join(root, 'www')],
-  ];
+export async function startServer({ port = 0, isolated = false, root, mounts = {} } = {}) {
+  const site = root === undefined
+    ? [['/js/', join(REPO, 'js')], ['/pkg/', join(REPO, 'pkg')], ['/', join(REPO, 'www')]]
+    : [['/', root]];
+  const routes = [...Object.entries(mounts), ...site];
   /** URL path → file bytes handed to the socket, summed over requests. */
   const sent = new Map();
   const server = createServer((req, res) => {
-    res.setHeader('Content-Security-Policy', CSP);
+    if (root === undefined) res.setHeader('Content-Security-Policy', CSP);
     res.setHeader('X-Content-Type-Options', 'nosniff');
     if (isolated) for (const [k, v] of Object.entries(ISOLATION)) res.setHeader(k, v);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -83,7 +85,8 @@ export async function startServer({ port = 8080, isolated = true, root = REPO, m
     res.writeHead(200, {
       'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
       'Content-Length': size,
-      'Cache-Control': 'no-cache',
+      // Every load is a download: a test counting the bytes sent must never meet a cached copy.
+      'Cache-Control': 'no-store',
     });
     if (req.method === 'HEAD') {
       res.end();

@@ -1,5 +1,6 @@
 // The browsers the driver-neutral browser tests (e2e, memory, membranes, soak) and
-// scripts/browser-cli.mjs run in, behind one small page API: newPage, goto, reload, evaluate, waitForFunction, on('pageerror' | 'console'), close.
+// scripts/browser-cli.mjs run in, behind one small page API: newPage, goto, reload, evaluate,
+// waitForFunction, on('pageerror' | 'console'), close.
 // Chromium is Debian's, driven by playwright-core (chromium.mjs); Firefox is Debian's firefox-esr,
 // driven by geckodriver over WebDriver BiDi (Playwright can only drive its own patched Firefox
 // builds, which cannot be downloaded here). Tests that need more of Playwright (demo.test.mjs:

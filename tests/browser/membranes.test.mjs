@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { root } from '../support/models.mjs';
 import { BROWSERS, openTestPage } from './browsers.mjs';
-import { startServer } from './server.mjs';
+import { startServer } from '../../scripts/serve.mjs';
 
 const models = join(root, 'www/models');
 const noModel = !existsSync(join(models, 'kjv-3m-Q8_0.bin')) && `the demo model is not in ${models}`;

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { basename, join } from 'node:path';
 import { makeModels, root, synth } from '../support/models.mjs';
 import { BROWSERS, openTestPage } from './browsers.mjs';
-import { startServer } from './server.mjs';
+import { startServer } from '../../scripts/serve.mjs';
 
 const MIB = 1024 * 1024;
 

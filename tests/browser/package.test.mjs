@@ -7,7 +7,7 @@ import { basename, join } from 'node:path';
 import { makeModels } from '../support/models.mjs';
 import { installPacked } from '../support/package.mjs';
 import { CHROMIUM_MISSING, launchChromium } from './chromium.mjs';
-import { startServer } from './server.mjs';
+import { startServer } from '../../scripts/serve.mjs';
 
 const skip = CHROMIUM_MISSING;
 
