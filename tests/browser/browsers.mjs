@@ -5,6 +5,7 @@
 // driven by geckodriver over WebDriver BiDi (Playwright can only drive its own patched Firefox
 // builds, which cannot be downloaded here). Tests that need more of Playwright (demo.test.mjs:
 // CDP throttling, screenshots) stay Chromium-only and use chromium.mjs directly.
+import { after, before, describe } from 'node:test';
 import { spawn } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -54,6 +55,33 @@ export async function openTestPage(browser, server) {
   await page.goto(`${server.url}/tests/browser/pages/e2e.html`);
   await page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
   return page;
+}
+
+/**
+ * Declares one describe per browser, named after it, whose tests share one browser and one test
+ * page (openTestPage on `server()`, which is read once they run), opened before them and closed
+ * after. Skipped test by test (not the whole suite) so that the skips are counted and listed: each
+ * test passes `{ skip }`, which is the browser's reason, else `skip` given here (another missing
+ * thing), else false. `body({ name, id, skip, page })` declares the tests; `page()` is the page.
+ */
+export function describeInBrowsers({ server, skip: otherwise = false }, body) {
+  for (const { name, missing, launch } of BROWSERS) {
+    const skip = missing || otherwise;
+    describe(name, () => {
+      let browser;
+      let page;
+      before(async () => {
+        if (skip) return;
+        browser = await launch();
+        page = await openTestPage(browser, server());
+      });
+      after(async () => {
+        await page?.close();
+        await browser?.close();
+      });
+      body({ name, id: name.toLowerCase(), skip, page: () => page });
+    });
+  }
 }
 
 // Chromium: Playwright's page, narrowed to the shared API so that a test using more of Playwright
