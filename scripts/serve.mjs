@@ -9,6 +9,7 @@
 // `npm start` runs this file: the demo, isolated unless --no-isolation or ISOLATED=0, on port 8080
 // (PORT); it builds pkg/ first if the wasm is missing.
 import { createServer } from 'node:http';
+import { Transform } from 'node:stream';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { extname, join, normalize, sep } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -50,11 +51,13 @@ const ISOLATION = {
 };
 
 /**
- * @param {{ port?: number, isolated?: boolean, root?: string, mounts?: Record<string, string> }} options
+ * @param {{ port?: number, isolated?: boolean, root?: string, mounts?: Record<string, string>,
+ *   slow?: Record<string, number> }} options
  *   port: 0 for any free one; root: a folder to serve as it is instead of the demo; mounts: more
- *   URL prefixes ('/models/') → folders, checked first.
+ *   URL prefixes ('/models/') → folders, checked first; slow: URL paths sent at that many bytes a
+ *   second (a slow network, the same for every browser).
  */
-export async function startServer({ port = 0, isolated = false, root, mounts = {} } = {}) {
+export async function startServer({ port = 0, isolated = false, root, mounts = {}, slow = {} } = {}) {
   const site = root === undefined
     ? [['/js/', join(REPO, 'js')], ['/pkg/', join(REPO, 'pkg')], ['/', join(REPO, 'www')]]
     : [['/', root]];
@@ -92,11 +95,18 @@ export async function startServer({ port = 0, isolated = false, root, mounts = {
       res.end();
       return;
     }
-    const stream = createReadStream(file, { highWaterMark: 64 * 1024 });
+    const rate = slow[path];
+    const stream = createReadStream(file, { highWaterMark: rate ? Math.ceil(rate / 10) : 64 * 1024 });
     stream.on('data', (chunk) => sent.set(path, (sent.get(path) ?? 0) + chunk.length));
-    stream.pipe(res);
+    // A slow path goes out a tenth of its rate every 100 ms (the pipes' back-pressure holds the
+    // file read to that pace too).
+    const out = rate ? stream.pipe(new Transform({ transform: (chunk, _, done) => setTimeout(done, 100, null, chunk) })) : stream;
+    out.pipe(res);
     // A client that stops reading (a cancelled or refused download) stops the file read too.
-    res.on('close', () => stream.destroy());
+    res.on('close', () => {
+      stream.destroy();
+      out.destroy();
+    });
   });
   await new Promise((ok, fail) => {
     server.once('error', fail);

@@ -1,8 +1,11 @@
 // The driver-neutral page API of browsers.mjs behaves the same in each browser: what evaluate
 // hands back (including what JSON alone would change), an exception in the page, waitForFunction,
-// page errors and console errors, reload.
+// page errors and console errors, reload, and input as a user gives it.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { root } from '../support/models.mjs';
 import { BROWSERS, describeInBrowsers } from './browsers.mjs';
 import { startServer } from '../../scripts/serve.mjs';
@@ -53,6 +56,40 @@ describeInBrowsers({ server: () => server }, ({ name, skip, page: opened }) => {
     await page.evaluate(() => { setTimeout(() => { window.flag = 'set'; }, 300); });
     await page.waitForFunction((v) => window.flag === v, 'set');
     await assert.rejects(page.waitForFunction(() => window.never === true, undefined, { timeout: 500 }));
+  });
+
+  test(`${name}: click, fill, press, type and setInputFiles act as a user would; the viewport is set; a screenshot is a PNG`, { skip }, async () => {
+    await page.evaluate(() => {
+      document.body.insertAdjacentHTML('beforeend', '<div style="height: 3000px"></div><textarea id="t"></textarea><button id="b">b</button><input id="f" type="file">');
+      window.seen = [];
+      const t = document.getElementById('t');
+      document.getElementById('b').addEventListener('click', (e) => window.seen.push(`click ${e.isTrusted}`));
+      t.addEventListener('input', () => window.seen.push('input'));
+      t.addEventListener('keydown', (e) => window.seen.push(`key ${e.key}${e.shiftKey ? '+shift' : ''} ${e.isTrusted}`));
+      document.getElementById('f').addEventListener('change', (e) => window.seen.push(`file ${e.target.files[0].name} ${e.target.files[0].size}`));
+    });
+    await page.click('#b');
+    await page.fill('#t', 'first');
+    await page.press('#t', 'Shift+Enter');
+    await page.type('#t', 'ab');
+    await page.press('#t', 'Escape');
+    await page.setInputFiles('#f', join(root, 'package.json'));
+    const r = await page.evaluate(() => ({ seen: window.seen, value: document.getElementById('t').value }));
+    assert.equal(r.value, 'first\nab');
+    assert.equal(r.seen[0], 'click true', 'the button was clicked below the fold, by a trusted event');
+    assert.ok(r.seen.includes('input'));
+    for (const key of ['key Enter+shift true', 'key a true', 'key b true', 'key Escape true']) assert.ok(r.seen.includes(key), `${key}: ${r.seen}`);
+    assert.ok(r.seen.includes(`file package.json ${statSync(join(root, 'package.json')).size}`), String(r.seen));
+
+    await page.setViewportSize({ width: 375, height: 600 });
+    assert.equal(await page.evaluate(() => window.innerWidth), 375);
+    const shot = join(mkdtempSync(join(tmpdir(), 'echo-shot-')), 'page.png');
+    await page.screenshot(shot);
+    const png = readFileSync(shot);
+    assert.deepEqual([...png.subarray(1, 4)], [...Buffer.from('PNG')]);
+    // Full page: as tall as the document (PNG's height, big-endian at byte 20), not the viewport.
+    assert.ok(png.readUInt32BE(20) >= 3000, `${png.readUInt32BE(20)} px high`);
+    rmSync(dirname(shot), { recursive: true });
   });
 
   test(`${name}: uncaught errors and console errors of the page are reported; reload gives a new document`, { skip }, async () => {
