@@ -54,9 +54,9 @@ export function runnerOptions(argv) {
 
 /**
  * Runs the CLI with `args` in a page of `browser`; resolves with `{ code, stdout, stderr,
- * isolated }` (`isolated`: the page was cross-origin isolated). When
- * the command succeeds, `followUp({ browser, server, files })` runs next on the same browser and
- * server (`files`: each file argument → its URL there), and the result's `followUp` is its value.
+ * isolated }` (`isolated`: the page was cross-origin isolated). When the command succeeds,
+ * `followUp({ browser, server, files })` runs next on the same browser and server (`files`: each
+ * file argument → its URL there), and the result's `followUp` is its value.
  */
 export async function runInBrowser({ browser, isolated, args }, followUp) {
   // Each input file is mounted under its own prefix and named to the page by URL.
@@ -72,8 +72,8 @@ export async function runInBrowser({ browser, isolated, args }, followUp) {
     }
   });
 
-  // Cross-origin isolated by default, as WebVM pages are: the page's clock then has 5 µs steps
-  // (Chromium; Firefox 20 µs), not 100 µs, and SharedArrayBuffer exists.
+  // Cross-origin isolated by default, as WebVM pages are: the page's clock then has 5 µs steps in
+  // Chromium and 20 µs in Firefox (not 100 µs and 1 ms), and SharedArrayBuffer exists.
   const server = await startServer({ root, mounts, isolated });
   let session;
   try {

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 // The one static server. By default the demo: www/ at /, the package's js/ and pkg/ at /js/ and
 // /pkg/ (siblings, as js/worker.js imports ../pkg/), under a strict Content-Security-Policy. With
-// `root`, that folder as it is at / and no CSP: the browser tests and scripts/browser-cli.mjs serve
-// the repository (test pages, js/, pkg/, scripts/) so, and package.test.mjs an installed app.
-// Either way with cross-origin isolation when asked (COOP/COEP, and CORP on every file), folders
-// mounted under URL prefixes, no caching, and the file bytes sent per path counted, so a test can
-// prove a model was not downloaded (or a download stopped).
+// `root`, that folder as it is at /, without the CSP: so the browser tests and
+// scripts/browser-cli.mjs serve the repository (test pages, js/, pkg/, scripts/), and
+// package.test.mjs an installed app. Either way: cross-origin isolation when asked (COOP/COEP,
+// and CORP on every file), folders mounted under URL prefixes, no caching, and the file bytes sent
+// per path counted, so a test can prove a model was not downloaded (or a download stopped).
 // `npm start` runs this file: the demo, isolated unless --no-isolation or ISOLATED=0, on port 8080
 // (PORT); it builds pkg/ first if the wasm is missing.
 import { createServer } from 'node:http';
