@@ -1,10 +1,15 @@
 #!/usr/bin/env node
-// The demo's static server: www/ at /, the package's js/ and pkg/ at /js/ and /pkg/ (siblings,
-// as js/worker.js imports ../pkg/), with cross-origin isolation (unless --no-isolation or
-// ISOLATED=0) and a strict Content-Security-Policy. `startServer` is also what the browser tests
-// use: it counts the file bytes sent per path, so a test can prove a model was not downloaded.
-// `npm start` runs this file: it builds pkg/ first if the wasm is missing.
+// The one static server. By default the demo: www/ at /, the package's js/ and pkg/ at /js/ and
+// /pkg/ (siblings, as js/worker.js imports ../pkg/), under a strict Content-Security-Policy. With
+// `root`, that folder as it is at /, without the CSP: so the browser tests and
+// scripts/browser-cli.mjs serve the repository (test pages, js/, pkg/, scripts/), and
+// package.test.mjs an installed app. Either way: cross-origin isolation when asked (COOP/COEP,
+// and CORP on every file), folders mounted under URL prefixes, no caching, and the file bytes sent
+// per path counted, so a test can prove a model was not downloaded (or a download stopped).
+// `npm start` runs this file: the demo, isolated unless --no-isolation or ISOLATED=0, on port 8080
+// (PORT); it builds pkg/ first if the wasm is missing.
 import { createServer } from 'node:http';
+import { Transform } from 'node:stream';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { extname, join, normalize, sep } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -46,21 +51,21 @@ const ISOLATION = {
 };
 
 /**
- * @param {{ port?: number, isolated?: boolean, root?: string, mounts?: Record<string, string> }} options
- *   root: the repository (its www/, js/ and pkg/ are served); mounts: more URL prefixes ('/test/')
- *   → folders, checked first.
+ * @param {{ port?: number, isolated?: boolean, root?: string, mounts?: Record<string, string>,
+ *   slow?: Record<string, number> }} options
+ *   port: 0 for any free one; root: a folder to serve as it is instead of the demo; mounts: more
+ *   URL prefixes ('/models/') → folders, checked first; slow: URL paths sent at that many bytes a
+ *   second (a slow network, the same for every browser).
  */
-export async function startServer({ port = 8080, isolated = true, root = REPO, mounts = {} } = {}) {
-  const routes = [
-    ...Object.entries(mounts),
-    ['/js/', join(root, 'js')],
-    ['/pkg/', join(root, 'pkg')],
-    ['/', join(root, 'www')],
-  ];
+export async function startServer({ port = 0, isolated = false, root, mounts = {}, slow = {} } = {}) {
+  const site = root === undefined
+    ? [['/js/', join(REPO, 'js')], ['/pkg/', join(REPO, 'pkg')], ['/', join(REPO, 'www')]]
+    : [['/', root]];
+  const routes = [...Object.entries(mounts), ...site];
   /** URL path → file bytes handed to the socket, summed over requests. */
   const sent = new Map();
   const server = createServer((req, res) => {
-    res.setHeader('Content-Security-Policy', CSP);
+    if (root === undefined) res.setHeader('Content-Security-Policy', CSP);
     res.setHeader('X-Content-Type-Options', 'nosniff');
     if (isolated) for (const [k, v] of Object.entries(ISOLATION)) res.setHeader(k, v);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -83,17 +88,25 @@ export async function startServer({ port = 8080, isolated = true, root = REPO, m
     res.writeHead(200, {
       'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
       'Content-Length': size,
-      'Cache-Control': 'no-cache',
+      // Every load is a download: a test counting the bytes sent must never meet a cached copy.
+      'Cache-Control': 'no-store',
     });
     if (req.method === 'HEAD') {
       res.end();
       return;
     }
-    const stream = createReadStream(file, { highWaterMark: 64 * 1024 });
+    const rate = slow[path];
+    const stream = createReadStream(file, { highWaterMark: rate ? Math.ceil(rate / 10) : 64 * 1024 });
     stream.on('data', (chunk) => sent.set(path, (sent.get(path) ?? 0) + chunk.length));
-    stream.pipe(res);
+    // A slow path goes out a tenth of its rate every 100 ms (the pipes' back-pressure holds the
+    // file read to that pace too).
+    const out = rate ? stream.pipe(new Transform({ transform: (chunk, _, done) => setTimeout(done, 100, null, chunk) })) : stream;
+    out.pipe(res);
     // A client that stops reading (a cancelled or refused download) stops the file read too.
-    res.on('close', () => stream.destroy());
+    res.on('close', () => {
+      stream.destroy();
+      out.destroy();
+    });
   });
   await new Promise((ok, fail) => {
     server.once('error', fail);

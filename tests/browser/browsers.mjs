@@ -1,11 +1,13 @@
-// The browsers the driver-neutral browser tests (e2e, memory, membranes) run in, behind one small
-// page API: newPage, goto, reload, evaluate, waitForFunction, on('pageerror' | 'console'), close.
+// The browsers every browser test (tests/browser/) and scripts/browser-cli.mjs run in, behind one
+// small page API: newPage, goto, reload, evaluate, waitForFunction, on('pageerror' | 'console'),
+// close; input as a user gives it (the element scrolled into view, then a real click or real
+// keys): click, fill, press, type, setInputFiles; and setViewportSize, screenshot (full page).
 // Chromium is Debian's, driven by playwright-core (chromium.mjs); Firefox is Debian's firefox-esr,
 // driven by geckodriver over WebDriver BiDi (Playwright can only drive its own patched Firefox
-// builds, which cannot be downloaded here). Tests that need more of Playwright (demo.test.mjs:
-// CDP throttling, screenshots) stay Chromium-only and use chromium.mjs directly.
+// builds, which cannot be downloaded here).
+import { after, before, describe } from 'node:test';
 import { spawn } from 'node:child_process';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { root } from '../support/models.mjs';
@@ -55,6 +57,33 @@ export async function openTestPage(browser, server) {
   return page;
 }
 
+/**
+ * Declares one describe per browser, named after it, whose tests share one browser and one test
+ * page (openTestPage on `server()`, which is read once they run), opened before them and closed
+ * after. Skipped test by test (not the whole suite) so that the skips are counted and listed: each
+ * test passes `{ skip }`, which is the browser's reason, else `skip` given here (another missing
+ * thing), else false. `body({ name, id, skip, page })` declares the tests; `page()` is the page.
+ */
+export function describeInBrowsers({ server, skip: otherwise = false }, body) {
+  for (const { name, missing, launch } of BROWSERS) {
+    const skip = missing || otherwise;
+    describe(name, () => {
+      let browser;
+      let page;
+      before(async () => {
+        if (skip) return;
+        browser = await launch();
+        page = await openTestPage(browser, server());
+      });
+      after(async () => {
+        await page?.close();
+        await browser?.close();
+      });
+      body({ name, id: name.toLowerCase(), skip, page: () => page });
+    });
+  }
+}
+
 // Chromium: Playwright's page, narrowed to the shared API so that a test using more of Playwright
 // fails in Chromium too, not only in Firefox.
 async function launchChromiumPages() {
@@ -72,6 +101,13 @@ async function launchChromiumPages() {
           else if (event === 'console') page.on('console', (m) => listener({ type: m.type(), text: m.text() }));
           else throw new Error(`unknown page event ${event}`);
         },
+        click: (selector) => page.click(selector),
+        fill: (selector, text) => page.fill(selector, text),
+        press: (selector, key) => page.press(selector, key),
+        type: (selector, text) => page.type(selector, text),
+        setInputFiles: (selector, path) => page.setInputFiles(selector, path),
+        setViewportSize: (size) => page.setViewportSize(size),
+        screenshot: (path) => page.screenshot({ path, fullPage: true }).then(() => undefined),
         close: () => page.close(),
       };
     },
@@ -115,6 +151,9 @@ function decode(value) {
   }
   return value;
 }
+
+/** WebDriver's codes for the keys the tests press by name. */
+const KEYS = { Enter: '\uE007', Escape: '\uE00C', Shift: '\uE008' };
 
 /** Starts geckodriver on a free port; resolves with its URL and the process. */
 function startGeckodriver() {
@@ -227,27 +266,86 @@ async function launchFirefox() {
         }
         return decode(JSON.parse(r.result.value));
       };
+      // Polls like Playwright's default (raf there; 100 ms here), with Playwright's 30 s timeout.
+      const waitForFunction = async (fn, arg, { timeout = 30000 } = {}) => {
+        const end = Date.now() + timeout;
+        let last;
+        for (;;) {
+          try {
+            if (await evaluate(`async (a) => Boolean(await (${fn})(a))`, arg)) return;
+          } catch (e) {
+            last = e; // e.g. the document was replaced mid-call: try again
+          }
+          if (Date.now() > end) throw new Error(`waitForFunction: ${fn} still false after ${timeout} ms${last ? ` (${last.message})` : ''}`);
+          await new Promise((ok) => setTimeout(ok, 100));
+        }
+      };
+      /** The first element matching `selector`, as a BiDi reference. */
+      const locate = async (selector) => {
+        const { nodes } = await send('browsingContext.locateNodes', { context, locator: { type: 'css', value: selector }, maxNodeCount: 1 });
+        if (nodes.length === 0) throw new Error(`no element matches ${selector}`);
+        return { sharedId: nodes[0].sharedId };
+      };
+      /** Calls `fn` in the page on the BiDi values `args`, for its effect. */
+      const call = async (fn, ...args) => {
+        const r = await send('script.callFunction', { functionDeclaration: fn, arguments: args, target: { context }, awaitPromise: true, resultOwnership: 'none' });
+        if (r.type === 'exception') throw new Error(`in Firefox: ${r.exceptionDetails.text}`);
+      };
+      const keys = (actions) => send('input.performActions', { context, actions: [{ type: 'key', id: 'keyboard', actions }] });
+      /**
+       * As Playwright waits before input: the element there, shown, enabled, in view, still for a
+       * frame (the page may be scrolling it) and first under the pointer at its centre.
+       */
+      const visible = async (selector) => {
+        await waitForFunction(async (s) => {
+          const e = document.querySelector(s);
+          if (!e || e.disabled || e.getClientRects().length === 0) return false;
+          e.scrollIntoView({ block: 'center' });
+          const before = e.getBoundingClientRect();
+          await new Promise(requestAnimationFrame);
+          const box = e.getBoundingClientRect();
+          const hit = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+          return box.x === before.x && box.y === before.y && (e === hit || e.contains(hit));
+        }, selector);
+        return locate(selector);
+      };
       return {
         goto: (url) => send('browsingContext.navigate', { context, url, wait: 'complete' }).then(() => undefined),
         reload: () => send('browsingContext.reload', { context, wait: 'complete' }).then(() => undefined),
         evaluate,
-        // Polls like Playwright's default (raf there; 100 ms here), with Playwright's 30 s timeout.
-        async waitForFunction(fn, arg, { timeout = 30000 } = {}) {
-          const end = Date.now() + timeout;
-          let last;
-          for (;;) {
-            try {
-              if (await evaluate(`async (a) => Boolean(await (${fn})(a))`, arg)) return;
-            } catch (e) {
-              last = e; // e.g. the document was replaced mid-call: try again
-            }
-            if (Date.now() > end) throw new Error(`waitForFunction: ${fn} still false after ${timeout} ms${last ? ` (${last.message})` : ''}`);
-            await new Promise((ok) => setTimeout(ok, 100));
-          }
-        },
+        waitForFunction,
         on(event, listener) {
           if (event !== 'pageerror' && event !== 'console') throw new Error(`unknown page event ${event}`);
           pageListeners.push([event, listener]);
+        },
+        async click(selector) {
+          const element = await visible(selector);
+          await send('input.performActions', { context, actions: [{ type: 'pointer', id: 'mouse', parameters: { pointerType: 'mouse' }, actions: [
+            { type: 'pointerMove', x: 0, y: 0, origin: { type: 'element', element } },
+            { type: 'pointerDown', button: 0 },
+            { type: 'pointerUp', button: 0 },
+          ] }] });
+        },
+        // As Playwright's fill: the value replaced at once, with one input event.
+        async fill(selector, text) {
+          await call('(e, text) => { e.focus(); e.value = text; e.dispatchEvent(new Event("input", { bubbles: true })); }', await visible(selector), { type: 'string', value: text });
+        },
+        async press(selector, key) {
+          await call('(e) => e.focus()', await visible(selector));
+          const held = key.split('+').map((k) => KEYS[k] ?? k);
+          await keys([...held.map((value) => ({ type: 'keyDown', value })), ...held.reverse().map((value) => ({ type: 'keyUp', value }))]);
+        },
+        async type(selector, text) {
+          await call('(e) => e.focus()', await visible(selector));
+          await keys([...text].flatMap((value) => [{ type: 'keyDown', value }, { type: 'keyUp', value }]));
+        },
+        async setInputFiles(selector, path) {
+          await send('input.setFiles', { context, element: await locate(selector), files: [path] });
+        },
+        setViewportSize: ({ width, height }) => send('browsingContext.setViewport', { context, viewport: { width, height } }).then(() => undefined),
+        async screenshot(path) {
+          const { data } = await send('browsingContext.captureScreenshot', { context, origin: 'document' });
+          writeFileSync(path, Buffer.from(data, 'base64'));
         },
         async close() {
           listeners.delete(onEvent);

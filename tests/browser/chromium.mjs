@@ -1,6 +1,6 @@
 // Debian's chromium, driven by playwright-core, for the browser tests: why they are skipped when
 // something is missing, and a headless browser on a fresh profile (browsers.mjs puts it beside
-// Firefox for the tests that run in both).
+// Firefox).
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,54 +1,59 @@
-// scripts/browser-cli.mjs: the CLI in headless Chromium prints what the Node CLI prints — the same
-// logits (one wasm build), the same seeded generation, and bench JSON with the same fields.
+// scripts/browser-cli.mjs: the CLI in each browser of browsers.mjs prints what the Node CLI prints —
+// the same logits (one wasm build), the same seeded generation, and bench JSON with the same fields.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { FIXTURES_MISSING, fixtures } from '../support/fixtures.mjs';
 import { root } from '../support/models.mjs';
-import { CHROMIUM_MISSING } from './chromium.mjs';
+import { BROWSERS } from './browsers.mjs';
 
 const MODEL = join(fixtures, 'tiny-rwkv-7v0-834K-FP16.bin');
-const skip = CHROMIUM_MISSING || FIXTURES_MISSING;
 
+/** The CLI in `where`: 'node', or a browser's id ('chromium', 'firefox'). */
 function run(where, args) {
-  const script = join(root, where === 'chromium' ? 'scripts/browser-cli.mjs' : 'bin/echo-engine.mjs');
-  const r = spawnSync(process.execPath, [script, ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const [script, runner] = where === 'node' ? ['bin/echo-engine.mjs', []] : ['scripts/browser-cli.mjs', ['--browser', where]];
+  const r = spawnSync(process.execPath, [join(root, script), ...runner, ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-test('logits and a seeded generation in Chromium equal the Node CLI output', { skip }, () => {
-  for (const args of [
-    ['logits', '--model', MODEL, '--tokens', '34,105,110'],
-    ['generate', '--model', MODEL, '--tokenizer', 'byte', '--prompt', 'In the', '--max-tokens', '12', '--seed', '7', '--json'],
-  ]) {
-    const [browser, node] = [run('chromium', args), run('node', args)];
+for (const { name, missing } of BROWSERS) {
+  const id = name.toLowerCase();
+  const skip = missing || FIXTURES_MISSING;
+
+  test(`${name}: logits and a seeded generation equal the Node CLI output`, { skip }, () => {
+    for (const args of [
+      ['logits', '--model', MODEL, '--tokens', '34,105,110'],
+      ['generate', '--model', MODEL, '--tokenizer', 'byte', '--prompt', 'In the', '--max-tokens', '12', '--seed', '7', '--json'],
+    ]) {
+      const [browser, node] = [run(id, args), run('node', args)];
+      assert.equal(browser.status, 0, browser.stderr);
+      assert.equal(node.status, 0, node.stderr);
+      // generate's stats hold timings; everything else must be identical.
+      const strip = (out) => out.replace(/"stats":\{[^}]*\}/g, '"stats":{}');
+      assert.equal(strip(browser.stdout), strip(node.stdout), args[0]);
+      assert.ok(browser.stdout.length > 100, `${args[0]} printed ${browser.stdout}`);
+    }
+  });
+
+  test(`${name}: bench prints the Node fields, with runtime "${id}"`, { skip }, () => {
+    const args = ['bench', '--model', MODEL, '--decode', '4', '--prompt', '8', '--sample'];
+    const [browser, node] = [run(id, args), run('node', args)];
     assert.equal(browser.status, 0, browser.stderr);
-    assert.equal(node.status, 0, node.stderr);
-    // generate's stats hold timings; everything else must be identical.
-    const strip = (out) => out.replace(/"stats":\{[^}]*\}/g, '"stats":{}');
-    assert.equal(strip(browser.stdout), strip(node.stdout), args[0]);
-    assert.ok(browser.stdout.length > 100, `${args[0]} printed ${browser.stdout}`);
-  }
-});
+    const [b, n] = [JSON.parse(browser.stdout), JSON.parse(node.stdout)];
+    assert.deepEqual(Object.keys(b), Object.keys(n));
+    assert.equal(b.runtime, id);
+    assert.equal(n.runtime, 'node');
+    assert.equal(b.simd, 'wasm-simd128');
+    assert.ok(b.decode_ms_per_token_median > 0 && b.sample_ms_per_token_median > 0, browser.stdout);
+  });
 
-test('bench in Chromium prints the Node fields, with runtime "chromium"', { skip }, () => {
-  const args = ['bench', '--model', MODEL, '--decode', '4', '--prompt', '8', '--sample'];
-  const [browser, node] = [run('chromium', args), run('node', args)];
-  assert.equal(browser.status, 0, browser.stderr);
-  const [b, n] = [JSON.parse(browser.stdout), JSON.parse(node.stdout)];
-  assert.deepEqual(Object.keys(b), Object.keys(n));
-  assert.equal(b.runtime, 'chromium');
-  assert.equal(n.runtime, 'node');
-  assert.equal(b.simd, 'wasm-simd128');
-  assert.ok(b.decode_ms_per_token_median > 0 && b.sample_ms_per_token_median > 0, browser.stdout);
-});
-
-test('a file the command names outside --model and --vocab is a typed error', { skip: CHROMIUM_MISSING }, () => {
-  const r = run('chromium', ['info', '--model', join(root, 'no-such-model.bin')]);
-  assert.equal(r.status, 1);
-  assert.equal(JSON.parse(r.stderr).code, 'invalid_options');
-  const q = run('chromium', ['quantize', '--in', join(root, 'package.json'), '--out', join(root, 'x.bin'), '--type', 'Q8_0']);
-  assert.equal(q.status, 1);
-  assert.match(JSON.parse(q.stderr).message, /only the files named by --model, --vocab, --file/);
-});
+  test(`${name}: a file the command names outside --model and --vocab is a typed error`, { skip: missing }, () => {
+    const r = run(id, ['info', '--model', join(root, 'no-such-model.bin')]);
+    assert.equal(r.status, 1);
+    assert.equal(JSON.parse(r.stderr).code, 'invalid_options');
+    const q = run(id, ['quantize', '--in', join(root, 'package.json'), '--out', join(root, 'x.bin'), '--type', 'Q8_0']);
+    assert.equal(q.status, 1);
+    assert.match(JSON.parse(q.stderr).message, /only the files named by --model, --vocab, --file/);
+  });
+}

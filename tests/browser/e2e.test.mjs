@@ -1,14 +1,14 @@
 // End-to-end tests of the EchoEngine API in real headless browsers, Debian's Chromium and
-// firefox-esr (browsers.mjs drives both): the page (pages/e2e.html) is served by server.mjs, once
-// plainly and once with the cross-origin isolation headers WebVM pages use, and every scenario
-// runs in both, in each browser.
+// firefox-esr (browsers.mjs drives both): the page (pages/e2e.html) is served by scripts/serve.mjs,
+// once plainly and once with the cross-origin isolation headers WebVM pages use, and every
+// scenario runs in both, in each browser.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { makeModels, root } from '../support/models.mjs';
 import { BROWSERS, openTestPage } from './browsers.mjs';
-import { startServer } from './server.mjs';
+import { startServer } from '../../scripts/serve.mjs';
 
 const MIB = 1024 * 1024;
 

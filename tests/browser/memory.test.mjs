@@ -3,12 +3,12 @@
 // admits never run out of memory; a model the header check admits but whose evaluation does not
 // fit gets out_of_memory, and the engine goes on working. The page is e2e.html; the scenario
 // is sent with page.evaluate.
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { basename, join } from 'node:path';
 import { makeModels, root, synth } from '../support/models.mjs';
-import { BROWSERS, openTestPage } from './browsers.mjs';
-import { startServer } from './server.mjs';
+import { BROWSERS, describeInBrowsers } from './browsers.mjs';
+import { startServer } from '../../scripts/serve.mjs';
 
 const MIB = 1024 * 1024;
 
@@ -86,44 +86,28 @@ function inPage(page, modelUrl, workName) {
   }, [modelUrl, workName]);
 }
 
-for (const { name, missing: skip, launch } of BROWSERS) {
-  const id = name.toLowerCase();
-  // Skipped test by test (not the whole suite) so that the skips are counted and listed.
-  describe(name, () => {
-    let browser;
-    let page;
-    before(async () => {
-      if (skip) return;
-      browser = await launch();
-      page = await openTestPage(browser, server);
-    });
-    after(async () => {
-      await page?.close();
-      await browser?.close();
-    });
-
-    test(`${name}: under the tightest limit the load admits, long generations never run out of memory`, { skip }, async () => {
-      for (const path of [models.tiny, models.v7]) {
-        const r = await inPage(page, url(path), 'generate');
-        assert.equal(r.error, undefined, JSON.stringify(r.error));
-        assert.ok(r.result.generated > 0 && r.result.cached > 0 && r.result.logits === r.info.nVocab, JSON.stringify(r.result));
-        assert.equal(r.memory.limitBytes, Math.floor(r.limitBytes));
-        // The load keeps 4 MiB for copying chunks in (LOAD_SLACK_BYTES, src/wasm/engine.rs); evaluating
-        // must fit in the rest, the budget it was given.
-        assert.ok(r.memory.peakBytes <= r.memory.limitBytes - 4 * MIB, JSON.stringify(r.memory));
-        console.log(`FIGURE ${id}: ${r.info.arch} ${r.info.dataType}: limit ${(r.limitBytes / MIB).toFixed(2)} MiB, ` +
-          `peak ${(r.memory.peakBytes / MIB).toFixed(2)} MiB after ~1000 generated tokens`);
-      }
-    });
-
-    test(`${name}: a model the header check admits but whose evaluation does not fit: out_of_memory, then the engine works`, { skip }, async () => {
-      const r = await inPage(page, url(models.wide), 'overflow');
+describeInBrowsers({ server: () => server }, ({ name, id, skip, page }) => {
+  test(`${name}: under the tightest limit the load admits, long generations never run out of memory`, { skip }, async () => {
+    for (const path of [models.tiny, models.v7]) {
+      const r = await inPage(page(), url(path), 'generate');
       assert.equal(r.error, undefined, JSON.stringify(r.error));
-      assert.equal(r.result.refused?.code, 'out_of_memory', JSON.stringify(r.result));
-      assert.ok(r.result.same, 'one token after the failure gives the logits of an engine with room');
-      assert.deepEqual(r.result.tokens, r.result.want);
-      assert.ok(r.memory.peakBytes <= r.memory.limitBytes);
-      console.log(`FIGURE ${id}: wide-FFN model under a ${(r.limitBytes / MIB).toFixed(2)} MiB limit: ${r.result.refused.message}`);
-    });
+      assert.ok(r.result.generated > 0 && r.result.cached > 0 && r.result.logits === r.info.nVocab, JSON.stringify(r.result));
+      assert.equal(r.memory.limitBytes, Math.floor(r.limitBytes));
+      // The load keeps 4 MiB for copying chunks in (LOAD_SLACK_BYTES, src/wasm/engine.rs); evaluating
+      // must fit in the rest, the budget it was given.
+      assert.ok(r.memory.peakBytes <= r.memory.limitBytes - 4 * MIB, JSON.stringify(r.memory));
+      console.log(`FIGURE ${id}: ${r.info.arch} ${r.info.dataType}: limit ${(r.limitBytes / MIB).toFixed(2)} MiB, ` +
+        `peak ${(r.memory.peakBytes / MIB).toFixed(2)} MiB after ~1000 generated tokens`);
+    }
   });
-}
+
+  test(`${name}: a model the header check admits but whose evaluation does not fit: out_of_memory, then the engine works`, { skip }, async () => {
+    const r = await inPage(page(), url(models.wide), 'overflow');
+    assert.equal(r.error, undefined, JSON.stringify(r.error));
+    assert.equal(r.result.refused?.code, 'out_of_memory', JSON.stringify(r.result));
+    assert.ok(r.result.same, 'one token after the failure gives the logits of an engine with room');
+    assert.deepEqual(r.result.tokens, r.result.want);
+    assert.ok(r.memory.peakBytes <= r.memory.limitBytes);
+    console.log(`FIGURE ${id}: wide-FFN model under a ${(r.limitBytes / MIB).toFixed(2)} MiB limit: ${r.result.refused.message}`);
+  });
+});

@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// `echo-engine bench` in a headless browser, for figures comparable with the native and Node runs:
+//
+//   node scripts/bench-browser.mjs --model M.bin [--browser chromium|firefox] [--isolated|--no-isolation]
+//                                  [--threads N] [--decode 64] [--prompt 128] [--sample] …
+//
+// It prints the CLI's bench JSON as scripts/browser-cli.mjs runs it ("runtime": "chromium" or
+// "firefox"), with two more fields: `isolated` (the page was cross-origin isolated) and, with
+// --model, `load_url_mb_per_s`: the model loaded the way a page loads it, by
+// `EchoEngine.loadModel(url, { onProgress })` from this localhost server, in a fresh page after the
+// bench (the CLI's own `load_mb_per_s` parses bytes already in memory). `--threads N` goes to the
+// CLI as it is; a page that cannot run threads refuses it.
+import { fail, PAGE, runInBrowser, runnerOptions } from './browser-cli.mjs';
+
+const { browser, isolated, args } = runnerOptions(process.argv.slice(2));
+const at = args.indexOf('--model');
+const model = at >= 0 ? args[at + 1] : undefined;
+if (at >= 0 && model === undefined) fail('--model: expected a file');
+
+const result = await runInBrowser({ browser, isolated, args: ['bench', ...args] }, model && (async ({ browser, server, files }) => {
+  const page = await browser.newPage();
+  await page.goto(`${server.url}${PAGE}`);
+  return page.evaluate(loadByUrl, files[model]);
+}));
+if (result.stderr) process.stderr.write(result.stderr);
+if (result.code !== 0) {
+  process.exitCode = result.code;
+} else {
+  // Appended to the CLI's text, so its fields stay exactly as it printed them.
+  const load = result.followUp;
+  if (load?.error) fail(`loading ${model} by URL failed: ${load.error}`);
+  const extra = `,"isolated":${result.isolated}` + (load ? `,"load_url_mb_per_s":${(load.bytes / 1e6 / load.seconds).toFixed(1)}` : '');
+  process.stdout.write(result.stdout.replace(/}\s*$/, `${extra}}\n`));
+}
+
+/** In the page: loads the model at `url` into a new engine; the bytes and seconds the load took. */
+async function loadByUrl(url) {
+  const { EchoEngine } = await import('/js/echo-engine.js');
+  const engine = await EchoEngine.create();
+  try {
+    let last;
+    const start = performance.now();
+    await engine.loadModel(url, { onProgress: (p) => { last = p; } });
+    const seconds = (performance.now() - start) / 1000;
+    if (last?.phase !== 'ready' || last.loaded !== last.total) return { error: `the last progress was ${JSON.stringify(last)}` };
+    return { bytes: last.total, seconds };
+  } catch (e) {
+    return { error: `${e.code}: ${e.message}` };
+  } finally {
+    engine.terminate();
+  }
+}
