@@ -29,8 +29,9 @@ pub const SEQ_CHUNK: usize = 32;
 /// line per thread up to this many.
 pub const MAX_THREADS: usize = 64;
 
-/// Whether this build can compute on more than one thread (wasm has no threads yet).
-pub const HAS_THREADS: bool = cfg!(not(target_arch = "wasm32"));
+/// Whether this build can compute on more than one thread: natively, and in the wasm build with
+/// shared memory and atomics (`pkg-threads/`), whose threads are the JS host's workers.
+pub const HAS_THREADS: bool = cfg!(any(not(target_arch = "wasm32"), target_feature = "atomics"));
 
 /// Upper bound of graph nodes per layer (v7, the largest graph, needs about 110).
 const NODES_PER_LAYER: usize = 192;
@@ -137,7 +138,13 @@ impl GgmlContext {
             return Err(Error::invalid_options(format!("threads must be from 1 to {MAX_THREADS}, got {threads}")));
         }
         if threads > 1 && !HAS_THREADS {
-            return Err(Error::invalid_options("this build computes on one thread only"));
+            return Err(Error::invalid_options("this build computes on one thread only (use the threaded wasm build)"));
+        }
+        // ggml aborts when a thread cannot start; in wasm the threads are the host's parked workers.
+        #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+        if threads - 1 > sys::threads::idle() {
+            let idle = sys::threads::idle();
+            return Err(Error::invalid_options(format!("{threads} threads need {} parked pool workers; {idle} are idle", threads - 1)));
         }
         sys::init();
         // SAFETY: plain constructor; null on allocation failure.

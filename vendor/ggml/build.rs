@@ -12,7 +12,7 @@ use std::process::Command;
 
 const PKG: &str = "llama-cpp-sys-2-0.1.161";
 /// Bump when the patches change, so an already unpacked tree is replaced.
-const STAMP: &str = "llama-cpp-sys-2-0.1.161 ggml, patches v1";
+const STAMP: &str = "llama-cpp-sys-2-0.1.161 ggml, patches v3";
 
 /// The wasm SIMD quantizers of the activations (Q8_0 for Q4_0/Q5_0/Q8_0 weights, Q8_1 for
 /// Q4_1/Q5_1) differ from ggml's x86 AVX/AVX2 versions in two ways:
@@ -39,10 +39,20 @@ const WASM_QUANTS_PATCHES: &[(&str, &str, usize)] = &[
     ),
 ];
 
+/// `ggml_graph_plan` computes on one thread under `__wasi__` (we compile as wasm32-wasi). The
+/// threaded wasm build (`ECHO_WASM_THREADS`, see `shim/wasm/pthread.h`) has threads.
+const GGML_CPU_THREAD_PATCHES: &[(&str, &str, usize)] = &[(
+    "#if defined(__wasi__)\n    // WASI doesn't support parallelism yet",
+    "#if defined(__wasi__) && !defined(ECHO_WASM_THREADS) /* echo: threaded wasm build */\n    // WASI doesn't support parallelism yet",
+    1,
+)];
+
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
     let wasm = env::var("CARGO_CFG_TARGET_ARCH").unwrap() == "wasm32";
+    // The threaded wasm build: shared memory and atomics (RUSTFLAGS `-C target-feature=+atomics`).
+    let wasm_threads = wasm && env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default().split(',').any(|f| f == "atomics");
     let shim = manifest.join("shim");
 
     println!("cargo:rerun-if-changed=build.rs");
@@ -82,7 +92,7 @@ fn main() {
     let target_arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap();
     if wasm {
         c_files.push(src.join("ggml-cpu/arch/wasm/quants.c"));
-        // ggml-threading.cpp needs std::mutex; one thread needs no lock.
+        // ggml-threading.cpp needs std::mutex; ours locks with the pthread shim.
         c_files.push(shim.join("critical_section.c"));
     } else {
         cpp_files.push(src.join("ggml-threading.cpp"));
@@ -134,8 +144,11 @@ fn main() {
             // wasm32-wasi makes clang use the wasi-libc headers.
             b.flag("--target=wasm32-wasi")
                 .flag("-msimd128")
-                .include(shim.join("wasm")) // our single-threaded pthread.h
+                .include(shim.join("wasm")) // our pthread.h
                 .define("_WASI_EMULATED_SIGNAL", None);
+            if wasm_threads {
+                b.flag("-matomics").flag("-mbulk-memory").define("ECHO_WASM_THREADS", None);
+            }
             if cpp {
                 b.flag("-fno-exceptions").flag("-fno-rtti").cpp_link_stdlib(None);
             }
@@ -239,6 +252,7 @@ fn unpack(crate_file: &Path, out: &Path) -> PathBuf {
     let _ = fs::remove_dir_all(&tmp);
 
     patch(&ggml.join("src/ggml-cpu/arch/wasm/quants.c"), WASM_QUANTS_PATCHES);
+    patch(&ggml.join("src/ggml-cpu/ggml-cpu.c"), GGML_CPU_THREAD_PATCHES);
     fs::write(&stamp, STAMP).unwrap();
     ggml
 }
