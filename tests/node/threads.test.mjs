@@ -1,14 +1,15 @@
-// The threaded wasm build (pkg-threads/) through the Node CLI: with 2 threads (one
+// The threaded wasm build (pkg-threads/) through the Node CLI and the JS API: with 2 threads (one
 // parked pool worker) the fixtures give the same logits, to the bit, as the single-threaded build
 // (pkg/) on one thread, one token at a time and as a chunked sequence. (All 17 files agree too;
 // a few keep the test short: each CLI run loads Node and the module.)
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FIXTURES_MISSING, fixtures } from '../support/fixtures.mjs';
+import { engine, terminateAll } from '../support/engines.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const THREADS_MISSING = !existsSync(join(root, 'pkg-threads/echo_engine_bg.wasm')) && 'pkg-threads/ not built (./build-wasm.sh)';
@@ -31,4 +32,18 @@ test('2 threads in pkg-threads give the bits of 1 thread in pkg: v4, v6, v7, FP1
       assert.deepEqual(logits(file, tokens, mode, 2), one, `${file} ${mode}`);
     }
   }
+});
+
+after(terminateAll);
+
+test('EchoEngine({ threads: 2 }) computes on 2 threads, with the logits of 1', { skip: FIXTURES_MISSING || THREADS_MISSING }, async () => {
+  const model = join(fixtures, 'tiny-rwkv-7v0-834K-Q5_1.bin');
+  const ids = LONG.split(',').map(Number);
+  const [one, two] = [await engine({ threads: 1 }), await engine({ threads: 2 })];
+  for (const e of [one, two]) await e.loadModel(model);
+  const info = await two.info();
+  assert.equal(info.threads, 2);
+  assert.equal(info.threadsWhy, null);
+  assert.equal((await one.info()).threads, 1);
+  assert.deepEqual(await two.evalTokens(ids), await one.evalTokens(ids));
 });
