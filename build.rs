@@ -15,6 +15,20 @@ fn main() {
             .and_then(|mb| mb.parse::<u64>().ok())
             .map_or(MAX_MEMORY_BYTES, |mb| mb * 1024 * 1024);
         println!("cargo:rustc-link-arg-cdylib=--max-memory={bytes}");
+        if std::env::var("CARGO_CFG_TARGET_FEATURE").is_ok_and(|f| f.split(',').any(|f| f == "atomics")) {
+            // The threaded build (pkg-threads/): a shared memory the host imports, and the TLS
+            // symbols wasm-bindgen needs to give each worker its thread-locals (rustc no longer
+            // passes these for +atomics). Debian's wasi-libc and libc++ have no threaded build,
+            // and wasm-ld refuses their objects (marked `-shared-mem`) without
+            // --no-check-features: fine, as pool threads only run ggml's compute loops, which
+            // use neither errno nor stdio.
+            for arg in ["--shared-memory", "--import-memory", "--no-check-features"] {
+                println!("cargo:rustc-link-arg={arg}");
+            }
+            for symbol in ["__wasm_init_tls", "__tls_size", "__tls_align", "__tls_base"] {
+                println!("cargo:rustc-link-arg=--export={symbol}");
+            }
+        }
         // The engine reads the cap too: a run-time memory limit may only lower it.
         println!("cargo:rustc-env=ECHO_MAX_MEMORY_BYTES={bytes}");
     }

@@ -39,6 +39,11 @@ export interface CreateOptions {
    * uses the first of ggml, reference and mock that starts and passes a health check.
    */
   backend?: BackendName | 'auto';
+  /**
+   * Threads ggml computes on (1 to 64). Default: half the cores, 1 to 4, in Node and on
+   * cross-origin isolated pages (the threaded build, `pkg-threads/`); 1 elsewhere.
+   */
+  threads?: number;
   /** Where `worker.js` is served from, if not beside `echo-engine.js`. */
   workerUrl?: string | URL;
   /** Node: the file the memory stores are kept in (rewritten atomically after each change). */
@@ -114,6 +119,10 @@ export interface ModelInfo {
   /** null when 'auto' found no vocabulary for this model: token-level calls still work. */
   tokenizer: 'world' | 'neox' | 'byte' | null;
   backend: BackendName;
+  /** Threads ggml computes on. */
+  threads: number;
+  /** Why fewer threads than asked (no cross-origin isolation, the threaded build failed), else null. */
+  threadsWhy: string | null;
 }
 
 /** How tokens are drawn (ChatRWKV's sampler): the same options in `generate` and `process`. */

@@ -19,6 +19,16 @@ export class EchoError extends Error {
   }
 }
 
+/**
+ * Half the cores, 1 to 4, where the threaded build can run: ggml's threads spin at every barrier,
+ * so they must not crowd out the page and the rest of the machine (one spare core each).
+ */
+async function defaultThreads() {
+  if (!isNode && !globalThis.crossOriginIsolated) return 1;
+  const cores = isNode ? (await import('node:os')).availableParallelism() : navigator.hardwareConcurrency || 1;
+  return Math.min(4, Math.max(1, Math.floor(cores / 2)));
+}
+
 /** The browser's Worker or Node's worker_threads Worker, behind one small interface. */
 async function spawnWorker(url) {
   if (isNode) {
@@ -134,6 +144,8 @@ export class EchoEngine {
   /** The last model loaded from a source that can be read again (URL, Blob, path): a restart reloads it. */
   #lastLoad = null;
   #terminated = false;
+  /** With threads: where a pool thread that traps says so (see worker.js). */
+  #crashChannel = null;
 
   constructor(worker) {
     this.#attach(worker);
@@ -151,13 +163,17 @@ export class EchoEngine {
    * (database `memoryDatabase`, default 'echo-engine') unless `persistMemories` is false.
    * `autoRestart`: after the worker dies, start a new one and reload the last model (from its URL,
    * Blob or path; bytes and streams cannot be read again), then call `onRestart`.
-   * @param {{memoryLimitMb?: number, backend?: 'ggml'|'reference'|'mock'|'auto', workerUrl?: string|URL,
+   * `threads`: how many threads ggml computes on; by default half the cores, 1 to 4, where the
+   * threaded build can run (Node, cross-origin isolated pages), else 1. `info()` says how many
+   * it got and, when fewer, why (`threadsWhy`).
+   * @param {{memoryLimitMb?: number, backend?: 'ggml'|'reference'|'mock'|'auto', workerUrl?: string|URL, threads?: number,
    *   memoryPath?: string, persistMemories?: boolean, memoryDatabase?: string, autoRestart?: boolean,
    *   onRestart?: (event: {restarts: number, reloaded: boolean, reason: string, error?: EchoError}) => void}} [options]
    */
   static async create(options = {}) {
     const { memoryLimitMb, backend = 'ggml', workerUrl = new URL('./worker.js', import.meta.url), memoryPath, persistMemories, memoryDatabase,
-      autoRestart = false, onRestart } = options;
+      autoRestart = false, onRestart, threads = await defaultThreads() } = options;
+    if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new EchoError('invalid_options', 'threads must be a whole number from 1 to 64');
     if (memoryLimitMb !== undefined && typeof memoryLimitMb !== 'number') throw new EchoError('invalid_options', 'memoryLimitMb must be a number');
     text(backend, 'backend');
     if (memoryPath !== undefined) text(memoryPath, 'memoryPath');
@@ -173,7 +189,14 @@ export class EchoEngine {
     }
     const engine = new EchoEngine(worker);
     engine.#workerUrl = workerUrl;
-    engine.#createArgs = { memoryLimitMb, backend, memoryPath, persistMemories, memoryDatabase };
+    let crashChannel;
+    if (threads > 1) {
+      crashChannel = `echo-engine-threads-${Math.random().toString(36).slice(2)}`;
+      engine.#crashChannel = new BroadcastChannel(crashChannel);
+      engine.#crashChannel.onmessage = (e) => engine.#crash(String(e.data));
+      engine.#crashChannel.unref?.(); // Node: it must not keep the process alive
+    }
+    engine.#createArgs = { memoryLimitMb, backend, memoryPath, persistMemories, memoryDatabase, threads, crashChannel };
     try {
       await engine.#send('create', engine.#createArgs);
     } catch (e) {
@@ -520,6 +543,7 @@ export class EchoEngine {
   /** Stops the worker at once; pending calls reject with `worker_crashed`. */
   terminate() {
     this.#terminated = true;
+    this.#crashChannel?.close();
     this.#crash('terminated');
   }
 }

@@ -2,7 +2,6 @@
 // the wasm instance and answers `EchoEngine`'s requests one at a time, in order. Only `abort`
 // messages skip the queue, so a load or a generation in progress can be stopped: both run as
 // loops that return to the event loop between chunks and between tokens.
-import init, { Engine, Conversion } from '../pkg/echo_engine.js';
 import { openPersistence } from './persistence.js';
 import { echoError, openRandomAccess, openSource, readAll } from './sources.js';
 
@@ -10,8 +9,12 @@ const isNode = typeof self === 'undefined';
 const { parentPort } = isNode ? await import('node:worker_threads') : {};
 const post = isNode ? (msg, transfer) => parentPort.postMessage(msg, transfer) : (msg, transfer) => self.postMessage(msg, transfer);
 
-/** @type {Engine | undefined} */
+/** The wasm build's exports: pkg/, or pkg-threads/ when computing on more than one thread. */
+let glue;
+/** @type {import('../pkg/echo_engine.js').Engine | undefined} */
 let engine;
+/** ggml's threads, and why not more when fewer than asked (for `info()`). */
+let threads = { threads: 1, threadsWhy: null };
 /** Where the memory stores are kept between sessions (see persistence.js). */
 let persistence;
 /** The last request that failed, for `health()`. */
@@ -117,7 +120,7 @@ async function run(id, op, args, signal) {
     case 'memory': return [requireEngine().memory(), []];
     case 'metrics': return [requireEngine().metrics(), []];
     case 'health': return [{ ...requireEngine().health(), lastError, persistentMemories: persistence.persistent }, []];
-    case 'info': return [requireEngine().info(), []];
+    case 'info': return [withThreadsWhy(requireEngine().info()), []];
     case 'tokenize': return [Array.from(requireEngine().tokenize(args.text)), []];
     case 'detokenize': return [requireEngine().detokenize(Uint32Array.from(args.ids)), []];
     case 'evalTokens': {
@@ -150,17 +153,58 @@ async function run(id, op, args, signal) {
   }
 }
 
-async function create({ memoryLimitMb, backend, memoryPath, persistMemories, memoryDatabase }) {
+async function create({ memoryLimitMb, backend, memoryPath, persistMemories, memoryDatabase, threads: wanted, crashChannel }) {
   if (engine) throw echoError('invalid_options', 'the engine is already created');
   persistence = openPersistence({ memoryPath, persistMemories, memoryDatabase }, isNode);
-  const wasmUrl = new URL('../pkg/echo_engine_bg.wasm', import.meta.url);
-  if (isNode) {
-    const { readFile } = await import('node:fs/promises');
-    await init({ module_or_path: await readFile(wasmUrl) });
-  } else {
-    await init({ module_or_path: wasmUrl });
+  if (wanted > 1 && !(isNode || self.crossOriginIsolated)) {
+    threads = { threads: 1, threadsWhy: 'the page is not cross-origin isolated (COOP/COEP), so it has no shared memory' };
+  } else if (wanted > 1) {
+    try {
+      glue = await instantiate('../pkg-threads/');
+      await startPool(wanted - 1, crashChannel);
+      threads = { threads: wanted, threadsWhy: null };
+    } catch (e) {
+      glue = undefined;
+      threads = { threads: 1, threadsWhy: `the threaded build did not start (${e?.message ?? e})` };
+    }
   }
-  engine = new Engine(memoryLimitMb, backend);
+  glue ??= await instantiate('../pkg/');
+  engine = new glue.Engine(memoryLimitMb, backend, threads.threads);
+}
+
+/** A model's info with why ggml has fewer threads than asked (null when it has them all). */
+function withThreadsWhy(info) {
+  return { ...info, threadsWhy: threads.threadsWhy };
+}
+
+/** Imports and instantiates a wasm build; returns its exports and its compiled module. */
+async function instantiate(dir) {
+  const url = new URL(dir, import.meta.url);
+  const exports = await import(new URL('echo_engine.js', url).href);
+  const wasmUrl = new URL('echo_engine_bg.wasm', url);
+  const bytes = isNode ? await (await import('node:fs/promises')).readFile(wasmUrl) : await (await fetch(wasmUrl)).arrayBuffer();
+  const module = await WebAssembly.compile(bytes);
+  await exports.default({ module_or_path: module });
+  return { ...exports, module, glueUrl: new URL('echo_engine.js', url).href };
+}
+
+/**
+ * Starts `n` ggml pool threads (js/thread.js) on the threaded build's shared memory and waits
+ * until each is parked: ggml cannot start a thread once it computes. A thread that traps says so
+ * on the BroadcastChannel `crashChannel`, which EchoEngine hears: this worker may be spinning in
+ * ggml, deaf to its pool.
+ */
+async function startPool(n, crashChannel) {
+  const memory = glue.threadMemory();
+  const url = new URL('./thread.js', import.meta.url);
+  const { Worker } = isNode ? await import('node:worker_threads') : { Worker: self.Worker };
+  await Promise.all(Array.from({ length: n }, () => new Promise((resolve, reject) => {
+    const w = isNode ? new Worker(url) : new Worker(url, { type: 'module' });
+    const on = (type, f) => (isNode ? w.once(type, f) : w.addEventListener(type, f, { once: true }));
+    on('message', resolve);
+    on('error', (e) => reject(new Error(e?.message ?? 'a pool thread failed to start')));
+    w.postMessage({ glue: glue.glueUrl, module: glue.module, memory, crashChannel });
+  })));
 }
 
 /** Progress events at most this often (plus the first and the last). */
@@ -191,7 +235,7 @@ async function loadModel(id, { source, tokenizer, vocab }, signal) {
     const info = e.finishLoad();
     await persistence.afterLoad(e, e.memoriesReembedded());
     progress('ready', loaded);
-    return info;
+    return withThreadsWhy(info);
   } catch (err) {
     e.abortLoad();
     await src.cancel();
@@ -231,7 +275,7 @@ async function convert(id, { source, type }, signal) {
   const progress = (phase, p) => post({ id, event: 'progress', phase, loaded: p.loaded, total: p.total });
   let conv;
   try {
-    conv = new Conversion(src.size, type);
+    conv = new glue.Conversion(src.size, type);
     const parts = [];
     const collect = () => {
       const out = conv.takeOutput();

@@ -23,6 +23,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+# std's sources: the threaded wasm build (pkg-threads/) rebuilds std with atomics (build-std).
+rustup component list --installed | grep -qx rust-src || rustup component add rust-src
 
 if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION"; then
   # Not --locked: its lockfile pins a webpki-roots version the registry no longer has.

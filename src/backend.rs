@@ -124,12 +124,18 @@ pub fn health_check(backend: &mut dyn Backend, model: &Model) -> Result<()> {
 }
 
 pub fn create(kind: BackendKind, model: Arc<Model>) -> Result<Box<dyn Backend>> {
+    create_with_threads(kind, model, 1)
+}
+
+/// Like [`create`]; the ggml backend computes on `threads` threads (the others are one-threaded
+/// and ignore it).
+pub fn create_with_threads(kind: BackendKind, model: Arc<Model>, threads: usize) -> Result<Box<dyn Backend>> {
     Ok(match kind {
         BackendKind::Reference => Box::new(Reference(model)),
         BackendKind::Mock => Box::new(Mock(model)),
         BackendKind::Ggml => {
             let shared = Arc::new(crate::ggml::GgmlModel::new(model)?);
-            Box::new(crate::ggml::GgmlContext::new(shared)?)
+            Box::new(crate::ggml::GgmlContext::new(shared, threads)?)
         }
     })
 }

@@ -48,10 +48,10 @@ pub trait Io {
 
 const USAGE: &str = "usage: echo-engine <info|logits|quantize|convert|bench|synth|generate|perplexity|tokenize|detokenize|embed|remember|recall|forget|list|process|help> [options]
   info       --model F
-  logits     --model F --tokens 34,105,110 [--mode serial|sequence] [--backend ggml|reference]
+  logits     --model F --tokens 34,105,110 [--mode serial|sequence] [--backend ggml|reference] [--threads 1]
   quantize   --in F --out G --type Q4_0|Q4_1|Q5_0|Q5_1|Q8_0
   convert    --in CKPT.pth|CKPT.safetensors --out G [--type FP16|FP32|Q4_0|Q4_1|Q5_0|Q5_1|Q8_0]
-  bench      --model F [--decode 64] [--prompt 128] [--backend ggml|reference] [--sample]
+  bench      --model F [--decode 64] [--prompt 128] [--backend ggml|reference] [--sample] [--threads 1]
   bench      --sample --n-vocab 65536 [--logit-std 1] [--decode 64]
   bench      --json-schema F | --regex RE | --lark F | --gbnf F  --vocab V [--tokenizer world] [--model F] [--decode 256]
   bench      --memories 50000 [--n-embed 768] [--k 10]
@@ -61,7 +61,7 @@ const USAGE: &str = "usage: echo-engine <info|logits|quantize|convert|bench|synt
              [--max-tokens 256] [--temperature 1] [--top-p 0.85] [--top-k 0] [--min-p 0]
              [--presence-penalty 0.2] [--frequency-penalty 0.2] [--penalty-decay 0.996] [--seed 42]
              [--stop S | --stop '[\"S1\",\"S2\"]' …] [--stop-tokens 0,1] [--cache-mb 64] [--backend ggml] [--json]
-             [--memory-limit-mb N] [--json-schema FILE | --regex RE | --lark FILE | --gbnf FILE]
+             [--memory-limit-mb N] [--threads 1] [--json-schema FILE | --regex RE | --lark FILE | --gbnf FILE]
   perplexity --model F --file TEXT [--window 128] [--tokenizer auto|world|neox|byte] [--vocab FILE] [--backend ggml]
   tokenize   --tokenizer world|neox|byte [--vocab FILE] --text TEXT
   detokenize --tokenizer world|neox|byte [--vocab FILE] --ids 1,2,3 [--json]
@@ -149,7 +149,7 @@ fn run_command(args: &[String], io: &mut dyn Io) -> Result<()> {
             Ok(())
         }
         "info" => info(&Args::parse(rest, &["model"])?, io),
-        "logits" => logits(&Args::parse(rest, &["model", "tokens", "mode", "backend"])?, io),
+        "logits" => logits(&Args::parse(rest, &["model", "tokens", "mode", "backend", "threads"])?, io),
         "quantize" => quantize(&Args::parse(rest, &["in", "out", "type"])?, io),
         "convert" => convert(&Args::parse(rest, &["in", "out", "type"])?, io),
         "bench" => bench::bench(&Args::parse(rest, bench::OPTIONS)?, io),
@@ -241,6 +241,12 @@ fn backend_kind(args: &Args) -> Result<BackendKind> {
     BackendKind::from_name(args.optional("backend").unwrap_or("ggml"))
 }
 
+/// `--threads`: how many threads ggml computes on. One by default, so figures stay comparable
+/// with earlier ones; the backend refuses counts it cannot run.
+fn threads(args: &Args) -> Result<usize> {
+    Ok(usize::try_from(args.number("threads", 1)?).unwrap_or(usize::MAX))
+}
+
 fn logits(args: &Args, io: &mut dyn Io) -> Result<()> {
     let tokens = parse_tokens("tokens", args.required("tokens")?)?;
     let serial = match args.optional("mode").unwrap_or("serial") {
@@ -250,7 +256,7 @@ fn logits(args: &Args, io: &mut dyn Io) -> Result<()> {
     };
     let kind = backend_kind(args)?;
     let (model, _) = load(args.required("model")?, io)?;
-    let mut backend = backend::create(kind, model.clone())?;
+    let mut backend = backend::create_with_threads(kind, model.clone(), threads(args)?)?;
     let mut state = model.initial_state();
     let mut logits = vec![0.0f32; model.hparams.n_vocab];
     if serial {

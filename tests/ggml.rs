@@ -22,7 +22,7 @@ fn load_fixture(dir: &std::path::Path, file: &str) -> Arc<Model> {
 }
 
 fn context(model: &Arc<Model>) -> GgmlContext {
-    GgmlContext::new(Arc::new(GgmlModel::new(model.clone()).unwrap())).unwrap()
+    GgmlContext::new(Arc::new(GgmlModel::new(model.clone()).unwrap()), 1).unwrap()
 }
 
 /// Logits and state after `tokens`, fed one per call (`serial`) or in one call.
@@ -162,13 +162,45 @@ fn skipping_logits_gives_the_same_state() {
     }
 }
 
+/// ggml splits each operation by rows and one thread computes a row as one thread would, so two
+/// threads must give the same bits as one, for every fixture (v4 to v7, FP32, FP16, Q5_0, Q5_1),
+/// one token at a time and in chunked sequences. Short inputs and no more threads than 2 cores:
+/// ggml's barriers spin, and a thread descheduled on a busy machine stalls every barrier.
+#[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
+fn more_threads_compute_the_same_bits() {
+    let dir = common::fixtures_dir();
+    for &(file, _, _) in common::MODELS {
+        let model = load_fixture(&dir, file);
+        let shared = Arc::new(GgmlModel::new(model.clone()).unwrap());
+        let (mut one, mut two) = (GgmlContext::new(shared.clone(), 1).unwrap(), GgmlContext::new(shared, 2).unwrap());
+        for (tokens, serial) in [(common::PROMPT.to_vec(), true), (long_prompt(), false)] {
+            let want = run(&mut one, &model, &tokens, serial);
+            let got = run(&mut two, &model, &tokens, serial);
+            assert!(got.0.iter().any(|&l| l != 0.0), "{file}: no logits");
+            assert!(got == want, "{file}, serial={serial}: max |diff| {}", max_abs_diff(&got.0, &want.0));
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
+fn thread_counts_out_of_range_are_refused() {
+    let model = load_fixture(&common::fixtures_dir(), "tiny-rwkv-4v0-660K-Q5_1.bin");
+    let shared = Arc::new(GgmlModel::new(model).unwrap());
+    for threads in [0, echo_engine::ggml::MAX_THREADS + 1] {
+        let err = GgmlContext::new(shared.clone(), threads).err().expect("refused");
+        assert_eq!(err.code, echo_engine::error::ErrorCode::InvalidOptions, "{threads}");
+    }
+}
+
 #[test]
 #[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn contexts_share_one_models_weights() {
     let dir = common::fixtures_dir();
     let model = load_fixture(&dir, "tiny-rwkv-7v0-834K-Q5_1.bin");
     let shared = Arc::new(GgmlModel::new(model.clone()).unwrap());
-    let (mut a, mut b) = (GgmlContext::new(shared.clone()).unwrap(), GgmlContext::new(shared).unwrap());
+    let (mut a, mut b) = (GgmlContext::new(shared.clone(), 1).unwrap(), GgmlContext::new(shared, 1).unwrap());
     let (mut sa, mut sb) = (model.initial_state(), model.initial_state());
     let (mut la, mut lb) = (vec![0.0; 256], vec![0.0; 256]);
     // Interleaved: two conversations, one token each in turn.

@@ -41,7 +41,7 @@ fn measure(model: Arc<Model>) -> (ComputeMemory, usize) {
     let tokens: Vec<u32> = (0..SEQ_CHUNK as u32).map(|i| i * 7 % model.hparams.n_vocab as u32).collect();
     let before = mem::used_bytes();
     mem::reset_peak();
-    let mut ctx = GgmlContext::new(Arc::new(GgmlModel::new(model.clone()).unwrap())).unwrap();
+    let mut ctx = GgmlContext::new(Arc::new(GgmlModel::new(model.clone()).unwrap()), 1).unwrap();
     ctx.eval(&tokens, &mut state, Some(&mut logits)).unwrap();
     ctx.eval(&tokens[..1], &mut state, Some(&mut logits)).unwrap();
     ctx.eval_hidden(&tokens, &mut state, &mut hidden).unwrap();
@@ -100,7 +100,7 @@ impl Drop for Unlimited {
 }
 
 fn fresh_logits(model: &Arc<Model>, tokens: &[u32]) -> Vec<f32> {
-    let mut ctx = GgmlContext::new(Arc::new(GgmlModel::new(model.clone()).unwrap())).unwrap();
+    let mut ctx = GgmlContext::new(Arc::new(GgmlModel::new(model.clone()).unwrap()), 1).unwrap();
     let (mut state, mut logits) = (model.initial_state(), vec![0.0; model.hparams.n_vocab]);
     ctx.eval(tokens, &mut state, Some(&mut logits)).unwrap();
     logits
@@ -128,7 +128,7 @@ fn an_evaluation_over_the_limit_is_out_of_memory_and_the_context_recovers() {
     mem::set_limit(Some(limit as usize));
     let model = Arc::new(load(limit).unwrap());
 
-    let mut ctx = GgmlContext::new(Arc::new(GgmlModel::new(model.clone()).unwrap())).unwrap();
+    let mut ctx = GgmlContext::new(Arc::new(GgmlModel::new(model.clone()).unwrap()), 1).unwrap();
     let tokens: Vec<u32> = (0..SEQ_CHUNK as u32).collect();
     let (mut state, mut logits) = (model.initial_state(), vec![0.0; 256]);
     ctx.eval(&tokens[..1], &mut state, Some(&mut logits)).unwrap();

@@ -5,7 +5,7 @@
 //! tokenizer as `generate` takes it), the cost of constrained decoding: building the token trie,
 //! compiling the grammar, and the mask per token (see `bench_grammar`).
 
-use super::{backend_kind, load, text, Args, Io};
+use super::{backend_kind, load, text, threads, Args, Io};
 use crate::backend;
 use crate::error::{Error, ErrorCode, Result};
 use crate::grammar::{Grammar, Grammars};
@@ -15,7 +15,7 @@ use crate::tokenizer::TokenizerKind;
 
 pub(super) const OPTIONS: &[&str] = &[
     "model", "decode", "prompt", "backend", "sample", "n-vocab", "logit-std", "json-schema", "regex", "lark", "gbnf", "tokenizer",
-    "vocab", "memories", "n-embed", "k",
+    "vocab", "memories", "n-embed", "k", "threads",
 ];
 
 /// Timed calls are preceded by this many untimed ones: the first calls pay for one-time work (a
@@ -43,8 +43,9 @@ pub(super) fn bench(args: &Args, io: &mut dyn Io) -> Result<()> {
     let n_decode = args.number("decode", 64)?.max(1) as usize;
     let n_prompt = args.number("prompt", 128)?.max(1) as usize;
     let kind = backend_kind(args)?;
+    let threads = threads(args)?;
     let (model, load_s) = load(path, io)?;
-    let mut backend = backend::create(kind, model.clone())?;
+    let mut backend = backend::create_with_threads(kind, model.clone(), threads)?;
     let n_vocab = model.hparams.n_vocab;
     let token = |i: usize| (i as u32 * 7919 + 13) % n_vocab as u32;
     let mut sampler = args.flag("sample").then(|| Sampler::new(SamplerOptions::default(), n_vocab)).transpose()?;
@@ -91,7 +92,7 @@ pub(super) fn bench(args: &Args, io: &mut dyn Io) -> Result<()> {
         None => String::new(),
     };
     io.stdout(&format!(
-        "{{\"runtime\":\"{}\",\"backend\":\"{}\",\"simd\":\"{}\",\"arch\":\"{}\",\"data_type\":\"{}\",\"file_mb\":{:.1},\
+        "{{\"runtime\":\"{}\",\"backend\":\"{}\",\"threads\":{threads},\"simd\":\"{}\",\"arch\":\"{}\",\"data_type\":\"{}\",\"file_mb\":{:.1},\
          \"load_mb_per_s\":{:.1},\"prompt_tokens\":{n_prompt},\"prompt_tokens_per_s\":{:.1},\"decode_tokens\":{n_decode},\
          \"decode_ms_per_token_median\":{:.3}{sample_field},\"peak_memory_bytes\":{}}}",
         io.runtime(),

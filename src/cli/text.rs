@@ -1,7 +1,7 @@
 //! The text commands: `generate` (streamed, or one JSON object per prompt with `--json`),
 //! `perplexity`, `tokenize` and `detokenize`.
 
-use super::{backend_kind, load, load_within, memory_limit, parse_tokens, read_all, Args, Io};
+use super::{backend_kind, load, load_within, memory_limit, parse_tokens, read_all, threads, Args, Io};
 use crate::backend;
 use crate::error::{json_string, Error, Result};
 use crate::generate::{Completion, GenerateOptions, Session};
@@ -12,6 +12,7 @@ use crate::tokenizer::{kind_for_vocab, Tokenizer, TokenizerKind};
 
 pub(super) const GENERATE_OPTIONS: &[&str] = &[
     "model",
+    "threads",
     "prompt",
     "tokenizer",
     "vocab",
@@ -58,7 +59,7 @@ pub(super) fn generate(args: &Args, io: &mut dyn Io) -> Result<()> {
         None => load(path, io)?.0,
     };
     let tokenizer = tokenizer(args, io, Some(model.hparams.n_vocab))?;
-    let backend = backend::create(kind, model.clone())?;
+    let backend = backend::create_with_threads(kind, model.clone(), threads(args)?)?;
     let mut session = Session::new(model, backend, tokenizer, usize::try_from(cache_bytes).unwrap_or(usize::MAX), io.clock());
     session.warm_up()?;
     let json = args.flag("json");

@@ -25,6 +25,14 @@ use crate::model::{schema, Arch, Hparams, Model};
 /// the compute memory while keeping the matrix products batched.
 pub const SEQ_CHUNK: usize = 32;
 
+/// Most threads one context computes with: [`compute_memory`]'s work bound has room for a cache
+/// line per thread up to this many.
+pub const MAX_THREADS: usize = 64;
+
+/// Whether this build can compute on more than one thread: natively, and in the wasm build with
+/// shared memory and atomics (`pkg-threads/`), whose threads are the JS host's workers.
+pub const HAS_THREADS: bool = cfg!(any(not(target_arch = "wasm32"), target_feature = "atomics"));
+
 /// Upper bound of graph nodes per layer (v7, the largest graph, needs about 110).
 const NODES_PER_LAYER: usize = 192;
 
@@ -112,20 +120,41 @@ pub struct GgmlContext {
     model: Arc<GgmlModel>,
     galloc: *mut ggml_gallocr,
     work: Vec<u8>,
+    threads: usize,
+    /// With more than one thread: ggml's threadpool, started once here, so no token pays for
+    /// starting and joining threads (which ggml does per graph when given none).
+    pool: *mut sys::ggml_threadpool,
 }
 
-// SAFETY: the graph allocator is owned and only used through `&mut self`.
+// SAFETY: the graph allocator and the threadpool are owned and only used through `&mut self`.
 unsafe impl Send for GgmlContext {}
 
 impl GgmlContext {
-    pub fn new(model: Arc<GgmlModel>) -> Result<GgmlContext> {
+    /// A context computing on `threads` threads (1 to [`MAX_THREADS`]; more than 1 only where
+    /// [`HAS_THREADS`]). Its logits do not depend on the count: ggml splits every operation by
+    /// rows, and each row is computed by one thread the same way.
+    pub fn new(model: Arc<GgmlModel>, threads: usize) -> Result<GgmlContext> {
+        if !(1..=MAX_THREADS).contains(&threads) {
+            return Err(Error::invalid_options(format!("threads must be from 1 to {MAX_THREADS}, got {threads}")));
+        }
+        if threads > 1 && !HAS_THREADS {
+            return Err(Error::invalid_options("this build computes on one thread only (use the threaded wasm build)"));
+        }
+        // ggml aborts when a thread cannot start; in wasm the threads are the host's parked workers.
+        #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+        if threads - 1 > sys::threads::idle() {
+            let idle = sys::threads::idle();
+            return Err(Error::invalid_options(format!("{threads} threads need {} parked pool workers; {idle} are idle", threads - 1)));
+        }
         sys::init();
         // SAFETY: plain constructor; null on allocation failure.
         let galloc = unsafe { sys::ggml_gallocr_new(sys::ggml_backend_cpu_buffer_type()) };
         if galloc.is_null() {
             return Err(Error::out_of_memory("the ggml graph allocator", 0));
         }
-        Ok(GgmlContext { model, galloc, work: Vec::new() })
+        // SAFETY: 1 < threads <= MAX_THREADS, within ggml's limit; ggml aborts if a thread cannot start.
+        let pool = if threads > 1 { unsafe { sys::echo_ggml_threadpool_new(threads as i32) } } else { std::ptr::null_mut() };
+        Ok(GgmlContext { model, galloc, work: Vec::new(), threads, pool })
     }
 
     /// What evaluating has really allocated besides the weights, at its largest so far (the
@@ -194,8 +223,7 @@ impl GgmlContext {
                 return Err(Error::out_of_memory("ggml compute buffers", 0));
             }
             let mut plan: sys::ggml_cplan = std::mem::zeroed();
-            // One thread: wasm has no threads here, and native runs are compared with it.
-            sys::echo_ggml_graph_plan(graph, 1, &mut plan);
+            sys::echo_ggml_graph_plan(graph, self.threads as i32, self.pool, &mut plan);
             if self.work.len() < plan.work_size {
                 let extra = plan.work_size - self.work.len();
                 self.work.try_reserve_exact(extra).map_err(|_| Error::out_of_memory("the ggml work buffer", plan.work_size))?;
@@ -217,8 +245,13 @@ enum Output<'a> {
 
 impl Drop for GgmlContext {
     fn drop(&mut self) {
-        // SAFETY: created in `new`, freed once.
-        unsafe { sys::ggml_gallocr_free(self.galloc) };
+        // SAFETY: created in `new`, freed once; the pool is idle between computations.
+        unsafe {
+            sys::ggml_gallocr_free(self.galloc);
+            if !self.pool.is_null() {
+                sys::ggml_threadpool_free(self.pool);
+            }
+        }
     }
 }
 
@@ -268,7 +301,7 @@ impl ComputeMemory {
 ///   (v4, v5), 14 (v6) or 17 (v7) `[n_embed, T]` ones at any point, and the `head_size × n_embed`
 ///   head state. The factors below leave about 20% over those counts;
 /// - work: the activations converted to the weights' dot-product type, at most f16 (2 bytes) for
-///   a `[max(n_embed, n_ffn), T]` input, plus a cache line per thread.
+///   a `[max(n_embed, n_ffn), T]` input, plus a cache line per thread (up to [`MAX_THREADS`]).
 pub fn compute_memory(hp: &Hparams, arch: Arch) -> ComputeMemory {
     let (e, f, l, t) = (hp.n_embed, hp.n_ffn, hp.n_layer, SEQ_CHUNK);
     let (vectors, activations) = match arch {

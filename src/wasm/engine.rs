@@ -50,6 +50,8 @@ pub struct Engine {
     limit_bytes: u64,
     /// The backends to try, in order (one unless 'auto').
     backends: Vec<BackendKind>,
+    /// ggml's threads (more than 1 only in the threaded build, with the host's pool parked).
+    threads: usize,
     /// Why the backends tried before the one in use failed, at the last load.
     fallbacks: Vec<String>,
     pending: Option<Pending>,
@@ -74,13 +76,15 @@ type JsResult<T> = std::result::Result<T, JsValue>;
 impl Engine {
     /// `memoryLimitMb` (default: the build-time cap) may only lower the cap; `backend` is
     /// 'ggml' (default), 'reference', 'mock', or 'auto' (the first of ggml, reference and mock to
-    /// start and pass a health check: one evaluation with finite logits).
+    /// start and pass a health check: one evaluation with finite logits). `threads` (default 1)
+    /// is how many threads ggml computes on: more than 1 needs the threaded build with
+    /// `threads - 1` pool workers parked (`js/thread.js`), else loading fails with `invalid_options`.
     #[wasm_bindgen(constructor)]
-    pub fn new(memory_limit_mb: Option<f64>, backend: Option<String>) -> JsResult<Engine> {
-        Ok(Engine::create(memory_limit_mb, backend.as_deref().unwrap_or("ggml"))?)
+    pub fn new(memory_limit_mb: Option<f64>, backend: Option<String>, threads: Option<u32>) -> JsResult<Engine> {
+        Ok(Engine::create(memory_limit_mb, backend.as_deref().unwrap_or("ggml"), threads.unwrap_or(1) as usize)?)
     }
 
-    fn create(memory_limit_mb: Option<f64>, backend: &str) -> Result<Engine> {
+    fn create(memory_limit_mb: Option<f64>, backend: &str, threads: usize) -> Result<Engine> {
         let cap = backend::memory_cap_bytes().unwrap_or(u64::MAX);
         // Below this, even copying a chunk of a model into wasm memory could fail, which traps.
         let floor = mem::used_bytes() as u64 + LOAD_SLACK_BYTES;
@@ -102,7 +106,7 @@ impl Engine {
                 .map_err(|_| Error::invalid_options(format!("unknown backend '{name}'; use ggml, reference, mock or auto")))?],
         };
         mem::set_limit(Some(limit_bytes as usize));
-        Ok(Engine { limit_bytes, backends, fallbacks: Vec::new(), pending: None, loaded: None, stores: None, reembedded_at_load: false, stores_unavailable: None, process: None, metrics: Metrics::default(), membrane_metrics: Metrics::default() })
+        Ok(Engine { limit_bytes, backends, threads, fallbacks: Vec::new(), pending: None, loaded: None, stores: None, reembedded_at_load: false, stores_unavailable: None, process: None, metrics: Metrics::default(), membrane_metrics: Metrics::default() })
     }
 
     /// Starts loading a model (dropping the loaded one first, so both never need to fit).
@@ -229,7 +233,7 @@ impl Engine {
         self.pending = None;
     }
 
-    /// `{ arch, nVocab, nEmbed, nLayer, dataType, fileBytes, memoryBytes, tokenizer, backend }`.
+    /// `{ arch, nVocab, nEmbed, nLayer, dataType, fileBytes, memoryBytes, tokenizer, backend, threads }`.
     pub fn info(&self) -> JsResult<JsValue> {
         let l = self.loaded()?;
         let m = l.session.model();
@@ -244,6 +248,7 @@ impl Engine {
             ("memoryBytes", num(backend::memory_bytes(m) as f64)),
             ("tokenizer", if l.has_tokenizer { l.session.tokenizer().name().into() } else { JsValue::NULL }),
             ("backend", l.backend.into()),
+            ("threads", num(self.threads as f64)),
         ]))
     }
 
@@ -526,7 +531,7 @@ impl Engine {
         self.fallbacks.clear();
         let mut last = None;
         for &kind in &self.backends {
-            let started = backend::create(kind, model.clone()).and_then(|mut b| backend::health_check(&mut *b, model).map(|_| b));
+            let started = backend::create_with_threads(kind, model.clone(), self.threads).and_then(|mut b| backend::health_check(&mut *b, model).map(|_| b));
             match started {
                 Ok(b) => return Ok(b),
                 Err(e) => {

@@ -52,3 +52,25 @@ pub(crate) fn now_ms() -> f64 {
 pub fn has_wasm_simd() -> bool {
     crate::backend::simd() == "wasm-simd128"
 }
+
+/// A pool worker's start (threaded build, `js/thread.js`): takes a slot for one ggml thread;
+/// the worker then tells the host it is ready and calls [`thread_park`] with the slot.
+#[cfg(target_feature = "atomics")]
+#[wasm_bindgen(js_name = threadRegister)]
+pub fn thread_register() -> usize {
+    echo_ggml_sys::threads::register()
+}
+
+/// Runs the ggml threads handed to `slot`, never returning (the worker's life).
+#[cfg(target_feature = "atomics")]
+#[wasm_bindgen(js_name = threadPark)]
+pub fn thread_park(slot: usize) {
+    echo_ggml_sys::threads::park(slot)
+}
+
+/// The module's shared memory, for the host to post to its pool workers with the module.
+#[cfg(target_feature = "atomics")]
+#[wasm_bindgen(js_name = threadMemory)]
+pub fn thread_memory() -> JsValue {
+    wasm_bindgen::memory()
+}

@@ -59,10 +59,20 @@ static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
     ),
 ];
 
+/// `ggml_graph_plan` computes on one thread under `__wasi__` (we compile as wasm32-wasi). The
+/// threaded wasm build (`ECHO_WASM_THREADS`, see `shim/wasm/pthread.h`) has threads.
+const GGML_CPU_THREAD_PATCHES: &[(&str, &str, usize)] = &[(
+    "#if defined(__wasi__)\n    // WASI doesn't support parallelism yet",
+    "#if defined(__wasi__) && !defined(ECHO_WASM_THREADS) /* echo: threaded wasm build */\n    // WASI doesn't support parallelism yet",
+    1,
+)];
+
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
     let wasm = env::var("CARGO_CFG_TARGET_ARCH").unwrap() == "wasm32";
+    // The threaded wasm build: shared memory and atomics (RUSTFLAGS `-C target-feature=+atomics`).
+    let wasm_threads = wasm && env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default().split(',').any(|f| f == "atomics");
     let shim = manifest.join("shim");
 
     println!("cargo:rerun-if-changed=build.rs");
@@ -103,7 +113,7 @@ fn main() {
     let target_arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap();
     if wasm {
         c_files.push(src.join("ggml-cpu/arch/wasm/quants.c"));
-        // ggml-threading.cpp needs std::mutex; one thread needs no lock.
+        // ggml-threading.cpp needs std::mutex; ours locks with the pthread shim.
         c_files.push(shim.join("critical_section.c"));
     } else {
         cpp_files.push(src.join("ggml-threading.cpp"));
@@ -155,8 +165,11 @@ fn main() {
             // wasm32-wasi makes clang use the wasi-libc headers.
             b.flag("--target=wasm32-wasi")
                 .flag("-msimd128")
-                .include(shim.join("wasm")) // our single-threaded pthread.h
+                .include(shim.join("wasm")) // our pthread.h
                 .define("_WASI_EMULATED_SIGNAL", None);
+            if wasm_threads {
+                b.flag("-matomics").flag("-mbulk-memory").define("ECHO_WASM_THREADS", None);
+            }
             if cpp {
                 b.flag("-fno-exceptions").flag("-fno-rtti").cpp_link_stdlib(None);
             }
@@ -239,7 +252,7 @@ fn unpack(crate_file: &Path, out: &Path) -> PathBuf {
     let ggml = out.join("ggml");
     // The stamp names the package and the patches, so changed patches replace an unpacked tree.
     let stamp = out.join("ggml.stamp");
-    let patches = [WASM_QUANTS_PATCHES, F16_DOT_PATCHES];
+    let patches = [WASM_QUANTS_PATCHES, F16_DOT_PATCHES, GGML_CPU_THREAD_PATCHES];
     let stamp_text = format!("{PKG} {:?}", patches);
     if fs::read_to_string(&stamp).ok().as_deref() == Some(stamp_text.as_str()) && ggml.is_dir() {
         return ggml;
@@ -264,6 +277,7 @@ fn unpack(crate_file: &Path, out: &Path) -> PathBuf {
 
     patch(&ggml.join("src/ggml-cpu/arch/wasm/quants.c"), WASM_QUANTS_PATCHES);
     patch(&ggml.join("src/ggml-cpu/ggml-cpu.c"), F16_DOT_PATCHES);
+    patch(&ggml.join("src/ggml-cpu/ggml-cpu.c"), GGML_CPU_THREAD_PATCHES);
     fs::write(&stamp, stamp_text).unwrap();
     ggml
 }

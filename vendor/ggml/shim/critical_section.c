@@ -1,7 +1,9 @@
-/* Replaces ggml-threading.cpp (which needs std::mutex) in our wasm build.
- * The wasm module is single-threaded: nothing can race, so the critical
- * section ggml takes around its lazy global initialisation is a no-op. */
+/* Replaces ggml-threading.cpp (which needs std::mutex) in our wasm build: a lock from our
+ * pthread shim, a no-op in the single-threaded build and a futex in the threaded one. */
+#include <pthread.h>
 #include "ggml-threading.h"
 
-void ggml_critical_section_start(void) {}
-void ggml_critical_section_end(void) {}
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+void ggml_critical_section_start(void) { pthread_mutex_lock(&lock); }
+void ggml_critical_section_end(void) { pthread_mutex_unlock(&lock); }

@@ -12,8 +12,18 @@ struct ggml_context * echo_ggml_init(const struct ggml_init_params * params) {
     return ggml_init(*params);
 }
 
-void echo_ggml_graph_plan(const struct ggml_cgraph * graph, int n_threads, struct ggml_cplan * out) {
-    *out = ggml_graph_plan(graph, n_threads, NULL);
+/* With a threadpool, the plan computes on its threads; with NULL, ggml would start and join
+ * n_threads - 1 threads for every graph, so callers pass NULL only with n_threads == 1. */
+void echo_ggml_graph_plan(const struct ggml_cgraph * graph, int n_threads, struct ggml_threadpool * pool,
+                          struct ggml_cplan * out) {
+    *out = ggml_graph_plan(graph, n_threads, pool);
+}
+
+/* A threadpool with ggml's default parameters (returned by value, hence the wrapper). Its
+ * n_threads - 1 threads start now and live until ggml_threadpool_free. */
+struct ggml_threadpool * echo_ggml_threadpool_new(int n_threads) {
+    struct ggml_threadpool_params params = ggml_threadpool_params_default(n_threads);
+    return ggml_threadpool_new(&params);
 }
 
 /* Layout probe for the Rust mirror of struct ggml_tensor (checked by a unit test):

@@ -177,8 +177,13 @@ extern "C" {
     // --- our shim (shim/echo_ggml.c): by-pointer versions of by-value struct APIs
     /// `ggml_init(*params)`. Prefer this to `ggml_init` (no by-value struct across FFI).
     pub fn echo_ggml_init(params: *const ggml_init_params) -> Ctx;
-    /// `*out = ggml_graph_plan(graph, n_threads, NULL)`
-    pub fn echo_ggml_graph_plan(graph: *const ggml_cgraph, n_threads: c_int, out: *mut ggml_cplan);
+    /// `*out = ggml_graph_plan(graph, n_threads, pool)`; `pool` may be null for one thread.
+    pub fn echo_ggml_graph_plan(graph: *const ggml_cgraph, n_threads: c_int, pool: *mut ggml_threadpool, out: *mut ggml_cplan);
+    /// `ggml_threadpool_new` with the default parameters: starts `n_threads - 1` threads
+    /// (aborts if one cannot start). Free with [`ggml_threadpool_free`].
+    pub fn echo_ggml_threadpool_new(n_threads: c_int) -> *mut ggml_threadpool;
+    /// Stops and joins the pool's threads.
+    pub fn ggml_threadpool_free(pool: *mut ggml_threadpool);
     /// sizeof/offsetof probe used by the layout test
     pub fn echo_ggml_tensor_layout(out: *mut usize, n: usize) -> usize;
 

@@ -4,6 +4,7 @@
 //! - [`ffi`] items (re-exported at the root): raw `extern "C"` declarations and struct mirrors.
 //! - [`mem`]: the counting global allocator with a hard limit.
 //! - [`wasm`] (wasm32 only): WASI imports, C allocator and constructor glue.
+//! - [`threads`] (threaded wasm build only): the pool of JS workers behind `pthread_create`.
 //! - [`Context`]: a ggml context whose memory pool is allocated (fallibly) from Rust.
 //!
 //! Call [`init`] once at start-up (on wasm32 before any other ggml use).
@@ -12,6 +13,8 @@ pub mod ffi;
 pub mod mem;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
+#[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+pub mod threads;
 
 pub use ffi::*;
 
