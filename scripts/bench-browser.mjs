@@ -6,9 +6,11 @@
 //
 // It prints the CLI's bench JSON as scripts/browser-cli.mjs runs it ("runtime": "chromium" or
 // "firefox"), with two more fields: `isolated` (the page was cross-origin isolated) and, with
-// --model, `load_url_mb_per_s`: the model loaded the way a page loads it, by
-// `EchoEngine.loadModel(url, { onProgress })` from this localhost server, in a fresh page after the
-// bench (the CLI's own `load_mb_per_s` parses bytes already in memory). `--threads N` goes to the
+// --model, `load_url_mb_per_s` and `load_url_ready_ms`: the model loaded the way a page loads it,
+// by `EchoEngine.loadModel(url, { onProgress })` from this localhost server, in a fresh page after
+// the bench (the CLI's own `load_mb_per_s` parses bytes already in memory). The rate counts the
+// bytes' phase (until progress says 'prepare'); ready_ms is the whole call, with the backend's
+// start and warm-up. `--threads N` goes to the
 // CLI as it is; a page that cannot run threads refuses it.
 import { fail, PAGE, runInBrowser, runnerOptions } from './browser-cli.mjs';
 
@@ -29,21 +31,28 @@ if (result.code !== 0) {
   // Appended to the CLI's text, so its fields stay exactly as it printed them.
   const load = result.followUp;
   if (load?.error) fail(`loading ${model} by URL failed: ${load.error}`);
-  const extra = `,"isolated":${result.isolated}` + (load ? `,"load_url_mb_per_s":${(load.bytes / 1e6 / load.seconds).toFixed(1)}` : '');
+  const extra = `,"isolated":${result.isolated}` +
+    (load ? `,"load_url_mb_per_s":${(load.bytes / 1e6 / load.bytesSeconds).toFixed(1)},"load_url_ready_ms":${load.readyMs.toFixed(0)}` : '');
   process.stdout.write(result.stdout.replace(/}\s*$/, `${extra}}\n`));
 }
 
-/** In the page: loads the model at `url` into a new engine; the bytes and seconds the load took. */
+/** In the page: loads the model at `url` into a new engine; its bytes, the seconds they took, and
+ * the milliseconds until the engine was ready. */
 async function loadByUrl(url) {
   const { EchoEngine } = await import('/js/echo-engine.js');
   const engine = await EchoEngine.create();
   try {
-    let last;
+    let last, bytesDone;
     const start = performance.now();
-    await engine.loadModel(url, { onProgress: (p) => { last = p; } });
-    const seconds = (performance.now() - start) / 1000;
+    await engine.loadModel(url, {
+      onProgress: (p) => {
+        last = p;
+        if (p.phase === 'prepare') bytesDone ??= performance.now();
+      },
+    });
+    const readyMs = performance.now() - start;
     if (last?.phase !== 'ready' || last.loaded !== last.total) return { error: `the last progress was ${JSON.stringify(last)}` };
-    return { bytes: last.total, seconds };
+    return { bytes: last.total, bytesSeconds: (bytesDone - start) / 1000, readyMs };
   } catch (e) {
     return { error: `${e.code}: ${e.message}` };
   } finally {

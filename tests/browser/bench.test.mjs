@@ -31,16 +31,16 @@ for (const { name, missing } of BROWSERS) {
   const id = name.toLowerCase();
   const skip = missing || FIXTURES_MISSING;
 
-  test(`${name}: bench-browser prints the Node bench fields with runtime "${id}", isolated, and load_url_mb_per_s`, { skip }, () => {
+  test(`${name}: bench-browser prints the Node bench fields with runtime "${id}", isolated, load_url_mb_per_s and load_url_ready_ms`, { skip }, () => {
     const r = run('scripts/bench-browser.mjs', ['--browser', id, ...ARGS]);
     assert.equal(r.status, 0, r.stderr);
     const b = JSON.parse(r.stdout);
-    assert.deepEqual(Object.keys(b), [...nodeBenchKeys(), 'isolated', 'load_url_mb_per_s']);
+    assert.deepEqual(Object.keys(b), [...nodeBenchKeys(), 'isolated', 'load_url_mb_per_s', 'load_url_ready_ms']);
     assert.equal(b.runtime, id);
     assert.equal(b.isolated, true);
     assert.equal(b.simd, 'wasm-simd128');
     assert.equal(b.decode_tokens, 4);
-    for (const k of ['file_mb', 'load_mb_per_s', 'prompt_tokens_per_s', 'decode_ms_per_token_median', 'peak_memory_bytes', 'load_url_mb_per_s']) {
+    for (const k of ['file_mb', 'load_mb_per_s', 'prompt_tokens_per_s', 'decode_ms_per_token_median', 'peak_memory_bytes', 'load_url_mb_per_s', 'load_url_ready_ms']) {
       assert.ok(b[k] > 0, `${k}: ${r.stdout}`);
     }
   });
