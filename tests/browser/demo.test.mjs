@@ -241,10 +241,16 @@ for (const { name, missing: skip, launch } of BROWSERS) {
           whileRunning: async (n) => {
             await page.waitForFunction((i) => Number(document.querySelectorAll('.msg.assistant')[i]?.dataset.chunks) >= 5, n);
             assert.equal(await enabled(page, '#stop'), true);
+            // Stop stays where it is while the answer grows (a moving button is hard to hit, and
+            // the driver, like a person, waits for it to keep still).
+            const top = () => page.evaluate(() => document.getElementById('stop').getBoundingClientRect().top);
+            const before = await top();
+            await page.waitForFunction((i) => Number(document.querySelectorAll('.msg.assistant')[i]?.dataset.chunks) >= 300, n);
+            assert.equal(await top(), before);
             await page.click('#stop');
           },
         });
-        assert.equal(stopped.stopReason, 'abort');
+        assert.equal(stopped.stopReason, 'abort', `${stopped.meta} (${stopped.chunks} chunks)`);
         assert.match(stopped.meta, /^stopped · \d+ tokens/);
         assert.ok(stopped.chunks >= 5 && stopped.chunks < 4000, `${stopped.chunks} chunks`);
         assert.equal(await enabled(page, '#stop'), false);
