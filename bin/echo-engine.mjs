@@ -2,40 +2,24 @@
 // The echo-engine CLI on Node.js: runs the wasm build (pkg/) with Node's file system; with
 // `--threads N` above 1, the threaded build (pkg-threads/) with N-1 parked pool threads.
 // Same commands and output as the native binary; see `echo-engine` without arguments.
-import { openSync, readSync, writeSync, closeSync, fstatSync, fsyncSync, renameSync, readFileSync, existsSync } from 'node:fs';
-import { performance } from 'node:perf_hooks';
+import { openSync, readSync, writeSync, closeSync, fstatSync, fsyncSync, renameSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { instantiate, startPool } from '../js/builds.js';
 
 const args = process.argv.slice(2);
 const threadsAt = args.indexOf('--threads');
 // The Rust side parses and checks the value; here it only picks the build.
 const threads = threadsAt >= 0 ? Number(args[threadsAt + 1]) : 1;
-const pkg = new URL(threads > 1 ? '../pkg-threads/' : '../pkg/', import.meta.url);
-const wasmPath = fileURLToPath(new URL('echo_engine_bg.wasm', pkg));
+const dir = threads > 1 ? '../pkg-threads/' : '../pkg/';
+const wasmPath = fileURLToPath(new URL(`${dir}echo_engine_bg.wasm`, new URL('../js/', import.meta.url)));
 if (!existsSync(wasmPath)) {
   // A checkout that was never built: say how, in the CLI's error format.
   const message = `the wasm build is missing (${wasmPath}): run ./build-wasm.sh in the echo-engine repository`;
   process.stderr.write(JSON.stringify({ code: 'load_failed', message }) + '\n');
   process.exit(1);
 }
-const glue = new URL('echo_engine.js', pkg).href;
-const { default: init, runCli, threadMemory } = await import(glue);
-const module = await WebAssembly.compile(readFileSync(wasmPath));
-await init({ module_or_path: module });
-if (threads > 1 && threads <= 64) await startPool(threads - 1);
-
-/** Starts `n` pool threads (js/thread.js) and waits until each is parked, ready for ggml. */
-async function startPool(n) {
-  const memory = threadMemory();
-  await Promise.all(Array.from({ length: n }, () => new Promise((resolve, reject) => {
-    const worker = new Worker(new URL('../js/thread.js', import.meta.url));
-    worker.unref(); // parked forever: it must not keep the process alive
-    worker.once('message', resolve);
-    worker.once('error', reject);
-    worker.postMessage({ glue, module, memory });
-  })));
-}
+const build = await instantiate(dir);
+if (threads > 1 && threads <= 64) await startPool(build, threads - 1);
 
 const readers = new Map();
 const writers = new Map();
@@ -76,6 +60,6 @@ const io = {
   runtime: () => 'node',
 };
 
-const code = runCli(args, io);
+const code = build.runCli(args, io);
 for (const fd of [...[...readers.values()].map((r) => r.fd), ...writers.values()]) closeSync(fd);
 process.exitCode = code;

@@ -2,6 +2,7 @@
 // the wasm instance and answers `EchoEngine`'s requests one at a time, in order. Only `abort`
 // messages skip the queue, so a load or a generation in progress can be stopped: both run as
 // loops that return to the event loop between chunks and between tokens.
+import { instantiate, startPool } from './builds.js';
 import { openPersistence } from './persistence.js';
 import { echoError, openRandomAccess, openSource, readAll } from './sources.js';
 
@@ -161,7 +162,7 @@ async function create({ memoryLimitMb, backend, memoryPath, persistMemories, mem
   } else if (wanted > 1) {
     try {
       glue = await instantiate('../pkg-threads/');
-      await startPool(wanted - 1, crashChannel);
+      await startPool(glue, wanted - 1, crashChannel);
       threads = { threads: wanted, threadsWhy: null };
     } catch (e) {
       glue = undefined;
@@ -175,36 +176,6 @@ async function create({ memoryLimitMb, backend, memoryPath, persistMemories, mem
 /** A model's info with why ggml has fewer threads than asked (null when it has them all). */
 function withThreadsWhy(info) {
   return { ...info, threadsWhy: threads.threadsWhy };
-}
-
-/** Imports and instantiates a wasm build; returns its exports and its compiled module. */
-async function instantiate(dir) {
-  const url = new URL(dir, import.meta.url);
-  const exports = await import(new URL('echo_engine.js', url).href);
-  const wasmUrl = new URL('echo_engine_bg.wasm', url);
-  const bytes = isNode ? await (await import('node:fs/promises')).readFile(wasmUrl) : await (await fetch(wasmUrl)).arrayBuffer();
-  const module = await WebAssembly.compile(bytes);
-  await exports.default({ module_or_path: module });
-  return { ...exports, module, glueUrl: new URL('echo_engine.js', url).href };
-}
-
-/**
- * Starts `n` ggml pool threads (js/thread.js) on the threaded build's shared memory and waits
- * until each is parked: ggml cannot start a thread once it computes. A thread that traps says so
- * on the BroadcastChannel `crashChannel`, which EchoEngine hears: this worker may be spinning in
- * ggml, deaf to its pool.
- */
-async function startPool(n, crashChannel) {
-  const memory = glue.threadMemory();
-  const url = new URL('./thread.js', import.meta.url);
-  const { Worker } = isNode ? await import('node:worker_threads') : { Worker: self.Worker };
-  await Promise.all(Array.from({ length: n }, () => new Promise((resolve, reject) => {
-    const w = isNode ? new Worker(url) : new Worker(url, { type: 'module' });
-    const on = (type, f) => (isNode ? w.once(type, f) : w.addEventListener(type, f, { once: true }));
-    on('message', resolve);
-    on('error', (e) => reject(new Error(e?.message ?? 'a pool thread failed to start')));
-    w.postMessage({ glue: glue.glueUrl, module: glue.module, memory, crashChannel });
-  })));
 }
 
 /** Progress events at most this often (plus the first and the last). */

@@ -11,8 +11,8 @@
 // The browsers are those of tests/browser/browsers.mjs (Debian's chromium through playwright-core,
 // firefox-esr through geckodriver). The page is cross-origin isolated unless --no-isolation.
 // The files the command reads (--model, --vocab, --file, --memory-path and the grammar files) are
-// served from localhost and fetched whole by the page before the command runs (the CLI reads
-// synchronously); other files cannot be read, nor written. scripts/bench-browser.mjs builds on
+// served from localhost and fetched whole before the command runs, in a worker of the page
+// (browser-cli-worker.js); other files cannot be read, nor written. scripts/bench-browser.mjs builds on
 // `runInBrowser`.
 import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, normalize, resolve } from 'node:path';
@@ -90,7 +90,7 @@ export async function runInBrowser({ browser, isolated, args }, followUp) {
   }
 }
 
-/** In the page: fetches the files, then runs the CLI with an io over them. */
+/** In the page: runs the CLI in a worker (browser-cli-worker.js), which fetches the files. */
 async function runInPage({ args, files, runtime }) {
   const isolated = globalThis.crossOriginIsolated;
   const threads = args.indexOf('--threads');
@@ -99,49 +99,17 @@ async function runInPage({ args, files, runtime }) {
     const message = `--threads ${args[threads + 1]}: wasm threads need SharedArrayBuffer, which this page lacks (not cross-origin isolated: drop --no-isolation)`;
     return { code: 1, stdout: '', stderr: JSON.stringify({ code: 'invalid_options', message }) + '\n', isolated };
   }
-  const { default: init, runCli } = await import('/pkg/echo_engine.js');
-  await init();
-  const contents = new Map();
-  for (const [path, url] of Object.entries(files)) {
-    const response = await fetch(url);
-    contents.set(path, new Uint8Array(await response.arrayBuffer()));
+  const worker = new Worker('/scripts/browser-cli-worker.js', { type: 'module' });
+  try {
+    const result = await new Promise((resolve, reject) => {
+      worker.onmessage = (e) => resolve(e.data);
+      worker.onerror = (e) => reject(new Error(`the CLI's worker failed: ${e.message}`));
+      worker.postMessage({ args, files, runtime });
+    });
+    return { ...result, isolated };
+  } finally {
+    worker.terminate();
   }
-  const offsets = new Map();
-  let stdout = '';
-  let stderr = '';
-  const io = {
-    open(path) {
-      if (!contents.has(path)) throw new Error('only the files named by --model, --vocab, --file, --json-schema, --lark, --gbnf and --memory-path can be read in the browser');
-      offsets.set(path, 0);
-      return contents.get(path).length;
-    },
-    seek(path, offset) {
-      offsets.set(path, offset);
-    },
-    read(path, into) {
-      const at = offsets.get(path);
-      const chunk = contents.get(path).subarray(at, at + into.length);
-      into.set(chunk);
-      offsets.set(path, at + chunk.length);
-      return chunk.length;
-    },
-    create() {
-      throw new Error('commands that write files are not run in the browser');
-    },
-    append() {
-      throw new Error('commands that write files are not run in the browser');
-    },
-    rename() {
-      throw new Error('commands that write files are not run in the browser');
-    },
-    exists: (path) => contents.has(path),
-    stdout(line) { stdout += line + '\n'; },
-    stdoutRaw(text) { stdout += text; },
-    stderr(line) { stderr += line + '\n'; },
-    runtime: () => runtime,
-  };
-  const code = runCli(args, io);
-  return { code, stdout, stderr, isolated };
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === normalize(process.argv[1])) {

@@ -1,0 +1,36 @@
+// The two wasm builds, instantiated the same way by the engine's worker, the Node CLI and the
+// browser CLI: pkg/ (one thread) and pkg-threads/ (shared memory), whose ggml threads are pool
+// workers (thread.js) parked on the module's memory.
+const isNode = typeof process === 'object' && Boolean(process.versions?.node);
+
+/** Imports and instantiates the build in `dir` (relative to this file): its exports, its compiled module and its glue's URL. */
+export async function instantiate(dir) {
+  const url = new URL(dir, import.meta.url);
+  const glueUrl = new URL('echo_engine.js', url).href;
+  const exports = await import(glueUrl);
+  const wasmUrl = new URL('echo_engine_bg.wasm', url);
+  const bytes = isNode ? await (await import('node:fs/promises')).readFile(wasmUrl) : await (await fetch(wasmUrl)).arrayBuffer();
+  const module = await WebAssembly.compile(bytes);
+  await exports.default({ module_or_path: module });
+  return { ...exports, module, glueUrl };
+}
+
+/**
+ * Starts `n` ggml pool threads on the threaded build `build` and waits until each is parked:
+ * ggml cannot start a thread once it computes (its caller blocks the event loop a worker needs
+ * to start). A thread that traps says so on the BroadcastChannel `crashChannel`, if any: the
+ * thread waiting for it in ggml cannot hear it.
+ */
+export async function startPool(build, n, crashChannel) {
+  const memory = build.threadMemory();
+  const url = new URL('./thread.js', import.meta.url);
+  const { Worker } = isNode ? await import('node:worker_threads') : globalThis;
+  await Promise.all(Array.from({ length: n }, () => new Promise((resolve, reject) => {
+    const w = isNode ? new Worker(url) : new Worker(url, { type: 'module' });
+    if (isNode) w.unref(); // parked for good: it must not keep Node running
+    const on = (type, f) => (isNode ? w.once(type, f) : w.addEventListener(type, f, { once: true }));
+    on('message', resolve);
+    on('error', (e) => reject(new Error(e?.message ?? 'a pool thread failed to start')));
+    w.postMessage({ glue: build.glueUrl, module: build.module, memory, crashChannel });
+  })));
+}
