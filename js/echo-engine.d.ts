@@ -252,6 +252,9 @@ export interface Health {
   persistentMemories: boolean;
   /** Workers restarted by `autoRestart`. */
   restarts: number;
+  /** Threads ggml computes on, and why fewer than asked (else null), as in `ModelInfo`. */
+  threads: number;
+  threadsWhy: string | null;
 }
 
 export interface Memory {

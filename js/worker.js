@@ -120,7 +120,7 @@ async function run(id, op, args, signal) {
     case 'convert': return [await convert(id, args, signal), []];
     case 'memory': return [requireEngine().memory(), []];
     case 'metrics': return [requireEngine().metrics(), []];
-    case 'health': return [{ ...requireEngine().health(), lastError, persistentMemories: persistence.persistent }, []];
+    case 'health': return [{ ...requireEngine().health(), ...threads, lastError, persistentMemories: persistence.persistent }, []];
     case 'info': return [withThreadsWhy(requireEngine().info()), []];
     case 'tokenize': return [Array.from(requireEngine().tokenize(args.text)), []];
     case 'detokenize': return [requireEngine().detokenize(Uint32Array.from(args.ids)), []];

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// The one static server. By default the demo: www/ at /, the package's js/ and pkg/ at /js/ and
-// /pkg/ (siblings, as js/worker.js imports ../pkg/), under a strict Content-Security-Policy. With
-// `root`, that folder as it is at /, without the CSP: so the browser tests and
-// scripts/browser-cli.mjs serve the repository (test pages, js/, pkg/, scripts/), and
-// package.test.mjs an installed app. Either way: cross-origin isolation when asked (COOP/COEP,
+// The one static server. By default the demo: www/ at /, the package's js/, pkg/ and
+// pkg-threads/ at /js/, /pkg/ and /pkg-threads/ (siblings, as js/builds.js imports ../pkg/),
+// under a strict Content-Security-Policy. With `root`, that folder as it is at /, without the
+// CSP: so the browser tests and scripts/browser-cli.mjs serve the repository (test pages, js/,
+// pkg/, scripts/), and package.test.mjs an installed app. Either way: cross-origin isolation when asked (COOP/COEP,
 // and CORP on every file), folders mounted under URL prefixes, no caching, and the file bytes sent
 // per path counted, so a test can prove a model was not downloaded (or a download stopped).
 // `npm start` runs this file: the demo, isolated unless --no-isolation or ISOLATED=0, on port 8080
@@ -59,7 +59,7 @@ const ISOLATION = {
  */
 export async function startServer({ port = 0, isolated = false, root, mounts = {}, slow = {} } = {}) {
   const site = root === undefined
-    ? [['/js/', join(REPO, 'js')], ['/pkg/', join(REPO, 'pkg')], ['/', join(REPO, 'www')]]
+    ? [['/js/', join(REPO, 'js')], ['/pkg/', join(REPO, 'pkg')], ['/pkg-threads/', join(REPO, 'pkg-threads')], ['/', join(REPO, 'www')]]
     : [['/', root]];
   const routes = [...Object.entries(mounts), ...site];
   /** URL path → file bytes handed to the socket, summed over requests. */

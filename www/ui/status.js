@@ -11,7 +11,7 @@ export function initStatus({ engine }) {
   let polling = false;
 
   byId('status-isolation').textContent = crossOriginIsolated
-    ? 'cross-origin isolated (COOP/COEP): ready for a threaded build'
+    ? 'cross-origin isolated (COOP/COEP): threads can share memory'
     : 'not cross-origin isolated: single-threaded; everything works';
 
   // The worker answers in order: a poll waits behind a generation, so never send a second one.
@@ -37,6 +37,8 @@ export function initStatus({ engine }) {
     try {
       const h = await engine.health();
       byId('status-backend').textContent = h.backend ? `${h.backend}${h.ok ? '' : ' (not healthy)'}` : 'ggml (no model loaded)';
+      const why = h.threadsWhy ?? (crossOriginIsolated ? 'half the cores, 1 to 4, leaving the rest to the page' : 'the single-threaded build');
+      byId('status-threads').textContent = `${h.threads} of ${navigator.hardwareConcurrency} cores (${why})`;
     } catch {
       byId('status-backend').textContent = 'unknown';
     }
