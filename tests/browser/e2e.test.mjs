@@ -194,6 +194,33 @@ for (const { name, missing: skip, launch } of BROWSERS) {
           }
         });
 
+        test(`${name}: threads: 2 computes on 2 threads ${isolated ? 'with the logits of 1' : 'only when isolated, and says so'}`, { skip }, async () => {
+          const tokens = Array.from({ length: 40 }, (_, i) => (i * 37 + 11) % 256);
+          const [two, one] = await run('threads', url(models.tiny), tokens);
+          assert.equal(one.threads, 1);
+          assert.equal(one.threadsWhy, null);
+          if (isolated) {
+            assert.equal(two.threads, 2);
+            assert.equal(two.threadsWhy, null);
+          } else {
+            assert.equal(two.threads, 1);
+            assert.match(two.threadsWhy, /not cross-origin isolated/);
+          }
+          assert.ok(one.sequence.some((l) => l !== 0));
+          // ggml splits each operation by rows, and a row is computed the same on any thread.
+          assert.deepEqual(two.serial, one.serial);
+          assert.deepEqual(two.sequence, one.sequence);
+        });
+
+        // Threads need the isolated page (the plain one's fallback to 1 thread is tested above).
+        if (isolated) test(`${name}: a pool thread that hangs ggml, then traps, is worker_crashed, not a silent hang`, { skip, timeout: 120_000 }, async () => {
+          const r = await run('poolThreadTraps', '/tests/browser/pages/pool-thread-traps.js', url(models.tiny));
+          assert.equal(r.crashed.error?.code, 'worker_crashed', JSON.stringify(r.crashed));
+          assert.match(r.crashed.error.message, /pool thread trapped/);
+          assert.equal(r.after.error?.code, 'worker_crashed');
+          assert.equal(r.fresh, 2);
+        });
+
         test(`${name}: a crashed or terminated worker rejects pending calls with worker_crashed; a new engine works`, { skip }, async () => {
           const r = await run('crash', '/tests/browser/pages/crash-worker.js', url(models.tiny));
           assert.equal(r.crashed.error.code, 'worker_crashed');

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FIXTURES_MISSING, fixtures } from '../support/fixtures.mjs';
-import { engine, terminateAll } from '../support/engines.mjs';
+import { engine, rejection, terminateAll } from '../support/engines.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const THREADS_MISSING = !existsSync(join(root, 'pkg-threads/echo_engine_bg.wasm')) && 'pkg-threads/ not built (./build-wasm.sh)';
@@ -45,5 +45,21 @@ test('EchoEngine({ threads: 2 }) computes on 2 threads, with the logits of 1', {
   assert.equal(info.threads, 2);
   assert.equal(info.threadsWhy, null);
   assert.equal((await one.info()).threads, 1);
+  const health = await two.health();
+  assert.deepEqual([health.threads, health.threadsWhy], [2, null]);
   assert.deepEqual(await two.evalTokens(ids), await one.evalTokens(ids));
+});
+
+test('a pool thread that hangs ggml, then traps, is worker_crashed, not a silent hang', { skip: FIXTURES_MISSING || THREADS_MISSING, timeout: 60_000 }, async () => {
+  const model = join(fixtures, 'tiny-rwkv-7v0-834K-Q5_1.bin');
+  const e = await engine({ threads: 2, workerUrl: new URL('./workers/pool-thread-traps.js', import.meta.url) });
+  // Loading computes (a health check), which hands the pool thread work it never does.
+  const crashed = await rejection(e.loadModel(model));
+  assert.equal(crashed.code, 'worker_crashed');
+  assert.match(crashed.message, /pool thread trapped/);
+  assert.equal((await rejection(e.info())).code, 'worker_crashed');
+  // The threads of the engine that crashed are gone with it: a new engine computes on 2 threads.
+  const next = await engine({ threads: 2 });
+  await next.loadModel(model);
+  assert.equal((await next.info()).threads, 2);
 });

@@ -218,6 +218,40 @@ window.scenarios = {
     }
   },
 
+  /**
+   * An engine asking for 2 threads and one on 1: the threads each got, why not more, and the
+   * logits of both after `tokens`, one at a time and as a sequence.
+   */
+  async threads(tinyUrl, tokens) {
+    const results = [];
+    for (const threads of [2, 1]) {
+      const engine = await EchoEngine.create({ threads });
+      try {
+        const info = await engine.loadModel(tinyUrl);
+        const serial = [];
+        for (const t of tokens.slice(0, 3)) serial.push(...(await engine.evalTokens([t])));
+        await engine.reset();
+        const sequence = Array.from(await engine.evalTokens(tokens));
+        results.push({ threads: info.threads, threadsWhy: info.threadsWhy, serial, sequence });
+      } finally {
+        engine.terminate();
+      }
+    }
+    return results;
+  },
+
+  /** A pool thread that hangs ggml, then traps (see pool-thread-traps.js); then a new engine. */
+  async poolThreadTraps(workerUrl, tinyUrl) {
+    const trapping = await EchoEngine.create({ threads: 2, workerUrl });
+    const crashed = await settle(trapping.loadModel(tinyUrl));
+    const fresh = await EchoEngine.create({ threads: 2 });
+    try {
+      return { crashed, after: await settle(trapping.info()), fresh: (await fresh.loadModel(tinyUrl)).threads };
+    } finally {
+      fresh.terminate();
+    }
+  },
+
   /** A worker that dies, and one that is terminated, reject pending calls with worker_crashed. */
   async crash(crashWorkerUrl, tinyUrl) {
     const crashing = await EchoEngine.create({ workerUrl: crashWorkerUrl });
