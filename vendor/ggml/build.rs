@@ -59,13 +59,31 @@ static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
     ),
 ];
 
-/// `ggml_graph_plan` computes on one thread under `__wasi__` (we compile as wasm32-wasi). The
-/// threaded wasm build (`ECHO_WASM_THREADS`, see `shim/wasm/pthread.h`) has threads.
-const GGML_CPU_THREAD_PATCHES: &[(&str, &str, usize)] = &[(
-    "#if defined(__wasi__)\n    // WASI doesn't support parallelism yet",
-    "#if defined(__wasi__) && !defined(ECHO_WASM_THREADS) /* echo: threaded wasm build */\n    // WASI doesn't support parallelism yet",
-    1,
-)];
+/// The threaded wasm build (`ECHO_WASM_THREADS`, see `shim/wasm/pthread.h`):
+/// - `ggml_graph_plan` computes on one thread under `__wasi__` (we compile as wasm32-wasi);
+/// - ggml's barrier spins, then sleeps (`shim/wasm/echo_barrier.h`).
+const GGML_CPU_THREAD_PATCHES: &[(&str, &str, usize)] = &[
+    (
+        "#if defined(__wasi__)\n    // WASI doesn't support parallelism yet",
+        "#if defined(__wasi__) && !defined(ECHO_WASM_THREADS) /* echo: threaded wasm build */\n    // WASI doesn't support parallelism yet",
+        1,
+    ),
+    (
+        "void ggml_barrier(struct ggml_threadpool * tp) {",
+        "#ifdef ECHO_WASM_THREADS /* echo: spin, then sleep */\n#include \"echo_barrier.h\"\n#endif\nvoid ggml_barrier(struct ggml_threadpool * tp) {",
+        1,
+    ),
+    (
+        "        atomic_fetch_add_explicit(&tp->n_barrier_passed, 1, memory_order_seq_cst);\n",
+        "        atomic_fetch_add_explicit(&tp->n_barrier_passed, 1, memory_order_seq_cst);\n#ifdef ECHO_WASM_THREADS\n        echo_barrier_open(&tp->n_barrier_passed);\n#endif\n",
+        1,
+    ),
+    (
+        "    while (atomic_load_explicit(&tp->n_barrier_passed, memory_order_relaxed) == n_passed) {",
+        "#ifdef ECHO_WASM_THREADS\n    echo_barrier_wait(&tp->n_barrier_passed, n_passed);\n#endif\n    while (atomic_load_explicit(&tp->n_barrier_passed, memory_order_relaxed) == n_passed) {",
+        1,
+    ),
+];
 
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
