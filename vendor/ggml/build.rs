@@ -61,7 +61,11 @@ static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
 
 /// The threaded wasm build (`ECHO_WASM_THREADS`, see `shim/wasm/pthread.h`):
 /// - `ggml_graph_plan` computes on one thread under `__wasi__` (we compile as wasm32-wasi);
-/// - ggml's barrier spins, then sleeps (`shim/wasm/echo_barrier.h`).
+/// - ggml's barrier spins, then sleeps (`shim/wasm/echo_barrier.h`). v7 0.1B Q5_1 in Node on 2
+///   threads, decode ms/token, spinning only → 2^16 polls then sleeping: idle machine 28.3, 24.7
+///   → 29.2, 27.2 (unchanged within noise); one busy process beside it 46–48 → 73–121 (worse);
+///   two 104, 3,832 → 54, 70: pure spinning can collapse 40-fold when the cores are taken, which
+///   in a browser they may be by any tab. 2^12, 2^14, 2^18 and 2^20 polls measured no better.
 const GGML_CPU_THREAD_PATCHES: &[(&str, &str, usize)] = &[
     (
         "#if defined(__wasi__)\n    // WASI doesn't support parallelism yet",

@@ -2,12 +2,13 @@
  * barrier's counter (wasm's atomic wait; the threads are workers, which may block). ggml only
  * spins, which costs nothing on idle cores; but a browser shares its cores with the page and
  * other tabs, and a thread spinning for one that is not running takes that thread's core: a
- * token took 1,456 ms instead of 42 with another process busy. Included once, by ggml-cpu.c. */
+ * token took 3.8 s instead of 0.1 with two busy processes on two cores. Included once, by ggml-cpu.c. */
 #pragma once
 
 #include <stdatomic.h>
 
-/* About 50 µs of polling: most barriers open well within that when the threads are running. */
+/* Polls before sleeping: most barriers open within that when every thread has a core (the
+ * figures are in vendor/ggml/build.rs). */
 #define ECHO_BARRIER_SPINS (1 << 16)
 
 /* Threads asleep at a barrier: the thread that opens one only notifies when there are some. */
