@@ -2,7 +2,8 @@
  * barrier's counter (wasm's atomic wait; the threads are workers, which may block). ggml only
  * spins, which costs nothing on idle cores; but a browser shares its cores with the page and
  * other tabs, and a thread spinning for one that is not running takes that thread's core: a
- * token took 3.8 s instead of 0.1 with two busy processes on two cores. Included once, by ggml-cpu.c. */
+ * token took 3.8 s instead of 0.1 with two busy processes on two cores. Included once, by
+ * ggml-cpu.c. */
 #pragma once
 
 #include <stdatomic.h>
