@@ -1,7 +1,6 @@
 // The threaded build's glue (the URL in `?glue=`) with a `threadPark` that leaves the slot's work
 // undone for a second, then traps for real: Rust panics on a slot out of range, and the build
-// aborts on a panic. See tests/node/workers/pool-thread-traps.js and
-// tests/browser/pages/pool-thread-traps.js.
+// aborts on a panic. See trapping-pool.mjs.
 const glue = await import(new URL(import.meta.url).searchParams.get('glue'));
 
 export const { initSync, threadRegister } = glue;
