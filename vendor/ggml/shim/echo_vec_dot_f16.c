@@ -23,60 +23,102 @@ static inline v128_t halves_to_floats(const uint16_t * h) {
     return wasm_v128_load(f);
 }
 
-static int dot_simd(int n, const uint16_t * x, const float * y, double * sumf) {
-    v128_t sum[4] = { wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f) };
+static double reduce(v128_t sum[4]) {
+    const v128_t s = wasm_f32x4_add(wasm_f32x4_add(sum[0], sum[2]), wasm_f32x4_add(sum[1], sum[3]));
+    /* Summed in float, then widened. */
+    return wasm_f32x4_extract_lane(s, 0) + wasm_f32x4_extract_lane(s, 1) +
+           wasm_f32x4_extract_lane(s, 2) + wasm_f32x4_extract_lane(s, 3);
+}
+
+/* Rows x[0..r) times columns y[0..c) (r, c <= 2): each weight converted once for every column,
+ * each product summed in the same order whatever r and c, so a 2x2 tile gives a single dot
+ * product's bits. sumf[ci * 2 + ri] = x[ri] . y[ci]. */
+static inline __attribute__((always_inline)) int dot_simd(int n, int r, int c, const uint16_t * const x[2], const float * const y[2], double sumf[4]) {
+    v128_t sum[4][4];
+    for (int k = 0; k < 4; k++) {
+        for (int j = 0; j < 4; j++) sum[k][j] = wasm_f32x4_splat(0.0f);
+    }
     const int np = n & ~15;
     for (int i = 0; i < np; i += 16) {
         for (int j = 0; j < 4; j++) {
-            const v128_t p = wasm_f32x4_mul(halves_to_floats(x + i + 4 * j), wasm_v128_load(y + i + 4 * j));
-            sum[j] = wasm_f32x4_add(sum[j], p);
+            v128_t w[2];
+            for (int ri = 0; ri < r; ri++) w[ri] = halves_to_floats(x[ri] + i + 4 * j);
+            for (int ci = 0; ci < c; ci++) {
+                const v128_t a = wasm_v128_load(y[ci] + i + 4 * j);
+                for (int ri = 0; ri < r; ri++) sum[ci * 2 + ri][j] = wasm_f32x4_add(sum[ci * 2 + ri][j], wasm_f32x4_mul(w[ri], a));
+            }
         }
     }
-    sum[0] = wasm_f32x4_add(wasm_f32x4_add(sum[0], sum[2]), wasm_f32x4_add(sum[1], sum[3]));
-    *sumf = wasm_f32x4_extract_lane(sum[0], 0) + wasm_f32x4_extract_lane(sum[0], 1) +
-            wasm_f32x4_extract_lane(sum[0], 2) + wasm_f32x4_extract_lane(sum[0], 3);
+    for (int ci = 0; ci < c; ci++) {
+        for (int ri = 0; ri < r; ri++) sumf[ci * 2 + ri] = reduce(sum[ci * 2 + ri]);
+    }
     return np;
 }
 
 #elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 #include <immintrin.h>
 
-/* F16C converts eight halves at once; four accumulators of eight lanes, 32 per step. */
-static int dot_simd(int n, const uint16_t * x, const float * y, double * sumf) {
-    __m256 sum[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
-    const int np = n & ~31;
-    for (int i = 0; i < np; i += 32) {
-        for (int j = 0; j < 4; j++) {
-            const __m256 w = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (x + i + 8 * j)));
-            sum[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(y + i + 8 * j), sum[j]);
-        }
-    }
+static double reduce(__m256 sum[4]) {
     const __m256 s = _mm256_add_ps(_mm256_add_ps(sum[0], sum[2]), _mm256_add_ps(sum[1], sum[3]));
     float lanes[8];
     _mm256_storeu_ps(lanes, s);
-    *sumf = 0.0;
+    double sumf = 0.0;
     for (int k = 0; k < 8; k++) {
-        *sumf += lanes[k];
+        sumf += lanes[k];
+    }
+    return sumf;
+}
+
+/* As the wasm kernel; F16C converts eight halves at once; four accumulators of eight lanes, 32
+ * per step. */
+static inline __attribute__((always_inline)) int dot_simd(int n, int r, int c, const uint16_t * const x[2], const float * const y[2], double sumf[4]) {
+    __m256 sum[4][4];
+    for (int k = 0; k < 4; k++) {
+        for (int j = 0; j < 4; j++) sum[k][j] = _mm256_setzero_ps();
+    }
+    const int np = n & ~31;
+    for (int i = 0; i < np; i += 32) {
+        for (int j = 0; j < 4; j++) {
+            __m256 w[2];
+            for (int ri = 0; ri < r; ri++) w[ri] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (x[ri] + i + 8 * j)));
+            for (int ci = 0; ci < c; ci++) {
+                const __m256 a = _mm256_loadu_ps(y[ci] + i + 8 * j);
+                for (int ri = 0; ri < r; ri++) sum[ci * 2 + ri][j] = _mm256_fmadd_ps(w[ri], a, sum[ci * 2 + ri][j]);
+            }
+        }
+    }
+    for (int ci = 0; ci < c; ci++) {
+        for (int ri = 0; ri < r; ri++) sumf[ci * 2 + ri] = reduce(sum[ci * 2 + ri]);
     }
     return np;
 }
 
 #else
-static int dot_simd(int n, const uint16_t * x, const float * y, double * sumf) {
+static inline __attribute__((always_inline)) int dot_simd(int n, int r, int c, const uint16_t * const x[2], const float * const y[2], double sumf[4]) {
     (void) n; (void) x; (void) y;
-    *sumf = 0.0;
+    for (int k = 0; k < 4; k++) sumf[k] = 0.0;
+    (void) r; (void) c;
     return 0;
 }
 #endif
 
+/* nrc 1: s[0] = x . y; nrc 2 (ggml's 2x2 tile, type traits nrows = 2): s[0] = x0 . y0,
+ * s[1] = x1 . y0, s[bs] = x0 . y1, s[bs + 1] = x1 . y1, rows bx bytes apart, columns by. A
+ * prompt's chunk then converts each weight once per two columns instead of once per column. */
 void echo_vec_dot_f16_f32(int n, float * restrict s, size_t bs, const void * restrict vx, size_t bx,
                           const void * restrict vy, size_t by, int nrc) {
-    (void) bs; (void) bx; (void) by; (void) nrc; /* one row at a time (nrows = 1) */
-    const uint16_t * x = vx;
-    const float * y = vy;
-    double sumf;
-    for (int i = dot_simd(n, x, y, &sumf); i < n; i++) {
-        sumf += (double) (ggml_table_f32_f16[x[i]] * y[i]);
+    const uint16_t * const x[2] = { vx, (const uint16_t *) ((const char *) vx + bx) };
+    const float * const y[2] = { vy, (const float *) ((const char *) vy + by) };
+    double sumf[4];
+    /* Constant tile sizes, so each call is its own loop with its accumulators in registers. */
+    const int np = nrc == 2 ? dot_simd(n, 2, 2, x, y, sumf) : dot_simd(n, 1, 1, x, y, sumf);
+    for (int ci = 0; ci < nrc; ci++) {
+        for (int ri = 0; ri < nrc; ri++) {
+            double d = sumf[ci * 2 + ri];
+            for (int i = np; i < n; i++) {
+                d += (double) (ggml_table_f32_f16[x[ri][i]] * y[ci][i]);
+            }
+            s[ci * bs + ri] = (float) d;
+        }
     }
-    *s = (float) sumf;
 }

@@ -19,6 +19,11 @@ fn mul_mat_f16_every_half() {
 }
 
 #[test]
+fn mul_mat_f16_tiles() {
+    common::mul_mat_f16_tiles();
+}
+
+#[test]
 fn mul_mat_q8_0() {
     let h = common::mul_mat_q8_0();
     println!("Q8_0 activation bytes hash: {h:#018x}");

@@ -44,6 +44,11 @@ fn mul_mat_f16_every_half() {
     common::mul_mat_f16_every_half();
 }
 
+#[wasm_bindgen_test]
+fn mul_mat_f16_tiles() {
+    common::mul_mat_f16_tiles();
+}
+
 /// Same activation bytes as native x86 (the truncation fix), checked by hash.
 #[wasm_bindgen_test]
 fn mul_mat_q8_0() {

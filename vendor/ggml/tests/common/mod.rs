@@ -78,14 +78,16 @@ unsafe fn read_f32(t: *const ggml_tensor) -> Vec<f32> {
     core::slice::from_raw_parts((*t).data as *const f32, ggml_nelements(t) as usize).to_vec()
 }
 
-/// y = W x for W of type `ty` given as raw rows (`rows` x `cols`), computed by ggml.
+/// y = W x for W of type `ty` given as raw rows (`rows` x `cols`), computed by ggml; `x` may
+/// hold several columns of `cols` (then y holds as many columns of `rows`).
 pub fn ggml_mat_vec(ty: ggml_type, w: &[u8], rows: usize, cols: usize, x: &[f32]) -> Vec<f32> {
-    let ctx = Context::new(context_size(8, 16, w.len() + 8 * cols + 4 * rows + (1 << 20)), false).unwrap();
+    let n = x.len() / cols;
+    let ctx = Context::new(context_size(8, 16, w.len() + 8 * x.len() + 4 * rows * n + (1 << 20)), false).unwrap();
     let c = ctx.as_ptr();
     unsafe {
         let wt = ggml_new_tensor_2d(c, ty, cols as i64, rows as i64);
         fill(wt, w);
-        let xt = ggml_new_tensor_1d(c, GGML_TYPE_F32, cols as i64);
+        let xt = ggml_new_tensor_2d(c, GGML_TYPE_F32, cols as i64, n as i64);
         fill_f32(xt, x);
         let y = ggml_mul_mat(c, wt, xt);
         let g = ggml_new_graph_custom(c, 16, false);
@@ -190,6 +192,40 @@ pub fn mul_mat_f16_every_half() {
         let want = half_value(i as u16);
         assert!(*g == want || (g.is_nan() && want.is_nan()), "half {i:#06x}: got {g:e}, want {want:e}");
     }
+}
+
+/// Several columns go through the F16 product two rows by two columns at a time (type traits
+/// `nrows` 2): each result has the bits of the same product taken one column at a time, and is
+/// within rounding of an f64 sum. 100 is not a multiple of the kernels' 16 or 32 (a tail).
+pub fn mul_mat_f16_tiles() {
+    let (rows, cols, n) = (6, 100, 4);
+    let halves: Vec<u16> = values(7, rows * cols).iter().map(|v| f16_bits(*v)).collect();
+    let w: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
+    let x = values(8, cols * n);
+    let tiled = ggml_mat_vec(GGML_TYPE_F16, &w, rows, cols, &x);
+    for c in 0..n {
+        let column = &x[c * cols..(c + 1) * cols];
+        let single = ggml_mat_vec(GGML_TYPE_F16, &w, rows, cols, column);
+        for r in 0..rows {
+            let got = tiled[c * rows + r];
+            assert_eq!(got.to_bits(), single[r].to_bits(), "row {r} column {c}: {got} tiled, {} alone", single[r]);
+            let want: f64 = (0..cols).map(|k| half_value(halves[r * cols + k]) as f64 * column[k] as f64).sum();
+            assert!((got as f64 - want).abs() < 1e-4, "row {r} column {c}: {got}, want {want}");
+        }
+    }
+}
+
+/// An f32 rounded to binary16 bits (to nearest; the test values are small normals).
+fn f16_bits(v: f32) -> u16 {
+    let b = v.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32 - 127 + 15;
+    if v == 0.0 || exp <= 0 {
+        return sign;
+    }
+    let man = b & 0x7f_ffff;
+    let rounded = ((exp as u32) << 10 | man >> 13) + u32::from(man & 0x1fff > 0x1000 || (man & 0x1fff == 0x1000 && (man >> 13) & 1 == 1));
+    sign | rounded as u16
 }
 
 /// IEEE binary16 bits to their value, from the definition.
