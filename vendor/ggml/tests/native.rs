@@ -24,6 +24,16 @@ fn mul_mat_f16_tiles() {
 }
 
 #[test]
+fn mul_mat_quant_tiles() {
+    common::mul_mat_quant_tiles();
+}
+
+#[test]
+fn quant_dot_matches_ggml() {
+    common::quant_dot_matches_ggml();
+}
+
+#[test]
 fn mul_mat_q8_0() {
     let h = common::mul_mat_q8_0();
     println!("Q8_0 activation bytes hash: {h:#018x}");

@@ -49,6 +49,16 @@ fn mul_mat_f16_tiles() {
     common::mul_mat_f16_tiles();
 }
 
+#[wasm_bindgen_test]
+fn mul_mat_quant_tiles() {
+    common::mul_mat_quant_tiles();
+}
+
+#[wasm_bindgen_test]
+fn quant_dot_matches_ggml() {
+    common::quant_dot_matches_ggml();
+}
+
 /// Same activation bytes as native x86 (the truncation fix), checked by hash.
 #[wasm_bindgen_test]
 fn mul_mat_q8_0() {

@@ -215,6 +215,105 @@ pub fn mul_mat_f16_tiles() {
     }
 }
 
+/// Q4_0, Q4_1, Q5_0 and Q5_1 weights go through the product two rows by two columns at a time (in
+/// wasm, `shim/echo_vec_dot_q.c`): each result has the bits of the same product taken one column
+/// at a time, and is within quantization error of the dequantized weights times the columns.
+pub fn mul_mat_quant_tiles() {
+    let (rows, cols, n) = (6, 288, 4); // 9 blocks a row: Q4_0's odd last block too
+    let w = values(9, rows * cols);
+    let x = values(10, cols * n);
+    for ty in [GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1] {
+        let q = quantize_weights(ty, &w, rows, cols);
+        let deq = dequantize(ty, &q);
+        let tiled = ggml_mat_vec(ty, &q, rows, cols, &x);
+        for c in 0..n {
+            let column = &x[c * cols..(c + 1) * cols];
+            let single = ggml_mat_vec(ty, &q, rows, cols, column);
+            let want: Vec<f64> =
+                (0..rows).map(|r| (0..cols).map(|k| deq[r * cols + k] as f64 * column[k] as f64).sum()).collect();
+            for r in 0..rows {
+                let got = tiled[c * rows + r];
+                assert_eq!(got.to_bits(), single[r].to_bits(), "type {ty} row {r} column {c}: {got} tiled, {} alone", single[r]);
+            }
+            assert_close(&tiled[c * rows..(c + 1) * rows], &want, 2e-2, &format!("type {ty} column {c} vs dequantized"));
+        }
+    }
+}
+
+extern "C" {
+    fn ggml_vec_dot_q4_0_q8_0(n: c_int, s: *mut f32, bs: usize, x: *const c_void, bx: usize, y: *const c_void, by: usize, nrc: c_int);
+    fn ggml_vec_dot_q4_1_q8_1(n: c_int, s: *mut f32, bs: usize, x: *const c_void, bx: usize, y: *const c_void, by: usize, nrc: c_int);
+    fn ggml_vec_dot_q5_0_q8_0(n: c_int, s: *mut f32, bs: usize, x: *const c_void, bx: usize, y: *const c_void, by: usize, nrc: c_int);
+    fn ggml_vec_dot_q5_1_q8_1(n: c_int, s: *mut f32, bs: usize, x: *const c_void, bx: usize, y: *const c_void, by: usize, nrc: c_int);
+}
+
+/// The dot products mul_mat uses for Q4_0, Q4_1, Q5_0 and Q5_1 (in wasm ours, in 2x2 tiles)
+/// give the bits of ggml's own kernels for these types, one row and column at a time.
+pub fn quant_dot_matches_ggml() {
+    let cols = 288;
+    let kernels = [
+        (GGML_TYPE_Q4_0, ggml_vec_dot_q4_0_q8_0 as unsafe extern "C" fn(_, _, _, _, _, _, _, _)),
+        (GGML_TYPE_Q4_1, ggml_vec_dot_q4_1_q8_1),
+        (GGML_TYPE_Q5_0, ggml_vec_dot_q5_0_q8_0),
+        (GGML_TYPE_Q5_1, ggml_vec_dot_q5_1_q8_1),
+    ];
+    for (seed, (ty, ggml_dot)) in kernels.into_iter().enumerate() {
+        let traits = unsafe { &*ggml_get_type_traits_cpu(ty) };
+        assert_eq!(traits.nrows, if cfg!(target_arch = "wasm32") { 2 } else { 1 }, "type {ty}: rows a product");
+        let w = quantize_weights(ty, &values(20 + seed as u64, 2 * cols), 2, cols);
+        let y: Vec<u8> = [30, 31].iter().flat_map(|&s| cpu_from_float(traits.vec_dot_type, &values(s, cols))).collect();
+        let (bx, by) = (w.len() / 2, y.len() / 2);
+        let mut want = [0f32; 4];
+        for (k, out) in want.iter_mut().enumerate() {
+            let (r, c) = (k % 2, k / 2);
+            unsafe { ggml_dot(cols as c_int, out, 0, w[r * bx..].as_ptr().cast(), 0, y[c * by..].as_ptr().cast(), 0, 1) };
+        }
+        let dot = traits.vec_dot.unwrap();
+        for k in 0..4 {
+            let (r, c) = (k % 2, k / 2);
+            let mut got = 0f32;
+            unsafe { dot(cols as c_int, &mut got, 0, w[r * bx..].as_ptr().cast(), 0, y[c * by..].as_ptr().cast(), 0, 1) };
+            assert_eq!(got.to_bits(), want[k].to_bits(), "type {ty} row {r} column {c}: {got}, ggml {}", want[k]);
+        }
+        if traits.nrows == 2 {
+            let mut tile = [0f32; 4];
+            unsafe { dot(cols as c_int, tile.as_mut_ptr(), 2, w.as_ptr().cast(), bx, y.as_ptr().cast(), by, 2) };
+            for k in 0..4 {
+                assert_eq!(tile[k].to_bits(), want[k].to_bits(), "type {ty} tile {k}: {}, ggml {}", tile[k], want[k]);
+            }
+        }
+    }
+}
+
+/// Q4_0, Q4_1, Q5_0 or Q5_1 rows back to floats, from the block layouts: d, [m], [qh], qs.
+fn dequantize(ty: ggml_type, q: &[u8]) -> Vec<f32> {
+    let (size, has_min, has_qh) = match ty {
+        GGML_TYPE_Q4_0 => (18, false, false),
+        GGML_TYPE_Q4_1 => (20, true, false),
+        GGML_TYPE_Q5_0 => (22, false, true),
+        GGML_TYPE_Q5_1 => (24, true, true),
+        _ => unreachable!(),
+    };
+    let mut out = Vec::new();
+    for blk in q.chunks(size) {
+        let d = f16(le16(blk));
+        let (m, rest) = if has_min { (f16(le16(&blk[2..])), &blk[4..]) } else { (0.0, &blk[2..]) };
+        let (qh, qs) = if has_qh { (u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]), &rest[4..]) } else { (0, rest) };
+        let mut v = [0i32; 32];
+        for j in 0..16 {
+            v[j] = (qs[j] & 0x0F) as i32 | (((qh >> j) & 1) << 4) as i32;
+            v[j + 16] = (qs[j] >> 4) as i32 | (((qh >> (j + 16)) & 1) << 4) as i32;
+        }
+        let offset = match ty {
+            GGML_TYPE_Q4_0 => 8,
+            GGML_TYPE_Q5_0 => 16,
+            _ => 0,
+        };
+        out.extend(v.iter().map(|&v| (v - offset) as f32 * d + m));
+    }
+    out
+}
+
 /// An f32 rounded to binary16 bits (to nearest; the test values are small normals).
 fn f16_bits(v: f32) -> u16 {
     let b = v.to_bits();

@@ -1,0 +1,168 @@
+/* The Q4_0, Q4_1, Q5_0 and Q5_1 dot products in wasm, in ggml's 2x2 tiles (type traits nrows 2,
+ * patched in build.rs).
+ *
+ * A prompt's chunk multiplies every weight row by many activation columns; ggml's wasm kernels
+ * take one row and one column at a time, so each block of weights is unpacked (nibbles, fifth
+ * bits, widening to i16) once per column, and each column's block is widened once per row. Here a
+ * 2x2 tile does each once per two, and the fifth bits come from SIMD compares rather than a
+ * table stored and reloaded. Each i32 lane sums the same eight products as ggml's kernel and the
+ * floats are added in ggml's order, so every result has the bits of ggml's own kernel, whatever
+ * the tile. (i16x8.extmul + extadd_pairwise, fewer wasm operations, measured slower in Chromium:
+ * 57-62 prompt tokens/s against 65-72 here, v4 169M Q5_1.) Native builds keep ggml's kernels. */
+#if defined(__wasm_simd128__)
+#include <stddef.h>
+#include <stdint.h>
+#include <wasm_simd128.h>
+
+#define GGML_COMMON_DECL_C
+#include "ggml-common.h"
+
+extern float ggml_table_f32_f16[1 << 16]; /* ggml-cpu.c: the value of every half */
+#define HALF(h) ggml_table_f32_f16[(h)]
+
+enum kind { Q4_0, Q4_1, Q5_0, Q5_1 };
+
+/* 0x10 in lane j of each half where bit j (lo) or bit 16 + j (hi) of qh is set. */
+static inline void fifth_bits(uint32_t qh, v128_t * lo, v128_t * hi) {
+    const v128_t q = wasm_u32x4_splat(qh);
+    const v128_t bit = wasm_u64x2_splat(0x8040201008040201ull);
+    const v128_t ql = wasm_i8x16_shuffle(q, q, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const v128_t qhh = wasm_i8x16_shuffle(q, q, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const v128_t x10 = wasm_i8x16_splat(0x10);
+    *lo = wasm_v128_and(wasm_i8x16_eq(wasm_v128_and(ql, bit), bit), x10);
+    *hi = wasm_v128_and(wasm_i8x16_eq(wasm_v128_and(qhh, bit), bit), x10);
+}
+
+/* Block ib of a row as 32 signed bytes: elements 0..15 (low nibbles) and 16..31 (high), with
+ * the block's scale d and (for the _1 kinds) its minimum m. */
+static inline __attribute__((always_inline)) void unpack(enum kind k, const void * row, int ib, v128_t * lo, v128_t * hi, float * d, float * m) {
+    const v128_t m4b = wasm_i8x16_splat(0x0F);
+    const uint8_t * qs;
+    uint32_t qh = 0;
+    if (k == Q4_0) {
+        const block_q4_0 * b = (const block_q4_0 *) row + ib;
+        qs = b->qs, *d = HALF(b->d), *m = 0.0f;
+    } else if (k == Q4_1) {
+        const block_q4_1 * b = (const block_q4_1 *) row + ib;
+        qs = b->qs, *d = HALF(b->d), *m = HALF(b->m);
+    } else if (k == Q5_0) {
+        const block_q5_0 * b = (const block_q5_0 *) row + ib;
+        qs = b->qs, *d = HALF(b->d), *m = 0.0f;
+        __builtin_memcpy(&qh, b->qh, 4);
+    } else {
+        const block_q5_1 * b = (const block_q5_1 *) row + ib;
+        qs = b->qs, *d = HALF(b->d), *m = HALF(b->m);
+        __builtin_memcpy(&qh, b->qh, 4);
+    }
+    const v128_t v = wasm_v128_load(qs);
+    *lo = wasm_v128_and(v, m4b);
+    *hi = wasm_u8x16_shr(v, 4);
+    if (k == Q4_0) { /* values -8..7 */
+        *lo = wasm_i8x16_sub(*lo, wasm_i8x16_splat(8));
+        *hi = wasm_i8x16_sub(*hi, wasm_i8x16_splat(8));
+    } else if (k != Q4_1) {
+        v128_t bl, bh;
+        fifth_bits(qh, &bl, &bh);
+        *lo = wasm_v128_or(*lo, bl);
+        *hi = wasm_v128_or(*hi, bh);
+        if (k == Q5_0) { /* values -16..15 */
+            *lo = wasm_i8x16_sub(*lo, wasm_i8x16_splat(0x10));
+            *hi = wasm_i8x16_sub(*hi, wasm_i8x16_splat(0x10));
+        }
+    }
+}
+
+/* 16 signed bytes as two i16x8 halves. */
+static inline void widen(v128_t v, v128_t w[2]) {
+    w[0] = wasm_i16x8_extend_low_i8x16(v);
+    w[1] = wasm_i16x8_extend_high_i8x16(v);
+}
+
+/* The 32 products of a block with a column's block (both widened, elements 0..31 in order),
+ * summed in i32 lane k over elements 2k, 2k+1 of each group of eight, as ggml's kernels do. */
+static inline v128_t dot_block(const v128_t x[4], const v128_t y[4]) {
+    return wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(x[0], y[0]), wasm_i32x4_dot_i16x8(x[1], y[1])),
+                          wasm_i32x4_add(wasm_i32x4_dot_i16x8(x[2], y[2]), wasm_i32x4_dot_i16x8(x[3], y[3])));
+}
+
+/* Block ib of a column: its quants, scale and (Q8_1) d * sum(quants). */
+static inline __attribute__((always_inline)) void column_block(enum kind k, const char * col, int ib, const int8_t ** q, float * d, float * s) {
+    if (k == Q4_0 || k == Q5_0) {
+        const block_q8_0 * b = (const block_q8_0 *) col + ib;
+        *q = b->qs, *d = HALF(b->d), *s = 0.0f;
+    } else {
+        const block_q8_1 * b = (const block_q8_1 *) col + ib;
+        *q = b->qs, *d = HALF(b->d), *s = HALF(b->s);
+    }
+}
+
+/* Rows x[0..r) times columns y[0..c) (r, c <= 2), result x[ri] . y[ci] at s[ci * bs + ri].
+ * The columns are Q8_1 blocks for the _1 kinds (scale d, sum s = d * sum(qs)), Q8_0 for the _0.
+ * ggml's Q4_0 kernel takes blocks in pairs and an odd last block in scalar code: so here. */
+static inline __attribute__((always_inline)) void dot_tile(enum kind k, int n, int r, int c, float * s, size_t bs,
+                                                           const char * vx, size_t bx, const char * vy, size_t by) {
+    const int nb = n / 32;
+    const int nv = k == Q4_0 ? nb & ~1 : nb;
+    v128_t acc[2][2];
+    float mins[2][2];
+    for (int ci = 0; ci < 2; ci++) {
+        for (int ri = 0; ri < 2; ri++) acc[ci][ri] = wasm_f32x4_splat(0.0f), mins[ci][ri] = 0.0f;
+    }
+    for (int ib = 0; ib < nv; ib++) {
+        v128_t xw[2][4];
+        float dx[2], mx[2];
+        for (int ri = 0; ri < r; ri++) {
+            v128_t lo, hi;
+            unpack(k, vx + ri * bx, ib, &lo, &hi, &dx[ri], &mx[ri]);
+            widen(lo, xw[ri]), widen(hi, xw[ri] + 2);
+        }
+        for (int ci = 0; ci < c; ci++) {
+            const int8_t * yq;
+            float dy, sy;
+            column_block(k, vy + ci * by, ib, &yq, &dy, &sy);
+            v128_t yw[4];
+            widen(wasm_v128_load(yq), yw), widen(wasm_v128_load(yq + 16), yw + 2);
+            for (int ri = 0; ri < r; ri++) {
+                if (k == Q4_1 || k == Q5_1) mins[ci][ri] += mx[ri] * sy;
+                const v128_t d = wasm_f32x4_convert_i32x4(dot_block(xw[ri], yw));
+                acc[ci][ri] = wasm_f32x4_add(acc[ci][ri], wasm_f32x4_mul(d, wasm_f32x4_splat(dx[ri] * dy)));
+            }
+        }
+    }
+    for (int ci = 0; ci < c; ci++) {
+        for (int ri = 0; ri < r; ri++) {
+            const v128_t a = acc[ci][ri];
+            float sumf = wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 1) +
+                         wasm_f32x4_extract_lane(a, 2) + wasm_f32x4_extract_lane(a, 3);
+            if (k == Q4_1 || k == Q5_1) sumf += mins[ci][ri];
+            if (nv < nb) {
+                v128_t lo, hi, xw[4], yw[4];
+                float dx, mx, dy, sy;
+                const int8_t * yq;
+                unpack(k, vx + ri * bx, nv, &lo, &hi, &dx, &mx);
+                column_block(k, vy + ci * by, nv, &yq, &dy, &sy);
+                widen(lo, xw), widen(hi, xw + 2);
+                widen(wasm_v128_load(yq), yw), widen(wasm_v128_load(yq + 16), yw + 2);
+                const v128_t d = dot_block(xw, yw);
+                const int sumi = wasm_i32x4_extract_lane(d, 0) + wasm_i32x4_extract_lane(d, 1) +
+                                 wasm_i32x4_extract_lane(d, 2) + wasm_i32x4_extract_lane(d, 3);
+                sumf += sumi * dx * dy;
+            }
+            s[ci * bs + ri] = sumf;
+        }
+    }
+}
+
+/* ggml's vec_dot signature; nrc 2 is a 2x2 tile: rows bx bytes apart, columns by. Constant
+ * tile sizes, so each call is its own loop with its accumulators in registers. */
+#define ECHO_VEC_DOT(name, kind)                                                                   \
+    void name(int n, float * restrict s, size_t bs, const void * restrict vx, size_t bx,           \
+              const void * restrict vy, size_t by, int nrc) {                                      \
+        if (nrc == 2) dot_tile(kind, n, 2, 2, s, bs, vx, bx, vy, by);                              \
+        else dot_tile(kind, n, 1, 1, s, bs, vx, bx, vy, by);                                       \
+    }
+ECHO_VEC_DOT(echo_vec_dot_q4_0_q8_0, Q4_0)
+ECHO_VEC_DOT(echo_vec_dot_q4_1_q8_1, Q4_1)
+ECHO_VEC_DOT(echo_vec_dot_q5_0_q8_0, Q5_0)
+ECHO_VEC_DOT(echo_vec_dot_q5_1_q8_1, Q5_1)
+#endif
