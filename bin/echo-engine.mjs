@@ -11,7 +11,8 @@ const threadsAt = args.indexOf('--threads');
 // The Rust side parses and checks the value; here it only picks the build.
 const threads = threadsAt >= 0 ? Number(args[threadsAt + 1]) : 1;
 const dir = threads > 1 ? '../pkg-threads/' : '../pkg/';
-const wasmPath = fileURLToPath(new URL(`${dir}echo_engine_bg.wasm`, new URL('../js/', import.meta.url)));
+// `dir` is relative to js/builds.js, a sibling of this folder.
+const wasmPath = fileURLToPath(new URL(`${dir}echo_engine_bg.wasm`, import.meta.url));
 if (!existsSync(wasmPath)) {
   // A checkout that was never built: say how, in the CLI's error format.
   const message = `the wasm build is missing (${wasmPath}): run ./build-wasm.sh in the echo-engine repository`;

@@ -95,9 +95,8 @@ static inline __attribute__((always_inline)) int dot_simd(int n, int r, int c, c
 
 #else
 static inline __attribute__((always_inline)) int dot_simd(int n, int r, int c, const uint16_t * const x[2], const float * const y[2], double sumf[4]) {
-    (void) n; (void) x; (void) y;
+    (void) n; (void) r; (void) c; (void) x; (void) y;
     for (int k = 0; k < 4; k++) sumf[k] = 0.0;
-    (void) r; (void) c;
     return 0;
 }
 #endif
