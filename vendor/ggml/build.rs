@@ -64,10 +64,11 @@ static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
     ),
 ];
 
-/// Q4_0, Q4_1, Q5_0 and Q5_1 weights in wasm go in ggml's 2x2 tiles (`shim/echo_vec_dot_q.c`), so
+/// Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 weights in wasm go in ggml's 2x2 tiles (`shim/echo_vec_dot_q.c`), so
 /// a prompt's chunk unpacks and widens each block once per two columns; results keep the bits of
 /// ggml's own wasm kernels. v4 169M Q5_1, prompt tokens/s on 1 thread, alternating runs: Chromium
-/// 41.5-44.3 -> 65.2-71.6; Node 48.9-57.6 -> 45.9-72.0 (noisy). Decode unchanged.
+/// 41.5-44.3 -> 65.2-71.6; Node 48.9-57.6 -> 45.9-72.0 (noisy); Q8_0 in Chromium 43.0-46.0 ->
+/// 55.5-59.0. Decode unchanged or faster.
 const WASM_QUANT_TILE_PATCHES: &[(&str, &str, usize)] = &[
     (
         "static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
@@ -76,6 +77,7 @@ void echo_vec_dot_q4_0_q8_0(int n, float * s, size_t bs, const void * x, size_t 
 void echo_vec_dot_q4_1_q8_1(int n, float * s, size_t bs, const void * x, size_t bx, const void * y, size_t by, int nrc);
 void echo_vec_dot_q5_0_q8_0(int n, float * s, size_t bs, const void * x, size_t bx, const void * y, size_t by, int nrc);
 void echo_vec_dot_q5_1_q8_1(int n, float * s, size_t bs, const void * x, size_t bx, const void * y, size_t by, int nrc);
+void echo_vec_dot_q8_0_q8_0(int n, float * s, size_t bs, const void * x, size_t bx, const void * y, size_t by, int nrc);
 #define ECHO_TILE(ggml_kernel, echo_kernel) echo_kernel
 #define ECHO_TILE_ROWS 2
 #else
@@ -119,6 +121,15 @@ static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
         "        .vec_dot                  = ECHO_TILE(ggml_vec_dot_q5_1_q8_1, echo_vec_dot_q5_1_q8_1),
         .vec_dot_type             = GGML_TYPE_Q8_1,
         .nrows                    = ECHO_TILE_ROWS,",
+        1,
+    ),
+    (
+        "        .vec_dot                  = ggml_vec_dot_q8_0_q8_0,
+        .vec_dot_type             = GGML_TYPE_Q8_0,
+#if defined (__ARM_FEATURE_MATMUL_INT8)",
+        "        .vec_dot                  = ECHO_TILE(ggml_vec_dot_q8_0_q8_0, echo_vec_dot_q8_0_q8_0),
+        .vec_dot_type             = GGML_TYPE_Q8_0,
+#if defined (__ARM_FEATURE_MATMUL_INT8) || defined(__wasm_simd128__) /* echo */",
         1,
     ),
 ];

@@ -1,5 +1,5 @@
-/* The Q4_0, Q4_1, Q5_0 and Q5_1 dot products in wasm, in ggml's 2x2 tiles (type traits nrows 2,
- * patched in build.rs).
+/* The Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 dot products in wasm, in ggml's 2x2 tiles (type traits
+ * nrows 2, patched in build.rs).
  *
  * A prompt's chunk multiplies every weight row by many activation columns; ggml's wasm kernels
  * take one row and one column at a time, so each block of weights is unpacked (nibbles, fifth
@@ -20,7 +20,7 @@
 extern float ggml_table_f32_f16[1 << 16]; /* ggml-cpu.c: the value of every half */
 #define HALF(h) ggml_table_f32_f16[(h)]
 
-enum kind { Q4_0, Q4_1, Q5_0, Q5_1 };
+enum kind { Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 };
 
 /* 0x10 in lane j of each half where bit j (lo) or bit 16 + j (hi) of qh is set. */
 static inline void fifth_bits(uint32_t qh, v128_t * lo, v128_t * hi) {
@@ -33,9 +33,14 @@ static inline void fifth_bits(uint32_t qh, v128_t * lo, v128_t * hi) {
     *hi = wasm_v128_and(wasm_i8x16_eq(wasm_v128_and(qhh, bit), bit), x10);
 }
 
-/* Block ib of a row as 32 signed bytes: elements 0..15 (low nibbles) and 16..31 (high), with
- * the block's scale d and (for the _1 kinds) its minimum m. */
+/* Block ib of a row as 32 signed bytes, elements 0..15 (the low nibbles) and 16..31 (the high),
+ * with the block's scale d and (for the _1 kinds) its minimum m. */
 static inline __attribute__((always_inline)) void unpack(enum kind k, const void * row, int ib, v128_t * lo, v128_t * hi, float * d, float * m) {
+    if (k == Q8_0) {
+        const block_q8_0 * b = (const block_q8_0 *) row + ib;
+        *lo = wasm_v128_load(b->qs), *hi = wasm_v128_load(b->qs + 16), *d = HALF(b->d), *m = 0.0f;
+        return;
+    }
     const v128_t m4b = wasm_i8x16_splat(0x0F);
     const uint8_t * qs;
     uint32_t qh = 0;
@@ -87,7 +92,7 @@ static inline v128_t dot_block(const v128_t x[4], const v128_t y[4]) {
 
 /* Block ib of a column: its quants, scale and (Q8_1) d * sum(quants). */
 static inline __attribute__((always_inline)) void column_block(enum kind k, const char * col, int ib, const int8_t ** q, float * d, float * s) {
-    if (k == Q4_0 || k == Q5_0) {
+    if (k == Q4_0 || k == Q5_0 || k == Q8_0) {
         const block_q8_0 * b = (const block_q8_0 *) col + ib;
         *q = b->qs, *d = HALF(b->d), *s = 0.0f;
     } else {
@@ -165,4 +170,5 @@ ECHO_VEC_DOT(echo_vec_dot_q4_0_q8_0, Q4_0)
 ECHO_VEC_DOT(echo_vec_dot_q4_1_q8_1, Q4_1)
 ECHO_VEC_DOT(echo_vec_dot_q5_0_q8_0, Q5_0)
 ECHO_VEC_DOT(echo_vec_dot_q5_1_q8_1, Q5_1)
+ECHO_VEC_DOT(echo_vec_dot_q8_0_q8_0, Q8_0)
 #endif

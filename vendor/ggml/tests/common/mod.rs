@@ -215,14 +215,14 @@ pub fn mul_mat_f16_tiles() {
     }
 }
 
-/// Q4_0, Q4_1, Q5_0 and Q5_1 weights go through the product two rows by two columns at a time (in
+/// Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 weights go through the product two rows by two columns at a time (in
 /// wasm, `shim/echo_vec_dot_q.c`): each result has the bits of the same product taken one column
 /// at a time, and is within quantization error of the dequantized weights times the columns.
 pub fn mul_mat_quant_tiles() {
     let (rows, cols, n) = (6, 288, 4); // 9 blocks a row: Q4_0's odd last block too
     let w = values(9, rows * cols);
     let x = values(10, cols * n);
-    for ty in [GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1] {
+    for ty in [GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0] {
         let q = quantize_weights(ty, &w, rows, cols);
         let deq = dequantize(ty, &q);
         let tiled = ggml_mat_vec(ty, &q, rows, cols, &x);
@@ -245,9 +245,10 @@ extern "C" {
     fn ggml_vec_dot_q4_1_q8_1(n: c_int, s: *mut f32, bs: usize, x: *const c_void, bx: usize, y: *const c_void, by: usize, nrc: c_int);
     fn ggml_vec_dot_q5_0_q8_0(n: c_int, s: *mut f32, bs: usize, x: *const c_void, bx: usize, y: *const c_void, by: usize, nrc: c_int);
     fn ggml_vec_dot_q5_1_q8_1(n: c_int, s: *mut f32, bs: usize, x: *const c_void, bx: usize, y: *const c_void, by: usize, nrc: c_int);
+    fn ggml_vec_dot_q8_0_q8_0(n: c_int, s: *mut f32, bs: usize, x: *const c_void, bx: usize, y: *const c_void, by: usize, nrc: c_int);
 }
 
-/// The dot products mul_mat uses for Q4_0, Q4_1, Q5_0 and Q5_1 (in wasm ours, in 2x2 tiles)
+/// The dot products mul_mat uses for Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 (in wasm ours, in 2x2 tiles)
 /// give the bits of ggml's own kernels for these types, one row and column at a time.
 pub fn quant_dot_matches_ggml() {
     let cols = 288;
@@ -256,6 +257,7 @@ pub fn quant_dot_matches_ggml() {
         (GGML_TYPE_Q4_1, ggml_vec_dot_q4_1_q8_1),
         (GGML_TYPE_Q5_0, ggml_vec_dot_q5_0_q8_0),
         (GGML_TYPE_Q5_1, ggml_vec_dot_q5_1_q8_1),
+        (GGML_TYPE_Q8_0, ggml_vec_dot_q8_0_q8_0),
     ];
     for (seed, (ty, ggml_dot)) in kernels.into_iter().enumerate() {
         let traits = unsafe { &*ggml_get_type_traits_cpu(ty) };
@@ -285,8 +287,11 @@ pub fn quant_dot_matches_ggml() {
     }
 }
 
-/// Q4_0, Q4_1, Q5_0 or Q5_1 rows back to floats, from the block layouts: d, [m], [qh], qs.
+/// Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0 rows back to floats, from the block layouts: d, [m], [qh], qs.
 fn dequantize(ty: ggml_type, q: &[u8]) -> Vec<f32> {
+    if ty == GGML_TYPE_Q8_0 {
+        return q.chunks(34).flat_map(|b| b[2..].iter().map(move |&v| v as i8 as f32 * f16(le16(b)))).collect();
+    }
     let (size, has_min, has_qh) = match ty {
         GGML_TYPE_Q4_0 => (18, false, false),
         GGML_TYPE_Q4_1 => (20, true, false),
