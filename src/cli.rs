@@ -49,7 +49,7 @@ pub trait Io {
 const USAGE: &str = "usage: echo-engine <info|logits|quantize|convert|bench|synth|generate|perplexity|tokenize|detokenize|embed|remember|recall|forget|list|process|help> [options]
   info       --model F
   logits     --model F --tokens 34,105,110 [--mode serial|sequence] [--backend ggml|reference] [--threads 1]
-  quantize   --in F --out G --type Q4_0|Q4_1|Q5_0|Q5_1|Q8_0
+  quantize   --in F --out G --type Q4_0|Q4_1|Q5_0|Q5_1|Q8_0 [--head Q8_0]
   convert    --in CKPT.pth|CKPT.safetensors --out G [--type FP16|FP32|Q4_0|Q4_1|Q5_0|Q5_1|Q8_0]
   bench      --model F [--decode 64] [--prompt 128] [--backend ggml|reference] [--sample] [--threads 1]
   bench      --sample --n-vocab 65536 [--logit-std 1] [--decode 64]
@@ -150,7 +150,7 @@ fn run_command(args: &[String], io: &mut dyn Io) -> Result<()> {
         }
         "info" => info(&Args::parse(rest, &["model"])?, io),
         "logits" => logits(&Args::parse(rest, &["model", "tokens", "mode", "backend", "threads"])?, io),
-        "quantize" => quantize(&Args::parse(rest, &["in", "out", "type"])?, io),
+        "quantize" => quantize(&Args::parse(rest, &["in", "out", "type", "head"])?, io),
         "convert" => convert(&Args::parse(rest, &["in", "out", "type"])?, io),
         "bench" => bench::bench(&Args::parse(rest, bench::OPTIONS)?, io),
         "synth" => synth_cmd(&Args::parse(rest, &["arch", "n-embed", "n-layer", "n-vocab", "n-ffn", "head-size", "type", "out", "seed"])?, io),
@@ -276,6 +276,9 @@ fn quantize(args: &Args, io: &mut dyn Io) -> Result<()> {
     let (input, output) = (args.required("in")?, args.required("out")?);
     let target = DType::from_name(args.required("type")?)?;
     let mut q = Quantizer::new(target)?;
+    if let Some(head) = args.optional("head") {
+        q = q.with_head(DType::from_name(head)?)?;
+    }
     io.open(input)?;
     io.create(output)?;
     let mut written = 0u64;

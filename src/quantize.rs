@@ -1,7 +1,9 @@
 //! Quantization of FP32/FP16 models to Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0, streaming: the input file
 //! goes in as chunks, the output comes out as chunks, and only one row is ever buffered. Which
 //! tensors are quantized follows rwkv.cpp ([`schema::Store`]); the block encoding is ggml's
-//! own, so files are bit-identical to what rwkv.cpp would write.
+//! own, so files are bit-identical to what rwkv.cpp would write. Optionally the head is quantized
+//! too ([`Quantizer::with_head`]), which rwkv.cpp does not do: in wasm the FP16 head is about half
+//! of a decode step.
 
 use half::f16;
 
@@ -54,9 +56,12 @@ pub struct Quantizer {
 
 struct QuantSink {
     target: DType,
+    /// The head's type when it is quantized too.
+    head: Option<DType>,
     out: Vec<u8>,
-    /// The tensor being copied: its input type, whether it is quantized, and the pending row bytes.
-    current: Option<(DType, bool, usize)>,
+    /// The tensor being copied: its input type, the type it is quantized to (if it is), and the
+    /// pending row bytes.
+    current: Option<(DType, Option<DType>, usize)>,
     row: Vec<u8>,
     floats: Vec<f32>,
     tensors: usize,
@@ -75,6 +80,7 @@ impl Quantizer {
             parser: Parser::new(),
             sink: QuantSink {
                 target,
+                head: None,
                 out: Vec::new(),
                 current: None,
                 row: Vec::new(),
@@ -83,6 +89,18 @@ impl Quantizer {
                 quantized: 0,
             },
         })
+    }
+
+    /// Quantizes the head (`head.weight`) to `head` as well; its rows must be whole blocks.
+    pub fn with_head(mut self, head: DType) -> Result<Quantizer> {
+        if !head.is_quantized() {
+            return Err(Error::invalid_options(format!(
+                "cannot quantize the head to {}; use Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0",
+                head.name()
+            )));
+        }
+        self.sink.head = Some(head);
+        Ok(self)
     }
 
     pub fn push(&mut self, chunk: &[u8]) -> Result<()> {
@@ -114,33 +132,47 @@ impl Sink for QuantSink {
     }
 
     fn begin_tensor(&mut self, info: &TensorInfo) -> Result<()> {
-        let quantize = !info.dtype.is_quantized()
-            && schema::store(&info.name).is_some_and(|s| s.quantizes(self.target, info.shape[0]));
+        let to = match self.head {
+            Some(head) if info.name == "head.weight" && !info.dtype.is_quantized() => {
+                if info.shape[0] % head.block_len() != 0 {
+                    return Err(Error::invalid_options(format!(
+                        "cannot quantize the head to {}: its rows of {} are not whole blocks of {}",
+                        head.name(),
+                        info.shape[0],
+                        head.block_len()
+                    )));
+                }
+                Some(head)
+            }
+            _ => Some(self.target).filter(|&t| {
+                !info.dtype.is_quantized() && schema::store(&info.name).is_some_and(|s| s.quantizes(t, info.shape[0]))
+            }),
+        };
         let mut out_info = info.clone();
-        if quantize {
-            out_info.dtype = self.target;
-            out_info.n_bytes = self.target.row_bytes(info.shape[0]).expect("checked") * info.shape[1];
+        if let Some(to) = to {
+            out_info.dtype = to;
+            out_info.n_bytes = to.row_bytes(info.shape[0]).expect("checked") * info.shape[1];
             self.quantized += 1;
         }
         write_tensor_header(&mut self.out, &out_info);
         let row_bytes = info.dtype.row_bytes(info.shape[0]).expect("the parser checked it");
-        self.current = Some((info.dtype, quantize, row_bytes));
+        self.current = Some((info.dtype, to, row_bytes));
         Ok(())
     }
 
     fn tensor_data(&mut self, mut bytes: &[u8]) -> Result<()> {
-        let (dtype, quantize, row_bytes) = self.current.expect("data follows a header");
-        if !quantize {
+        let (dtype, to, row_bytes) = self.current.expect("data follows a header");
+        let Some(to) = to else {
             self.out.extend_from_slice(bytes);
             return Ok(());
-        }
+        };
         while !bytes.is_empty() {
             let n = (row_bytes - self.row.len()).min(bytes.len());
             self.row.extend_from_slice(&bytes[..n]);
             bytes = &bytes[n..];
             if self.row.len() == row_bytes {
                 decode_float_row(dtype, &self.row, &mut self.floats);
-                encode_row(self.target, &self.floats, &mut self.out);
+                encode_row(to, &self.floats, &mut self.out);
                 self.row.clear();
             }
         }

@@ -276,6 +276,34 @@ fn quantized_fp32_and_fp16_fixtures_load_and_stay_close() {
     }
 }
 
+/// `quantize --head Q8_0`: the head becomes Q8_0 (rwkv.cpp keeps it in FP16), the rest as
+/// without it, and no logit moves by more than 1% of the largest logit (measured: 0.3-0.6%;
+/// weights and activations both go through Q8_0 there). A float head type is refused.
+#[test]
+#[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
+fn a_quantized_head_is_q8_0_and_stays_close() {
+    let dir = common::fixtures_dir();
+    println!("source\tmax |logit with a Q8_0 head - with FP16|\tmax |logit|");
+    for &(file, _, _) in common::MODELS.iter().filter(|m| m.2 == "FP16") {
+        let source = std::fs::read(dir.join(file)).unwrap();
+        let mut q = Quantizer::new(DType::Q5_1).unwrap().with_head(DType::Q8_0).unwrap();
+        q.push(&source).unwrap();
+        let (with_head, plain) = (load(&q.finish().unwrap().0), load(&quantize(&source, DType::Q5_1)));
+        assert_eq!(with_head.tensor("head.weight").info.dtype, DType::Q8_0);
+        assert_eq!(plain.tensor("head.weight").info.dtype, DType::F16);
+        for (a, b) in with_head.tensors().iter().zip(plain.tensors()).filter(|(a, _)| a.info.name != "head.weight") {
+            assert_eq!((a.info.name.as_str(), a.info.dtype), (b.info.name.as_str(), b.info.dtype));
+        }
+        let logits = |m: &Arc<Model>| run(&mut context(m), m, &common::PROMPT, false).0;
+        let (want, got) = (logits(&plain), logits(&with_head));
+        let (err, top) = (max_abs_diff(&got, &want), want.iter().fold(0f32, |m, v| m.max(v.abs())));
+        println!("{file}\t{err:.6}\t{top:.6}");
+        assert!(err <= 0.01 * top, "{file}: a Q8_0 head moves a logit by {err}, over 1% of {top}");
+    }
+    let refused = Quantizer::new(DType::Q5_1).unwrap().with_head(DType::F16).err().unwrap();
+    assert_eq!(refused.code, echo_engine::ErrorCode::InvalidOptions);
+}
+
 #[test]
 #[cfg_attr(not(echo_fixtures), ignore = "fixtures not found at ../shared/fixtures/rwkv-tiny")]
 fn quantizing_fp32_to_q5_reproduces_rwkv_cpp_files() {
