@@ -80,6 +80,12 @@ export interface LoadOptions {
   tokenizer?: 'auto' | 'world' | 'neox' | '20B' | 'pile' | 'byte';
   /** The tokenizer's vocabulary: rwkv_vocab_v20230424.txt (world) or tokenizer.json (neox). */
   vocab?: Source;
+  /**
+   * Quantize a float head to this type as it loads (as `echo-engine quantize --head` does to a
+   * file): in wasm the FP16 head is about half of a decode step. Logits move slightly (Q8_0: under
+   * 1% of the largest logit on the test models). A float type is `invalid_options`.
+   */
+  head?: 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'Q8_0';
   onProgress?: (progress: LoadProgress) => void;
   signal?: AbortSignal;
 }
@@ -113,6 +119,8 @@ export interface ModelInfo {
   nEmbed: number;
   nLayer: number;
   dataType: DataType;
+  /** The head's type: FP16 in rwkv.cpp's files, else what `head` or `quantize --head` made it. */
+  headType: DataType;
   fileBytes: number;
   /** Weights plus one evaluation context. */
   memoryBytes: number;

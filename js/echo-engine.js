@@ -295,12 +295,13 @@ export class EchoEngine {
    * sources are transferred to the worker: they are detached afterwards.
    */
   async loadModel(source, options = {}) {
-    const { tokenizer = 'auto', vocab, onProgress, signal } = options;
+    const { tokenizer = 'auto', vocab, head, onProgress, signal } = options;
     text(tokenizer, 'tokenizer');
+    if (head !== undefined) text(head, 'head');
     const [src, transfer] = await describeSource(source);
     const [voc, vocTransfer] = vocab === undefined ? [undefined, []] : await describeSource(vocab);
     const onEvent = onProgress && (({ phase, loaded, total }) => onProgress({ phase, loaded, total }));
-    const args = { source: src, tokenizer, vocab: voc };
+    const args = { source: src, tokenizer, vocab: voc, head };
     const info = await this.#call('loadModel', args, { transfer: [...transfer, ...vocTransfer], signal, onEvent });
     const again = (s) => s === undefined || s.url !== undefined || s.path !== undefined || s.blob !== undefined;
     this.#lastLoad = again(src) && again(voc) ? args : null;

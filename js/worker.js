@@ -181,14 +181,14 @@ function withThreadsWhy(info) {
 /** Progress events at most this often (plus the first and the last). */
 const PROGRESS_MS = 50;
 
-async function loadModel(id, { source, tokenizer, vocab }, signal) {
+async function loadModel(id, { source, tokenizer, vocab, head }, signal) {
   const e = requireEngine();
   const vocabBytes = vocab ? await readAll(await openSource(vocab, signal)) : undefined;
   const src = await openSource(source, signal);
   const progress = (phase, loaded) => post({ id, event: 'progress', phase, loaded, total: src.total });
   let lastProgress = 0;
   try {
-    e.beginLoad(src.total, tokenizer, vocabBytes);
+    e.beginLoad(src.total, tokenizer, vocabBytes, head);
     progress('download', 0);
     let loaded = 0;
     for await (const chunk of src.chunks()) {

@@ -39,7 +39,7 @@ pub fn encode_row(dtype: DType, row: &[f32], out: &mut Vec<u8>) {
 }
 
 /// Decodes FP32 or FP16 bytes into floats.
-fn decode_float_row(dtype: DType, bytes: &[u8], out: &mut Vec<f32>) {
+pub(crate) fn decode_float_row(dtype: DType, bytes: &[u8], out: &mut Vec<f32>) {
     out.clear();
     match dtype {
         DType::F32 => out.extend(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),

@@ -4,6 +4,7 @@
 
 use echo_engine::format::DType;
 use echo_engine::model::{Arch, StreamingLoad};
+use echo_engine::quantize::Quantizer;
 use echo_engine::synth::{self, SynthSpec};
 use echo_engine::ErrorCode;
 
@@ -123,4 +124,47 @@ fn advancing_past_the_window_is_refused() {
     }
     let past = load.window().len() + 1;
     assert_eq!(load.advance(past).unwrap_err().code, ErrorCode::InvalidOptions);
+}
+
+/// `with_head(Q8_0)`: the head is quantized as it arrives, fed as the worker feeds (in place where
+/// there is a window, pushed where not), and comes out as `quantize --head Q8_0` makes it; every
+/// other tensor is as stored.
+#[test]
+fn the_head_is_quantized_as_it_arrives() {
+    let bytes = model_bytes();
+    let plain = {
+        let mut load = StreamingLoad::new(u64::MAX, Some(bytes.len() as u64));
+        load.push(&bytes, |_| Ok(0)).unwrap();
+        load.finish().unwrap()
+    };
+    let want = {
+        let mut q = Quantizer::new(DType::Q5_1).unwrap().with_head(DType::Q8_0).unwrap();
+        q.push(&bytes).unwrap();
+        let file = q.finish().unwrap().0;
+        let mut load = StreamingLoad::new(u64::MAX, Some(file.len() as u64));
+        load.push(&file, |_| Ok(0)).unwrap();
+        load.finish().unwrap()
+    };
+    let mut load = StreamingLoad::new(u64::MAX, Some(bytes.len() as u64)).with_head(Some(DType::Q8_0));
+    let mut at = 0;
+    while at < bytes.len() {
+        let window = load.window();
+        let n = if window.is_empty() { 1 + at % 333 } else { window.len().min(1000 + at % 777) }.min(bytes.len() - at);
+        if window.is_empty() {
+            load.push(&bytes[at..at + n], |_| Ok(0)).unwrap();
+        } else {
+            for (w, b) in window.iter_mut().zip(&bytes[at..at + n]) {
+                w.write(*b);
+            }
+            load.advance(n).unwrap();
+        }
+        at += n;
+    }
+    let model = load.finish().unwrap_or_else(|e| panic!("{e}"));
+    let head = model.tensor("head.weight");
+    assert_eq!(head.info.dtype, DType::Q8_0);
+    assert_eq!(head.data.as_slice(), want.tensor("head.weight").data.as_slice());
+    for (a, b) in model.tensors().iter().zip(plain.tensors()).filter(|(a, _)| a.info.name != "head.weight") {
+        assert_eq!((a.info.dtype, a.data.as_slice()), (b.info.dtype, b.data.as_slice()), "tensor {}", a.info.name);
+    }
 }

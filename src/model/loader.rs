@@ -1,6 +1,7 @@
 //! Streams a model file into tensor memory: each chunk goes through the parser and each tensor's
-//! data is copied once, into its own allocation (or written there by the source: `window`). The memory budget is checked from the header
-//! (before any tensor memory exists) and again before every tensor is allocated.
+//! data is copied once, into its own allocation (or written there by the source: `window`). The
+//! memory budget is checked from the header (before any tensor memory exists) and again before
+//! every tensor is allocated. Optionally the head is quantized as it arrives (`LoadOptions::head`).
 
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
@@ -8,6 +9,7 @@ use std::mem::MaybeUninit;
 use super::{AlignedBuf, Model, Tensor};
 use crate::error::{Error, Result};
 use crate::format::{DType, FileHeader, Parser, Sink, TensorInfo, FILE_HEADER_BYTES};
+use crate::quantize::{decode_float_row, encode_row};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoadOptions {
@@ -18,6 +20,8 @@ pub struct LoadOptions {
     pub file_bytes: Option<u64>,
     /// Memory the caller needs besides the weights (evaluation buffers, state).
     pub reserve_bytes: u64,
+    /// Quantize a float head to this type while loading, as `quantize --head` does to a file.
+    pub head: Option<DType>,
 }
 
 pub struct ModelLoader {
@@ -31,7 +35,10 @@ struct Collect {
     tensors: Vec<Tensor>,
     index: HashMap<String, usize>,
     allocated: u64,
+    /// The tensor being read: its info as stored, its memory and the bytes written there.
     current: Option<(TensorInfo, AlignedBuf, usize)>,
+    /// While the head is quantized on the way in: its input type and row bytes, and the pending row.
+    converting: Option<(DType, usize, Vec<u8>)>,
 }
 
 impl ModelLoader {
@@ -45,6 +52,7 @@ impl ModelLoader {
                 index: HashMap::new(),
                 allocated: 0,
                 current: None,
+                converting: None,
             },
         }
     }
@@ -60,14 +68,14 @@ impl ModelLoader {
     pub fn window(&mut self) -> &mut [MaybeUninit<u8>] {
         let remaining = self.parser.data_remaining();
         match self.sink.current.as_mut() {
-            Some((_, buf, filled)) if remaining > 0 => buf.spare(*filled),
+            Some((_, buf, filled)) if remaining > 0 && self.sink.converting.is_none() => buf.spare(*filled),
             _ => &mut [],
         }
     }
 
     /// The first `n` bytes of `window()` were written.
     pub fn advance(&mut self, n: usize) -> Result<()> {
-        let Some((_, _, filled)) = self.sink.current.as_mut() else {
+        let Some((_, _, filled)) = self.sink.current.as_mut().filter(|_| self.sink.converting.is_none()) else {
             return Err(Error::invalid_options("advance outside tensor data"));
         };
         if n > self.parser.data_remaining() {
@@ -129,23 +137,58 @@ impl Sink for Collect {
             return Err(Error::invalid_model(format!("tensor '{}' appears twice", info.name)));
         }
         let header = self.header.expect("the parser reads the header first");
+        let mut info = info.clone();
+        match self.opts.head {
+            Some(to) if info.name == "head.weight" && !info.dtype.is_quantized() && info.shape.len() == 2 => {
+                let row_len = info.shape[0];
+                let row_bytes = to.row_bytes(row_len).ok_or_else(|| {
+                    Error::invalid_options(format!(
+                        "cannot quantize the head to {}: its rows of {row_len} are not whole blocks of {}",
+                        to.name(),
+                        to.block_len()
+                    ))
+                })?;
+                let from_row = info.dtype.row_bytes(row_len).expect("the parser checked it");
+                self.converting = Some((info.dtype, from_row, Vec::with_capacity(from_row)));
+                (info.dtype, info.n_bytes) = (to, row_bytes * info.shape[1]);
+            }
+            _ => {}
+        }
         let after = self.allocated + info.n_bytes as u64;
         self.check_budget(self.estimate(&header).max(after + self.opts.reserve_bytes))?;
         let buf = AlignedBuf::try_new(info.n_bytes).ok_or_else(|| Error::out_of_memory(&info.name, info.n_bytes))?;
         self.allocated = after;
-        self.current = Some((info.clone(), buf, 0));
+        self.current = Some((info, buf, 0));
         Ok(())
     }
 
-    fn tensor_data(&mut self, bytes: &[u8]) -> Result<()> {
-        let (_, buf, filled) = self.current.as_mut().expect("data follows a tensor header");
-        buf.write(*filled, bytes);
-        *filled += bytes.len();
+    fn tensor_data(&mut self, mut bytes: &[u8]) -> Result<()> {
+        let (info, buf, filled) = self.current.as_mut().expect("data follows a tensor header");
+        let Some((from, row_bytes, row)) = self.converting.as_mut() else {
+            buf.write(*filled, bytes);
+            *filled += bytes.len();
+            return Ok(());
+        };
+        let (mut floats, mut out) = (Vec::new(), Vec::new());
+        while !bytes.is_empty() {
+            let n = (*row_bytes - row.len()).min(bytes.len());
+            row.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if row.len() == *row_bytes {
+                decode_float_row(*from, row, &mut floats);
+                out.clear();
+                encode_row(info.dtype, &floats, &mut out);
+                buf.write(*filled, &out);
+                *filled += out.len();
+                row.clear();
+            }
+        }
         Ok(())
     }
 
     fn end_tensor(&mut self) -> Result<()> {
         let (info, data, _) = self.current.take().expect("end follows a tensor header");
+        self.converting = None;
         self.index.insert(info.name.clone(), self.tensors.len());
         self.tensors.push(Tensor { info, data });
         Ok(())

@@ -8,18 +8,24 @@ use std::mem::MaybeUninit;
 
 use super::{LoadOptions, Model, ModelLoader};
 use crate::error::{Error, Result};
-use crate::format::{FileHeader, Parser, Sink, TensorInfo, FILE_HEADER_BYTES};
+use crate::format::{DType, FileHeader, Parser, Sink, TensorInfo, FILE_HEADER_BYTES};
 
 pub struct StreamingLoad {
     limit_bytes: u64,
     total_bytes: Option<u64>,
+    quantize_head: Option<DType>,
     head: Vec<u8>,
     loader: Option<ModelLoader>,
 }
 
 impl StreamingLoad {
     pub fn new(limit_bytes: u64, total_bytes: Option<u64>) -> StreamingLoad {
-        StreamingLoad { limit_bytes, total_bytes, head: Vec::with_capacity(FILE_HEADER_BYTES), loader: None }
+        StreamingLoad { limit_bytes, total_bytes, quantize_head: None, head: Vec::with_capacity(FILE_HEADER_BYTES), loader: None }
+    }
+
+    /// Quantizes a float head to `to` as it arrives (`LoadOptions::head`).
+    pub fn with_head(self, to: Option<DType>) -> StreamingLoad {
+        StreamingLoad { quantize_head: to, ..self }
     }
 
     /// Feeds the next chunk. `reserve` runs once, when the header is complete, and returns the
@@ -34,7 +40,12 @@ impl StreamingLoad {
             }
             let header = read_header(&self.head)?;
             let reserve_bytes = reserve(&header)?;
-            let opts = LoadOptions { limit_bytes: Some(self.limit_bytes), file_bytes: self.total_bytes, reserve_bytes };
+            let opts = LoadOptions {
+                limit_bytes: Some(self.limit_bytes),
+                file_bytes: self.total_bytes,
+                reserve_bytes,
+                head: self.quantize_head,
+            };
             let mut loader = ModelLoader::new(opts);
             loader.push(&self.head)?;
             self.loader = Some(loader);

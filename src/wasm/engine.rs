@@ -15,6 +15,7 @@ use super::metrics::{Metrics, Outcome};
 use crate::backend::{self, BackendKind};
 use crate::cognition::{Context, Event, Process, ProcessOptions};
 use crate::error::{Error, ErrorCode, Result};
+use crate::format::DType;
 use crate::generate::{Completion, GenerateOptions, Session, Step};
 use crate::memory::{Embedder, Pooling, Stores};
 use crate::model::{Model, StreamingLoad};
@@ -112,24 +113,32 @@ impl Engine {
     /// Starts loading a model (dropping the loaded one first, so both never need to fit).
     /// `totalBytes` is the file size when the source knows it: a model that cannot fit is then
     /// refused from its 24-byte header. `tokenizer` is 'auto', 'world', 'neox' or 'byte';
-    /// `vocab` the vocabulary file's bytes (World and NeoX).
+    /// `vocab` the vocabulary file's bytes (World and NeoX); `head` a quantized type to turn a
+    /// float head into as it arrives (in wasm the FP16 head is about half of a decode step).
     #[wasm_bindgen(js_name = beginLoad)]
     pub fn begin_load(
         &mut self,
         total_bytes: Option<f64>,
         tokenizer: Option<String>,
         vocab: Option<Box<[u8]>>,
+        head: Option<String>,
     ) -> JsResult<()> {
-        self.pending = None;
-        self.loaded = None;
-        self.process = None;
+        // Options first: a bad one leaves the loaded model loaded.
         let tokenizer_name = tokenizer.unwrap_or_else(|| "auto".into());
         if tokenizer_name != "auto" {
             TokenizerKind::from_name(&tokenizer_name)?;
         }
+        let head = head.map(|name| DType::from_name(&name)).transpose()?;
+        if let Some(h) = head.filter(|h| !h.is_quantized()) {
+            return Err(Error::invalid_options(format!("head: {} is not a quantized type; use Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0", h.name())).into());
+        }
+        self.pending = None;
+        self.loaded = None;
+        self.process = None;
         mem::reset_peak();
         let total = total_bytes.filter(|n| n.is_finite() && *n >= 0.0).map(|n| n as u64);
-        self.pending = Some(Pending { load: StreamingLoad::new(self.limit_bytes, total), tokenizer_name, vocab, tokenizer: None });
+        let load = StreamingLoad::new(self.limit_bytes, total).with_head(head);
+        self.pending = Some(Pending { load, tokenizer_name, vocab, tokenizer: None });
         Ok(())
     }
 
@@ -233,7 +242,7 @@ impl Engine {
         self.pending = None;
     }
 
-    /// `{ arch, nVocab, nEmbed, nLayer, dataType, fileBytes, memoryBytes, tokenizer, backend, threads }`.
+    /// `{ arch, nVocab, nEmbed, nLayer, dataType, headType, fileBytes, memoryBytes, tokenizer, backend, threads }`.
     pub fn info(&self) -> JsResult<JsValue> {
         let l = self.loaded()?;
         let m = l.session.model();
@@ -244,6 +253,7 @@ impl Engine {
             ("nEmbed", num(h.n_embed as f64)),
             ("nLayer", num(h.n_layer as f64)),
             ("dataType", m.header.dtype.name().into()),
+            ("headType", m.tensor("head.weight").info.dtype.name().into()),
             ("fileBytes", num(m.file_bytes as f64)),
             ("memoryBytes", num(backend::memory_bytes(m) as f64)),
             ("tokenizer", if l.has_tokenizer { l.session.tokenizer().name().into() } else { JsValue::NULL }),

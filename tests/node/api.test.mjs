@@ -3,7 +3,7 @@
 // (tests/browser/) run the same API in Chromium.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
@@ -49,6 +49,28 @@ test('a ~250 MB model loads within file size + 64 MB of wasm memory, and evaluat
     `instance at start ${(before.wasmMemoryBytes / MIB).toFixed(1)} MiB), peak allocated ${(m.peakBytes / MIB).toFixed(1)} MiB`);
   await e.unloadModel();
   assert.ok((await e.memory()).usedBytes < MIB);
+});
+
+test('head: Q8_0 quantizes a float head as it loads, as `quantize --head Q8_0` does to a file', { skip }, async () => {
+  const [withHead, plain] = [join(models.dir, 'q5_1-head-q8_0.bin'), join(models.dir, 'q5_1.bin')];
+  const quantize = (out, ...extra) =>
+    execFileSync(process.execPath, [join(root, 'bin/echo-engine.mjs'), 'quantize', '--in', models.tiny, '--out', out, '--type', 'Q5_1', ...extra]);
+  quantize(withHead, '--head', 'Q8_0');
+  quantize(plain);
+  const e = await engine();
+  assert.equal((await e.loadModel(withHead)).headType, 'Q8_0');
+  const want = await e.evalTokens([1, 2, 3]);
+  const err = await rejection(e.loadModel(plain, { head: 'FP16' }));
+  assert.equal(err.code, 'invalid_options');
+  assert.match(err.message, /not a quantized type/);
+  await e.reset();
+  assert.deepEqual(await e.evalTokens([1, 2, 3]), want, 'a bad option leaves the loaded model loaded');
+  const info = await e.loadModel(plain, { head: 'Q8_0' });
+  assert.equal(info.dataType, 'Q5_1');
+  assert.equal(info.headType, 'Q8_0');
+  assert.deepEqual(await e.evalTokens([1, 2, 3]), want);
+  assert.equal((await e.loadModel(plain)).headType, 'FP16');
+  assert.notDeepEqual(await e.evalTokens([1, 2, 3]), want);
 });
 
 test('models larger than the cap are refused before tensor memory is allocated', { skip }, async () => {
