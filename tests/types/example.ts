@@ -9,10 +9,11 @@ export async function demo(modelUrl: string, vocab: Blob): Promise<string> {
     const info: ModelInfo = await engine.loadModel(new URL(modelUrl), {
       tokenizer: 'world',
       vocab,
+      head: 'Q8_0',
       onProgress: (p: LoadProgress) => console.log(p.phase, p.loaded, p.total ?? '?'),
       signal: controller.signal,
     });
-    console.log(info.arch, info.nLayer, info.backend);
+    console.log(info.arch, info.nLayer, info.backend, info.headType);
     let text = '';
     const generation = engine.generate('Hello', { maxTokens: 32, temperature: 0.8, topP: 0.9, stop: ['\n\n'], seed: 1 });
     for await (const chunk of generation) text += chunk.text;
