@@ -39,7 +39,7 @@ pub fn encode_row(dtype: DType, row: &[f32], out: &mut Vec<u8>) {
 }
 
 /// Decodes FP32 or FP16 bytes into floats.
-pub(crate) fn decode_float_row(dtype: DType, bytes: &[u8], out: &mut Vec<f32>) {
+fn decode_float_row(dtype: DType, bytes: &[u8], out: &mut Vec<f32>) {
     out.clear();
     match dtype {
         DType::F32 => out.extend(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
@@ -54,16 +54,57 @@ pub struct Quantizer {
     sink: QuantSink,
 }
 
+/// Re-encodes the rows of a float tensor as its bytes arrive, in chunks of any size: only the
+/// pending row is buffered. The quantizer and the loader's `head` option use it.
+pub(crate) struct Recoder {
+    from: DType,
+    to: DType,
+    row_bytes: usize,
+    row: Vec<u8>,
+    floats: Vec<f32>,
+}
+
+impl Recoder {
+    /// Rows of `row_len` values, FP32 or FP16, to `to`, which must take whole rows (`check_head`).
+    pub fn new(from: DType, to: DType, row_len: usize) -> Recoder {
+        let row_bytes = from.row_bytes(row_len).expect("the parser checked the rows");
+        Recoder { from, to, row_bytes, row: Vec::with_capacity(row_bytes), floats: Vec::new() }
+    }
+
+    /// Appends to `out` the encoding of every row that `bytes` completes.
+    pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<u8>) {
+        while !bytes.is_empty() {
+            let n = (self.row_bytes - self.row.len()).min(bytes.len());
+            self.row.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.row.len() == self.row_bytes {
+                decode_float_row(self.from, &self.row, &mut self.floats);
+                encode_row(self.to, &self.floats, out);
+                self.row.clear();
+            }
+        }
+    }
+}
+
+/// Whether a head with rows of `row_len` can become `to`: whole blocks only.
+pub(crate) fn check_head(to: DType, row_len: usize) -> Result<()> {
+    if row_len % to.block_len() != 0 {
+        return Err(Error::invalid_options(format!(
+            "cannot quantize the head to {}: its rows of {row_len} are not whole blocks of {}",
+            to.name(),
+            to.block_len()
+        )));
+    }
+    Ok(())
+}
+
 struct QuantSink {
     target: DType,
     /// The head's type when it is quantized too.
     head: Option<DType>,
     out: Vec<u8>,
-    /// The tensor being copied: its input type, the type it is quantized to (if it is), and the
-    /// pending row bytes.
-    current: Option<(DType, Option<DType>, usize)>,
-    row: Vec<u8>,
-    floats: Vec<f32>,
+    /// The current tensor's rows being quantized; None while a tensor is copied as it is.
+    recoder: Option<Recoder>,
     tensors: usize,
     quantized: usize,
 }
@@ -82,9 +123,7 @@ impl Quantizer {
                 target,
                 head: None,
                 out: Vec::new(),
-                current: None,
-                row: Vec::new(),
-                floats: Vec::new(),
+                recoder: None,
                 tensors: 0,
                 quantized: 0,
             },
@@ -134,14 +173,7 @@ impl Sink for QuantSink {
     fn begin_tensor(&mut self, info: &TensorInfo) -> Result<()> {
         let to = match self.head {
             Some(head) if info.name == "head.weight" && !info.dtype.is_quantized() => {
-                if info.shape[0] % head.block_len() != 0 {
-                    return Err(Error::invalid_options(format!(
-                        "cannot quantize the head to {}: its rows of {} are not whole blocks of {}",
-                        head.name(),
-                        info.shape[0],
-                        head.block_len()
-                    )));
-                }
+                check_head(head, info.shape[0])?;
                 Some(head)
             }
             _ => Some(self.target).filter(|&t| {
@@ -155,32 +187,20 @@ impl Sink for QuantSink {
             self.quantized += 1;
         }
         write_tensor_header(&mut self.out, &out_info);
-        let row_bytes = info.dtype.row_bytes(info.shape[0]).expect("the parser checked it");
-        self.current = Some((info.dtype, to, row_bytes));
+        self.recoder = to.map(|to| Recoder::new(info.dtype, to, info.shape[0]));
         Ok(())
     }
 
-    fn tensor_data(&mut self, mut bytes: &[u8]) -> Result<()> {
-        let (dtype, to, row_bytes) = self.current.expect("data follows a header");
-        let Some(to) = to else {
-            self.out.extend_from_slice(bytes);
-            return Ok(());
-        };
-        while !bytes.is_empty() {
-            let n = (row_bytes - self.row.len()).min(bytes.len());
-            self.row.extend_from_slice(&bytes[..n]);
-            bytes = &bytes[n..];
-            if self.row.len() == row_bytes {
-                decode_float_row(dtype, &self.row, &mut self.floats);
-                encode_row(to, &self.floats, &mut self.out);
-                self.row.clear();
-            }
+    fn tensor_data(&mut self, bytes: &[u8]) -> Result<()> {
+        match &mut self.recoder {
+            Some(r) => r.push(bytes, &mut self.out),
+            None => self.out.extend_from_slice(bytes),
         }
         Ok(())
     }
 
     fn end_tensor(&mut self) -> Result<()> {
-        self.current = None;
+        self.recoder = None;
         self.tensors += 1;
         Ok(())
     }

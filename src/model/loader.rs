@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 use super::{AlignedBuf, Model, Tensor};
 use crate::error::{Error, Result};
 use crate::format::{DType, FileHeader, Parser, Sink, TensorInfo, FILE_HEADER_BYTES};
-use crate::quantize::{decode_float_row, encode_row};
+use crate::quantize::{check_head, Recoder};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoadOptions {
@@ -37,8 +37,8 @@ struct Collect {
     allocated: u64,
     /// The tensor being read: its info as stored, its memory and the bytes written there.
     current: Option<(TensorInfo, AlignedBuf, usize)>,
-    /// While the head is quantized on the way in: its input type and row bytes, and the pending row.
-    converting: Option<(DType, usize, Vec<u8>)>,
+    /// The head's rows being quantized on the way in (`LoadOptions::head`).
+    converting: Option<Recoder>,
 }
 
 impl ModelLoader {
@@ -140,17 +140,9 @@ impl Sink for Collect {
         let mut info = info.clone();
         match self.opts.head {
             Some(to) if info.name == "head.weight" && !info.dtype.is_quantized() && info.shape.len() == 2 => {
-                let row_len = info.shape[0];
-                let row_bytes = to.row_bytes(row_len).ok_or_else(|| {
-                    Error::invalid_options(format!(
-                        "cannot quantize the head to {}: its rows of {row_len} are not whole blocks of {}",
-                        to.name(),
-                        to.block_len()
-                    ))
-                })?;
-                let from_row = info.dtype.row_bytes(row_len).expect("the parser checked it");
-                self.converting = Some((info.dtype, from_row, Vec::with_capacity(from_row)));
-                (info.dtype, info.n_bytes) = (to, row_bytes * info.shape[1]);
+                check_head(to, info.shape[0])?;
+                self.converting = Some(Recoder::new(info.dtype, to, info.shape[0]));
+                (info.dtype, info.n_bytes) = (to, to.row_bytes(info.shape[0]).expect("checked") * info.shape[1]);
             }
             _ => {}
         }
@@ -162,27 +154,18 @@ impl Sink for Collect {
         Ok(())
     }
 
-    fn tensor_data(&mut self, mut bytes: &[u8]) -> Result<()> {
-        let (info, buf, filled) = self.current.as_mut().expect("data follows a tensor header");
-        let Some((from, row_bytes, row)) = self.converting.as_mut() else {
-            buf.write(*filled, bytes);
-            *filled += bytes.len();
-            return Ok(());
-        };
-        let (mut floats, mut out) = (Vec::new(), Vec::new());
-        while !bytes.is_empty() {
-            let n = (*row_bytes - row.len()).min(bytes.len());
-            row.extend_from_slice(&bytes[..n]);
-            bytes = &bytes[n..];
-            if row.len() == *row_bytes {
-                decode_float_row(*from, row, &mut floats);
-                out.clear();
-                encode_row(info.dtype, &floats, &mut out);
-                buf.write(*filled, &out);
-                *filled += out.len();
-                row.clear();
+    fn tensor_data(&mut self, bytes: &[u8]) -> Result<()> {
+        let (_, buf, filled) = self.current.as_mut().expect("data follows a tensor header");
+        let mut recoded = Vec::new();
+        let bytes = match &mut self.converting {
+            Some(r) => {
+                r.push(bytes, &mut recoded);
+                &recoded[..]
             }
-        }
+            None => bytes,
+        };
+        buf.write(*filled, bytes);
+        *filled += bytes.len();
         Ok(())
     }
 
