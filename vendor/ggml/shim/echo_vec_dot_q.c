@@ -33,8 +33,8 @@ static inline void fifth_bits(uint32_t qh, v128_t * lo, v128_t * hi) {
     *hi = wasm_v128_and(wasm_i8x16_eq(wasm_v128_and(qhh, bit), bit), x10);
 }
 
-/* Block ib of a row as 32 signed bytes, elements 0..15 (the low nibbles) and 16..31 (the high),
- * with the block's scale d and (for the _1 kinds) its minimum m. */
+/* Block ib of a row as 32 signed bytes, elements 0..15 and 16..31 (of the 4- and 5-bit kinds, the
+ * low nibbles and the high), with the block's scale d and (for the _1 kinds) its minimum m. */
 static inline __attribute__((always_inline)) void unpack(enum kind k, const void * row, int ib, v128_t * lo, v128_t * hi, float * d, float * m) {
     if (k == Q8_0) {
         const block_q8_0 * b = (const block_q8_0 *) row + ib;
