@@ -65,14 +65,14 @@ fn a_model_over_the_limit_is_refused_from_its_header() {
     let good = read("tiny-rwkv-4v0-660K-FP32.bin");
     let limit = good.len() as u64 / 2;
     let mut loader =
-        ModelLoader::new(LoadOptions { limit_bytes: Some(limit), file_bytes: Some(good.len() as u64), reserve_bytes: 0 });
+        ModelLoader::new(LoadOptions { limit_bytes: Some(limit), file_bytes: Some(good.len() as u64), ..LoadOptions::default() });
     let err = loader.push(&good[..24]).unwrap_err();
     assert_eq!(err.code, ErrorCode::ModelTooLarge);
     assert_eq!(err.limit_bytes, Some(limit));
     assert!(err.needed_bytes.unwrap() > limit);
 
     // Without the file size the header gives a lower bound; the per-tensor check catches the rest.
-    let mut loader = ModelLoader::new(LoadOptions { limit_bytes: Some(limit), file_bytes: None, reserve_bytes: 0 });
+    let mut loader = ModelLoader::new(LoadOptions { limit_bytes: Some(limit), ..LoadOptions::default() });
     let err = loader.push(&good).unwrap_err();
     assert_eq!(err.code, ErrorCode::ModelTooLarge);
     assert!(loader.bytes_consumed() < good.len() as u64);
