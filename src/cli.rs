@@ -277,7 +277,7 @@ fn quantize(args: &Args, io: &mut dyn Io) -> Result<()> {
     let target = DType::from_name(args.required("type")?)?;
     let mut q = Quantizer::new(target)?;
     if let Some(head) = args.optional("head") {
-        q = q.with_head(DType::from_name(head)?)?;
+        q = q.with_head(head)?;
     }
     io.open(input)?;
     io.create(output)?;

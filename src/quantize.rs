@@ -65,10 +65,13 @@ pub(crate) struct Recoder {
 }
 
 impl Recoder {
-    /// Rows of `row_len` values, FP32 or FP16, to `to`, which must take whole rows (`check_head`).
-    pub fn new(from: DType, to: DType, row_len: usize) -> Recoder {
-        let row_bytes = from.row_bytes(row_len).expect("the parser checked the rows");
-        Recoder { from, to, row_bytes, row: Vec::with_capacity(row_bytes), floats: Vec::new() }
+    /// The float tensor `info`'s rows to `to`, which takes whole rows; also `info` in `to`.
+    pub fn new(info: &TensorInfo, to: DType) -> (Recoder, TensorInfo) {
+        let row_len = info.shape[0];
+        let row_bytes = info.dtype.row_bytes(row_len).expect("the parser checked the rows");
+        let n_bytes = to.row_bytes(row_len).expect("the caller checked the rows") * info.shape[1];
+        let recoder = Recoder { from: info.dtype, to, row_bytes, row: Vec::with_capacity(row_bytes), floats: Vec::new() };
+        (recoder, TensorInfo { dtype: to, n_bytes, ..info.clone() })
     }
 
     /// Appends to `out` the encoding of every row that `bytes` completes.
@@ -86,16 +89,35 @@ impl Recoder {
     }
 }
 
-/// Whether a head with rows of `row_len` can become `to`: whole blocks only.
-pub(crate) fn check_head(to: DType, row_len: usize) -> Result<()> {
-    if row_len % to.block_len() != 0 {
+/// A type for the head (`quantize --head`, `loadModel`'s `head`): a quantized one.
+pub fn head_type(name: &str) -> Result<DType> {
+    let to = DType::from_name(name)?;
+    if !to.is_quantized() {
         return Err(Error::invalid_options(format!(
-            "cannot quantize the head to {}: its rows of {row_len} are not whole blocks of {}",
-            to.name(),
-            to.block_len()
+            "cannot quantize the head to {}; use Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0",
+            to.name()
         )));
     }
-    Ok(())
+    Ok(to)
+}
+
+/// The type `info` becomes if it is the float head and the head is quantized to `head`; an
+/// error if its rows are not whole blocks of it.
+pub(crate) fn head_target(head: Option<DType>, info: &TensorInfo) -> Result<Option<DType>> {
+    match head {
+        Some(to) if info.name == "head.weight" && !info.dtype.is_quantized() && info.shape.len() == 2 => {
+            if info.shape[0] % to.block_len() != 0 {
+                return Err(Error::invalid_options(format!(
+                    "cannot quantize the head to {}: its rows of {} are not whole blocks of {}",
+                    to.name(),
+                    info.shape[0],
+                    to.block_len()
+                )));
+            }
+            Ok(Some(to))
+        }
+        _ => Ok(None),
+    }
 }
 
 struct QuantSink {
@@ -130,15 +152,10 @@ impl Quantizer {
         })
     }
 
-    /// Quantizes the head (`head.weight`) to `head` as well; its rows must be whole blocks.
-    pub fn with_head(mut self, head: DType) -> Result<Quantizer> {
-        if !head.is_quantized() {
-            return Err(Error::invalid_options(format!(
-                "cannot quantize the head to {}; use Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0",
-                head.name()
-            )));
-        }
-        self.sink.head = Some(head);
+    /// Quantizes the head (`head.weight`) to `head` as well (a name for [`head_type`]); its rows
+    /// must be whole blocks.
+    pub fn with_head(mut self, head: &str) -> Result<Quantizer> {
+        self.sink.head = Some(head_type(head)?);
         Ok(self)
     }
 
@@ -171,23 +188,19 @@ impl Sink for QuantSink {
     }
 
     fn begin_tensor(&mut self, info: &TensorInfo) -> Result<()> {
-        let to = match self.head {
-            Some(head) if info.name == "head.weight" && !info.dtype.is_quantized() => {
-                check_head(head, info.shape[0])?;
-                Some(head)
+        let to = head_target(self.head, info)?.or(Some(self.target).filter(|&t| {
+            !info.dtype.is_quantized() && schema::store(&info.name).is_some_and(|s| s.quantizes(t, info.shape[0]))
+        }));
+        let (recoder, out_info) = match to {
+            Some(to) => {
+                self.quantized += 1;
+                let (r, out_info) = Recoder::new(info, to);
+                (Some(r), out_info)
             }
-            _ => Some(self.target).filter(|&t| {
-                !info.dtype.is_quantized() && schema::store(&info.name).is_some_and(|s| s.quantizes(t, info.shape[0]))
-            }),
+            None => (None, info.clone()),
         };
-        let mut out_info = info.clone();
-        if let Some(to) = to {
-            out_info.dtype = to;
-            out_info.n_bytes = to.row_bytes(info.shape[0]).expect("checked") * info.shape[1];
-            self.quantized += 1;
-        }
         write_tensor_header(&mut self.out, &out_info);
-        self.recoder = to.map(|to| Recoder::new(info.dtype, to, info.shape[0]));
+        self.recoder = recoder;
         Ok(())
     }
 

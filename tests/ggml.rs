@@ -286,7 +286,7 @@ fn a_quantized_head_is_q8_0_and_stays_close() {
     println!("source\tmax |logit with a Q8_0 head - with FP16|\tmax |logit|");
     for &(file, _, _) in common::MODELS.iter().filter(|m| m.2 == "FP16") {
         let source = std::fs::read(dir.join(file)).unwrap();
-        let mut q = Quantizer::new(DType::Q5_1).unwrap().with_head(DType::Q8_0).unwrap();
+        let mut q = Quantizer::new(DType::Q5_1).unwrap().with_head("Q8_0").unwrap();
         q.push(&source).unwrap();
         let (with_head, plain) = (load(&q.finish().unwrap().0), load(&quantize(&source, DType::Q5_1)));
         assert_eq!(with_head.tensor("head.weight").info.dtype, DType::Q8_0);
@@ -300,7 +300,7 @@ fn a_quantized_head_is_q8_0_and_stays_close() {
         println!("{file}\t{err:.6}\t{top:.6}");
         assert!(err <= 0.01 * top, "{file}: a Q8_0 head moves a logit by {err}, over 1% of {top}");
     }
-    let refused = Quantizer::new(DType::Q5_1).unwrap().with_head(DType::F16).err().unwrap();
+    let refused = Quantizer::new(DType::Q5_1).unwrap().with_head("FP16").err().unwrap();
     assert_eq!(refused.code, echo_engine::ErrorCode::InvalidOptions);
 }
 

@@ -138,7 +138,7 @@ fn the_head_is_quantized_as_it_arrives() {
         load.finish().unwrap()
     };
     let want = {
-        let mut q = Quantizer::new(DType::Q5_1).unwrap().with_head(DType::Q8_0).unwrap();
+        let mut q = Quantizer::new(DType::Q5_1).unwrap().with_head("Q8_0").unwrap();
         q.push(&bytes).unwrap();
         let file = q.finish().unwrap().0;
         let mut load = StreamingLoad::new(u64::MAX, Some(file.len() as u64));

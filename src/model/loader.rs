@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 use super::{AlignedBuf, Model, Tensor};
 use crate::error::{Error, Result};
 use crate::format::{DType, FileHeader, Parser, Sink, TensorInfo, FILE_HEADER_BYTES};
-use crate::quantize::{check_head, Recoder};
+use crate::quantize::{head_target, Recoder};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoadOptions {
@@ -137,15 +137,14 @@ impl Sink for Collect {
             return Err(Error::invalid_model(format!("tensor '{}' appears twice", info.name)));
         }
         let header = self.header.expect("the parser reads the header first");
-        let mut info = info.clone();
-        match self.opts.head {
-            Some(to) if info.name == "head.weight" && !info.dtype.is_quantized() && info.shape.len() == 2 => {
-                check_head(to, info.shape[0])?;
-                self.converting = Some(Recoder::new(info.dtype, to, info.shape[0]));
-                (info.dtype, info.n_bytes) = (to, to.row_bytes(info.shape[0]).expect("checked") * info.shape[1]);
+        let info = match head_target(self.opts.head, info)? {
+            Some(to) => {
+                let (recoder, info) = Recoder::new(info, to);
+                self.converting = Some(recoder);
+                info
             }
-            _ => {}
-        }
+            None => info.clone(),
+        };
         let after = self.allocated + info.n_bytes as u64;
         self.check_budget(self.estimate(&header).max(after + self.opts.reserve_bytes))?;
         let buf = AlignedBuf::try_new(info.n_bytes).ok_or_else(|| Error::out_of_memory(&info.name, info.n_bytes))?;

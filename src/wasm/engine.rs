@@ -15,7 +15,7 @@ use super::metrics::{Metrics, Outcome};
 use crate::backend::{self, BackendKind};
 use crate::cognition::{Context, Event, Process, ProcessOptions};
 use crate::error::{Error, ErrorCode, Result};
-use crate::format::DType;
+use crate::quantize;
 use crate::generate::{Completion, GenerateOptions, Session, Step};
 use crate::memory::{Embedder, Pooling, Stores};
 use crate::model::{Model, StreamingLoad};
@@ -128,10 +128,7 @@ impl Engine {
         if tokenizer_name != "auto" {
             TokenizerKind::from_name(&tokenizer_name)?;
         }
-        let head = head.map(|name| DType::from_name(&name)).transpose()?;
-        if let Some(h) = head.filter(|h| !h.is_quantized()) {
-            return Err(Error::invalid_options(format!("head: {} is not a quantized type; use Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0", h.name())).into());
-        }
+        let head = head.as_deref().map(quantize::head_type).transpose()?;
         self.pending = None;
         self.loaded = None;
         self.process = None;

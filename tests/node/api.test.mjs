@@ -62,7 +62,7 @@ test('head: Q8_0 quantizes a float head as it loads, as `quantize --head Q8_0` d
   const want = await e.evalTokens([1, 2, 3]);
   const err = await rejection(e.loadModel(plain, { head: 'FP16' }));
   assert.equal(err.code, 'invalid_options');
-  assert.match(err.message, /not a quantized type/);
+  assert.match(err.message, /cannot quantize the head to FP16/);
   await e.reset();
   assert.deepEqual(await e.evalTokens([1, 2, 3]), want, 'a bad option leaves the loaded model loaded');
   const info = await e.loadModel(plain, { head: 'Q8_0' });
