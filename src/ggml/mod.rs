@@ -4,9 +4,10 @@
 //! - [`GgmlModel`]: ggml tensor headers over a loaded [`Model`]'s weights. Matrices are used in
 //!   place, in their stored type (no copy); the small vectors are converted to f32 once, because
 //!   ggml's element-wise kernels want f32 operands. One `GgmlModel` can serve many contexts.
-//! - [`GgmlContext`]: one evaluation context — a graph allocator and a work buffer. Each `eval`
-//!   builds the graph for up to [`SEQ_CHUNK`] tokens (`graph.rs`), lets ggml-alloc place the
-//!   intermediate tensors in one reused buffer, and computes it. The state is read and written
+//! - [`GgmlContext`]: one evaluation context — a pool for the graph, a graph allocator and a work
+//!   buffer, all kept from one evaluation to the next. Each `eval` builds the graph for up to
+//!   [`SEQ_CHUNK`] tokens (`graph.rs`) in the reset pool, lets ggml-alloc place the intermediate
+//!   tensors in one reused buffer, and computes it. The state is read and written
 //!   in place; logits, when asked for, are copied straight into the caller's slice.
 
 mod graph;
@@ -118,6 +119,10 @@ impl GgmlModel {
 /// One evaluation context over a shared [`GgmlModel`].
 pub struct GgmlContext {
     model: Arc<GgmlModel>,
+    /// The graph's tensor headers and bookkeeping, rebuilt per chunk. Kept rather than allocated
+    /// per token: a megabyte block freed and asked for again as other allocations come and go
+    /// fragments the heap, and wasm memory never shrinks.
+    graph: Context,
     galloc: *mut ggml_gallocr,
     work: Vec<u8>,
     threads: usize,
@@ -147,6 +152,8 @@ impl GgmlContext {
             return Err(Error::invalid_options(format!("{threads} threads need {} parked pool workers; {idle} are idle", threads - 1)));
         }
         sys::init();
+        let nodes = graph_nodes(&model.model.hparams);
+        let graph = Context::new(sys::context_size(nodes, nodes, 0), true).map_err(|e| Error::out_of_memory("the ggml graph", e.bytes))?;
         // SAFETY: plain constructor; null on allocation failure.
         let galloc = unsafe { sys::ggml_gallocr_new(sys::ggml_backend_cpu_buffer_type()) };
         if galloc.is_null() {
@@ -154,7 +161,7 @@ impl GgmlContext {
         }
         // SAFETY: 1 < threads <= MAX_THREADS, within ggml's limit; ggml aborts if a thread cannot start.
         let pool = if threads > 1 { unsafe { sys::echo_ggml_threadpool_new(threads as i32) } } else { std::ptr::null_mut() };
-        Ok(GgmlContext { model, galloc, work: Vec::new(), threads, pool })
+        Ok(GgmlContext { model, graph, galloc, work: Vec::new(), threads, pool })
     }
 
     /// What evaluating has really allocated besides the weights, at its largest so far (the
@@ -195,13 +202,11 @@ impl GgmlContext {
     }
 
     fn eval_chunk(&mut self, tokens: &[u32], state: &mut [f32], output: Option<Output>) -> Result<()> {
-        let hp = &self.model.model.hparams;
-        let nodes = graph_nodes(hp);
-        let ctx = Context::new(sys::context_size(nodes, nodes, 0), true)
-            .map_err(|e| Error::out_of_memory("the ggml graph", e.bytes))?;
-        let c = ctx.as_ptr();
-        // SAFETY: every tensor below lives in `ctx`, which outlives the computation. The input
-        // tensors point at the caller's slices, valid and exclusively ours for this call.
+        let nodes = graph_nodes(&self.model.model.hparams);
+        self.graph.reset();
+        let c = self.graph.as_ptr();
+        // SAFETY: every tensor below lives in `self.graph`, not reset until the next chunk. The
+        // input tensors point at the caller's slices, valid and exclusively ours for this call.
         unsafe {
             let graph = sys::ggml_new_graph_custom(c, nodes, false);
             let tok = sys::ggml_new_tensor_1d(c, sys::GGML_TYPE_I32, tokens.len() as i64);

@@ -26,7 +26,7 @@ describeInBrowsers({ server: () => server }, ({ name, skip, page }) => {
       return result;
     }, `soak-${name}-${Date.now()}`);
     assert.deepEqual(report.failures, []);
-    assert.deepEqual(report.checks, { everyRequestAsExpected: true, noPendingRequests: true, noAbortListenersLeft: true, flatMemory: true });
+    assert.deepEqual(report.checks, { everyRequestAsExpected: true, noPendingRequests: true, noAbortListenersLeft: true, flatMemory: true, flatWasmMemory: true });
     const total = Object.values(report.counts).flatMap((c) => Object.values(c)).reduce((a, b) => a + b, 0);
     assert.equal(total, 100);
     console.log(`FIGURE soak ${name}: 100 requests in ${report.seconds} s, growth ${report.growthMiB} MiB beyond caches and memories, ` +

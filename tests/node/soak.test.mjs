@@ -15,7 +15,7 @@ test('150 mixed requests: all settle as expected, none pending, memory flat', { 
   const r = spawnSync(process.execPath, [join(root, 'scripts/soak.mjs'), '--requests', '150', '--seed', '7'], { encoding: 'utf8' });
   const report = JSON.parse(r.stdout);
   assert.deepEqual(report.failures, []);
-  assert.deepEqual(report.checks, { everyRequestAsExpected: true, noPendingRequests: true, noAbortListenersLeft: true, flatMemory: true });
+  assert.deepEqual(report.checks, { everyRequestAsExpected: true, noPendingRequests: true, noAbortListenersLeft: true, flatMemory: true, flatWasmMemory: true });
   assert.equal(r.status, 0, r.stderr);
   const total = Object.values(report.counts).flatMap((c) => Object.values(c)).reduce((a, b) => a + b, 0);
   assert.equal(total, 150, 'every request was counted once');

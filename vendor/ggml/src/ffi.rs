@@ -189,6 +189,8 @@ extern "C" {
 
     // --- context
     pub fn ggml_free(ctx: Ctx);
+    /// Forgets every object in the context; its pool is reused from the start.
+    pub fn ggml_reset(ctx: Ctx);
     /// bytes of context pool used per tensor besides its data
     pub fn ggml_tensor_overhead() -> usize;
     pub fn ggml_graph_overhead_custom(size: usize, grads: bool) -> usize;

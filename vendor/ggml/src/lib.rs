@@ -98,6 +98,11 @@ impl Context {
     pub fn as_ptr(&self) -> *mut ggml_context {
         self.ctx.as_ptr()
     }
+
+    /// Empties the context for reuse: the tensors made in it before are gone.
+    pub fn reset(&mut self) {
+        unsafe { ggml_reset(self.ctx.as_ptr()) }
+    }
 }
 
 impl Drop for Context {
