@@ -41,7 +41,8 @@ export interface CreateOptions {
   backend?: BackendName | 'auto';
   /**
    * Threads ggml computes on (1 to 64). Default: half the cores, 1 to 4, in Node and on
-   * cross-origin isolated pages (the threaded build, `pkg-threads/`); 1 elsewhere.
+   * cross-origin isolated pages that have SharedArrayBuffer (the threaded build, `pkg-threads/`);
+   * 1 elsewhere.
    */
   threads?: number;
   /** Where `worker.js` is served from, if not beside `echo-engine.js`. */
@@ -129,7 +130,7 @@ export interface ModelInfo {
   backend: BackendName;
   /** Threads ggml computes on. */
   threads: number;
-  /** Why fewer threads than asked (no cross-origin isolation, the threaded build failed), else null. */
+  /** Why fewer threads than asked (no cross-origin isolation, no SharedArrayBuffer, the threaded build failed), else null. */
   threadsWhy: string | null;
 }
 

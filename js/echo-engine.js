@@ -24,7 +24,7 @@ export class EchoError extends Error {
  * so they must not crowd out the page and the rest of the machine (one spare core each).
  */
 async function defaultThreads() {
-  if (!isNode && !globalThis.crossOriginIsolated) return 1;
+  if (!isNode && !(globalThis.crossOriginIsolated && typeof SharedArrayBuffer === 'function')) return 1;
   const cores = isNode ? (await import('node:os')).availableParallelism() : navigator.hardwareConcurrency || 1;
   return Math.min(4, Math.max(1, Math.floor(cores / 2)));
 }
@@ -78,13 +78,62 @@ async function describeSource(source) {
   if (typeof Blob !== 'undefined' && source instanceof Blob) return [{ blob: source }, []];
   if (typeof ReadableStream !== 'undefined' && source instanceof ReadableStream) {
     if (source.locked) throw new EchoError('invalid_options', 'the stream is locked (already being read): pass an unread stream');
-    return [{ stream: source }, [source]];
+    if (streamsTransfer()) return [{ stream: source }, [source]];
+    const { port1, port2 } = new MessageChannel();
+    serveStream(source, port1);
+    return [{ port: port2 }, [port2]];
   }
   if (source instanceof ArrayBuffer || ArrayBuffer.isView(source)) {
     const [bytes, transfer] = ownedBytes(source);
     return [{ bytes }, transfer];
   }
   throw new EchoError('invalid_options', 'the source must be a URL, a Blob or File, an ArrayBuffer, a Uint8Array, a ReadableStream or (in Node) a file path');
+}
+
+/** Whether a ReadableStream can be transferred to a worker (Safari and WebKitGTK cannot). */
+let canTransferStreams;
+function streamsTransfer() {
+  if (canTransferStreams === undefined) {
+    const { port1, port2 } = new MessageChannel();
+    try {
+      const stream = new ReadableStream();
+      port1.postMessage(stream, [stream]);
+      canTransferStreams = true;
+    } catch {
+      canTransferStreams = false;
+    } finally {
+      port1.close();
+      port2.close();
+    }
+  }
+  return canTransferStreams;
+}
+
+/**
+ * Where a stream cannot be transferred, the worker reads it over `port` (sources.js `portStream`):
+ * a chunk per request, so the page reads no further ahead than the worker, and a cancel from the
+ * worker (an abort, a refused model) cancels the stream.
+ */
+function serveStream(stream, port) {
+  const reader = stream.getReader();
+  port.onmessage = async ({ data }) => {
+    if (data === 'cancel') {
+      port.close();
+      await reader.cancel().catch(() => {});
+      return;
+    }
+    try {
+      const { done, value } = await reader.read();
+      if (done) port.postMessage({ done });
+      else if (!(value instanceof Uint8Array)) port.postMessage({ chunk: Object.prototype.toString.call(value) }); // refused there
+      else {
+        const [chunk, transfer] = ownedBytes(value);
+        port.postMessage({ chunk }, transfer);
+      }
+    } catch (e) {
+      port.postMessage({ error: String(e?.message ?? e) });
+    }
+  };
 }
 
 /**

@@ -12,7 +12,7 @@ export function echoError(code, message, extra = {}) {
 const aborted = () => echoError('aborted', 'loading was aborted');
 
 /**
- * @param {{url?: string, blob?: Blob, bytes?: Uint8Array, stream?: ReadableStream, path?: string}} spec
+ * @param {{url?: string, blob?: Blob, bytes?: Uint8Array, stream?: ReadableStream, port?: MessagePort, path?: string}} spec
  * @param {AbortSignal} signal
  * @returns {Promise<{total: number|undefined, chunks(): AsyncIterable<Uint8Array>, cancel(): Promise<void>}>}
  */
@@ -20,6 +20,7 @@ export async function openSource(spec, signal) {
   if (spec.url !== undefined) return openUrl(spec.url, signal);
   if (spec.blob !== undefined) return fromStream(spec.blob.stream(), spec.blob.size, signal, 'the Blob');
   if (spec.stream !== undefined) return fromStream(spec.stream, undefined, signal, 'the stream');
+  if (spec.port !== undefined) return fromStream(portStream(spec.port), undefined, signal, 'the stream');
   if (spec.bytes !== undefined) return fromBytes(spec.bytes);
   if (spec.path !== undefined) return openPath(spec.path, signal);
   throw echoError('invalid_options', 'unknown source');
@@ -68,6 +69,32 @@ function fromStream(stream, total, signal, what) {
       }
     },
   };
+}
+
+/**
+ * The page's stream, read over `port` where streams cannot be transferred (echo-engine.js
+ * `serveStream`): each read asks the page for one chunk; a cancel goes back to the page.
+ */
+function portStream(port) {
+  const replies = [];
+  port.onmessage = ({ data }) => replies.shift()?.(data);
+  return new ReadableStream({
+    async pull(controller) {
+      const r = await new Promise((ok) => {
+        replies.push(ok);
+        port.postMessage('pull');
+      });
+      if (r.error !== undefined) controller.error(new Error(r.error));
+      else if (r.done) {
+        controller.close();
+        port.close();
+      } else controller.enqueue(r.chunk);
+    },
+    cancel() {
+      port.postMessage('cancel');
+      port.close();
+    },
+  }, { highWaterMark: 0 });
 }
 
 function fromBytes(bytes) {
@@ -153,7 +180,7 @@ export async function readAll(src) {
  */
 export async function openRandomAccess(spec, signal) {
   const failed = (what, e) => echoError('load_failed', `reading ${what} failed (${e.message}); retry, or check the source`);
-  if (spec.url !== undefined || spec.stream !== undefined) {
+  if (spec.url !== undefined || spec.stream !== undefined || spec.port !== undefined) {
     const src = await openSource(spec, signal);
     const parts = [];
     for await (const chunk of src.chunks()) parts.push(chunk.slice());

@@ -159,6 +159,9 @@ async function create({ memoryLimitMb, backend, memoryPath, persistMemories, mem
   persistence = openPersistence({ memoryPath, persistMemories, memoryDatabase }, isNode);
   if (wanted > 1 && !(isNode || self.crossOriginIsolated)) {
     threads = { threads: 1, threadsWhy: 'the page is not cross-origin isolated (COOP/COEP), so it has no shared memory' };
+  } else if (wanted > 1 && typeof SharedArrayBuffer !== 'function') {
+    // WebKitGTK, for one, is isolated but gives no shared memory.
+    threads = { threads: 1, threadsWhy: 'this browser has no SharedArrayBuffer, so no shared memory, although the page is cross-origin isolated' };
   } else if (wanted > 1) {
     try {
       glue = await instantiate('../pkg-threads/');

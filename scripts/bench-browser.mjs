@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `echo-engine bench` in a headless browser, for figures comparable with the native and Node runs:
 //
-//   node scripts/bench-browser.mjs --model M.bin [--browser chromium|firefox] [--isolated|--no-isolation]
+//   node scripts/bench-browser.mjs --model M.bin [--browser chromium|firefox|webkit] [--isolated|--no-isolation]
 //                                  [--threads N] [--decode 64] [--prompt 128] [--sample] …
 //
 // It prints the CLI's bench JSON as scripts/browser-cli.mjs runs it ("runtime": "chromium" or

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(clang-19 lld-19 llvm-19 wasi-libc libc++-19-dev-wasm32 libc++abi-19-dev-wasm32
-  libclang-rt-19-dev-wasm32 chromium chromium-driver firefox-esr wabt curl ca-certificates)
+  libclang-rt-19-dev-wasm32 chromium chromium-driver firefox-esr webkit2gtk-driver xvfb wabt curl
+  ca-certificates)
 WASM_BINDGEN_VERSION=0.2.130   # must equal the wasm-bindgen version in Cargo.lock
 WASM_PACK_VERSION=0.15.1
 GECKODRIVER_VERSION=0.37.1     # drives firefox-esr (Debian packages no geckodriver)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sets up the machine, then runs every test: native (cargo test), wasm in Node and in headless
 # Chromium and Firefox (wasm-pack test, the commands a newcomer types), the Node CLI against the
-# native one, the JS API in Node and, in headless Chromium (playwright-core) and Firefox
-# (geckodriver, tests/browser/browsers.mjs), end to end. Ends with one
+# native one, the JS API in Node and, in headless Chromium (playwright-core), Firefox
+# (geckodriver) and WebKit (WebKitWebDriver on Xvfb; tests/browser/browsers.mjs), end to end. Ends with one
 # line of totals over every harness and the list of skipped tests; with CI=true a skip fails the
 # run (CI has the fixtures, the browser and the package: nothing may silently not run there).
 set -euo pipefail
@@ -34,7 +34,7 @@ for crate in . vendor/ggml; do
   step "wasm tests of $crate in headless Firefox" wasm-pack test --headless --firefox --mode no-install "$crate" --locked
 done
 
-echo "== package: types, Node CLI and API tests, end-to-end tests in headless Chromium and Firefox"
+echo "== package: types, Node CLI and API tests, end-to-end tests in headless Chromium, Firefox and WebKit"
 ./build-wasm.sh
 cargo build --release --locked --bin echo-engine
 node_modules/.bin/tsc --noEmit -p tests/types

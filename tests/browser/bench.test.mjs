@@ -62,5 +62,5 @@ test('an unknown --browser is refused, naming the browsers there are', () => {
   const r = run('scripts/bench-browser.mjs', ['--browser', 'netscape', ...ARGS]);
   assert.equal(r.status, 1);
   assert.equal(JSON.parse(r.stderr).code, 'invalid_options');
-  assert.match(JSON.parse(r.stderr).message, /expected one of chromium, firefox, got netscape/);
+  assert.match(JSON.parse(r.stderr).message, /expected one of chromium, firefox, webkit, got netscape/);
 });

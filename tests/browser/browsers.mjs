@@ -4,11 +4,14 @@
 // keys): click, fill, press, type, setInputFiles; and setViewportSize, screenshot (full page).
 // Chromium is Debian's, driven by playwright-core (chromium.mjs); Firefox is Debian's firefox-esr,
 // driven by geckodriver over WebDriver BiDi (Playwright can only drive its own patched Firefox
-// builds, which cannot be downloaded here).
+// builds, which cannot be downloaded here); WebKit is Debian's WebKitGTK (its MiniBrowser, the
+// engine family Safari uses), driven by WebKitWebDriver over classic WebDriver (it has no BiDi) on
+// an Xvfb display (WebKitGTK has no headless mode).
 import { after, before, describe } from 'node:test';
 import { spawn } from 'node:child_process';
-import { accessSync, constants, existsSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { createServer } from 'node:net';
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { root } from '../support/models.mjs';
 import { CHROMIUM_MISSING, launchChromium } from './chromium.mjs';
@@ -39,13 +42,29 @@ const firefoxMissing = [
 /** false, or why the Firefox tests cannot run (a `skip` reason for node:test). */
 export const FIREFOX_MISSING = firefoxMissing.length > 0 && `missing ${firefoxMissing.join(', ')}`;
 
+const WEBKIT_DRIVER = '/usr/bin/WebKitWebDriver';
+const MINIBROWSER = '/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser';
+const XVFB = '/usr/bin/Xvfb';
+const webkitMissing = [
+  [existsSync(WEBKIT_DRIVER), 'Debian webkit2gtk-driver'],
+  [existsSync(MINIBROWSER), 'WebKitGTK\'s MiniBrowser (Debian libwebkit2gtk-4.1-0)'],
+  [existsSync(XVFB), 'Xvfb (Debian xvfb)'],
+  [existsSync(join(root, 'pkg/echo_engine_bg.wasm')), 'the wasm package (run ./build-wasm.sh)'],
+].filter(([present]) => !present).map(([, what]) => what);
+
+/** false, or why the WebKit tests cannot run (a `skip` reason for node:test). */
+export const WEBKIT_MISSING = webkitMissing.length > 0 && `missing ${webkitMissing.join(', ')}`;
+
 /**
  * Each browser: `name` for test titles, `missing` (false or the skip reason), `launch()` giving
- * `{ newPage(), close() }`.
+ * `{ newPage(), close() }`, and what it `lacks` that the engine or the demo would use (the tests
+ * check that each is detected and explained): WebKitGTK 2.50 has no SharedArrayBuffer even on a
+ * cross-origin isolated page (so no threads), and no Origin Private File System.
  */
 export const BROWSERS = [
-  { name: 'Chromium', missing: CHROMIUM_MISSING, launch: launchChromiumPages },
-  { name: 'Firefox', missing: FIREFOX_MISSING, launch: launchFirefox },
+  { name: 'Chromium', missing: CHROMIUM_MISSING, launch: launchChromiumPages, lacks: [] },
+  { name: 'Firefox', missing: FIREFOX_MISSING, launch: launchFirefox, lacks: [] },
+  { name: 'WebKit', missing: WEBKIT_MISSING, launch: launchWebKit, lacks: ['SharedArrayBuffer', 'OPFS'] },
 ];
 
 /** The test page (pages/e2e.html, which loads the package and its scenarios) from `server`, ready. */
@@ -154,6 +173,51 @@ function decode(value) {
 
 /** WebDriver's codes for the keys the tests press by name. */
 const KEYS = { Enter: '\uE007', Escape: '\uE00C', Shift: '\uE008' };
+
+/** The keyDown/keyUp actions pressing `key` ('Shift+Enter': Shift held while Enter goes down and up). */
+function keyPress(key) {
+  const held = key.split('+').map((k) => KEYS[k] ?? k);
+  return [...held.map((value) => ({ type: 'keyDown', value })), ...held.reverse().map((value) => ({ type: 'keyUp', value }))];
+}
+
+/** The keyDown/keyUp actions typing `text`. */
+const keyText = (text) => [...text].flatMap((value) => [{ type: 'keyDown', value }, { type: 'keyUp', value }]);
+
+/**
+ * waitForFunction over a driver's `evaluate`: polls like Playwright's default (raf there; 100 ms
+ * here), with Playwright's 30 s timeout.
+ */
+function pollWith(evaluate) {
+  return async (fn, arg, { timeout = 30000 } = {}) => {
+    const end = Date.now() + timeout;
+    let last;
+    for (;;) {
+      try {
+        if (await evaluate(`async (a) => Boolean(await (${fn})(a))`, arg)) return;
+      } catch (e) {
+        last = e; // e.g. the document was replaced mid-call: try again
+      }
+      if (Date.now() > end) throw new Error(`waitForFunction: ${fn} still false after ${timeout} ms${last ? ` (${last.message})` : ''}`);
+      await new Promise((ok) => setTimeout(ok, 100));
+    }
+  };
+}
+
+/**
+ * As Playwright waits before input (a page function of the selector): the element there, shown,
+ * enabled, in view, still for a frame (the page may be scrolling it) and first under the pointer
+ * at its centre.
+ */
+const ACTIONABLE = async (s) => {
+  const e = document.querySelector(s);
+  if (!e || e.disabled || e.getClientRects().length === 0) return false;
+  e.scrollIntoView({ block: 'center' });
+  const before = e.getBoundingClientRect();
+  await new Promise(requestAnimationFrame);
+  const box = e.getBoundingClientRect();
+  const hit = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+  return box.x === before.x && box.y === before.y && (e === hit || e.contains(hit));
+};
 
 /** Starts geckodriver on a free port; resolves with its URL and the process. */
 function startGeckodriver() {
@@ -266,20 +330,7 @@ async function launchFirefox() {
         }
         return decode(JSON.parse(r.result.value));
       };
-      // Polls like Playwright's default (raf there; 100 ms here), with Playwright's 30 s timeout.
-      const waitForFunction = async (fn, arg, { timeout = 30000 } = {}) => {
-        const end = Date.now() + timeout;
-        let last;
-        for (;;) {
-          try {
-            if (await evaluate(`async (a) => Boolean(await (${fn})(a))`, arg)) return;
-          } catch (e) {
-            last = e; // e.g. the document was replaced mid-call: try again
-          }
-          if (Date.now() > end) throw new Error(`waitForFunction: ${fn} still false after ${timeout} ms${last ? ` (${last.message})` : ''}`);
-          await new Promise((ok) => setTimeout(ok, 100));
-        }
-      };
+      const waitForFunction = pollWith(evaluate);
       /** The first element matching `selector`, as a BiDi reference. */
       const locate = async (selector) => {
         const { nodes } = await send('browsingContext.locateNodes', { context, locator: { type: 'css', value: selector }, maxNodeCount: 1 });
@@ -292,21 +343,8 @@ async function launchFirefox() {
         if (r.type === 'exception') throw new Error(`in Firefox: ${r.exceptionDetails.text}`);
       };
       const keys = (actions) => send('input.performActions', { context, actions: [{ type: 'key', id: 'keyboard', actions }] });
-      /**
-       * As Playwright waits before input: the element there, shown, enabled, in view, still for a
-       * frame (the page may be scrolling it) and first under the pointer at its centre.
-       */
       const visible = async (selector) => {
-        await waitForFunction(async (s) => {
-          const e = document.querySelector(s);
-          if (!e || e.disabled || e.getClientRects().length === 0) return false;
-          e.scrollIntoView({ block: 'center' });
-          const before = e.getBoundingClientRect();
-          await new Promise(requestAnimationFrame);
-          const box = e.getBoundingClientRect();
-          const hit = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
-          return box.x === before.x && box.y === before.y && (e === hit || e.contains(hit));
-        }, selector);
+        await waitForFunction(ACTIONABLE, selector);
         return locate(selector);
       };
       return {
@@ -332,12 +370,11 @@ async function launchFirefox() {
         },
         async press(selector, key) {
           await call('(e) => e.focus()', await visible(selector));
-          const held = key.split('+').map((k) => KEYS[k] ?? k);
-          await keys([...held.map((value) => ({ type: 'keyDown', value })), ...held.reverse().map((value) => ({ type: 'keyUp', value }))]);
+          await keys(keyPress(key));
         },
         async type(selector, text) {
           await call('(e) => e.focus()', await visible(selector));
-          await keys([...text].flatMap((value) => [{ type: 'keyDown', value }, { type: 'keyUp', value }]));
+          await keys(keyText(text));
         },
         async setInputFiles(selector, path) {
           await send('input.setFiles', { context, element: await locate(selector), files: [path] });
@@ -359,6 +396,250 @@ async function launchFirefox() {
       } finally {
         socket.close();
         driver.child.kill();
+      }
+    },
+  };
+}
+
+/** A free TCP port on 127.0.0.1 (WebKitWebDriver cannot be given port 0). */
+function freePort() {
+  return new Promise((ok, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => ok(port));
+    });
+  });
+}
+
+/** Xvfb on a display number it picks itself (-displayfd); resolves with `:N` and the process. */
+function startXvfb() {
+  return new Promise((resolve, reject) => {
+    const child = spawn(XVFB, ['-displayfd', '3', '-screen', '0', '1280x1024x24', '-nolisten', 'tcp'], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+    let fd = '';
+    let err = '';
+    child.stdio[3].on('data', (d) => {
+      fd += d;
+      if (fd.includes('\n')) resolve({ display: `:${fd.trim()}`, child });
+    });
+    child.stderr.on('data', (d) => { err += d; });
+    child.on('error', reject);
+    child.on('exit', (code) => reject(new Error(`Xvfb exited (${code}) before giving its display: ${err}`)));
+  });
+}
+
+/**
+ * WebKitWebDriver on `display`, ready once it answers `/status`. It serves one session at a time,
+ * so each page has its own. The port is picked free first: if another process takes it meanwhile,
+ * the driver exits and another port is tried.
+ */
+async function startWebKitDriver(env) {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const child = spawn(WEBKIT_DRIVER, [`--port=${port}`], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+    let err = '';
+    let exited = false;
+    child.stderr.on('data', (d) => { err += d; });
+    child.on('error', (e) => { exited = true; err += e.message; });
+    child.on('exit', () => { exited = true; });
+    for (const end = Date.now() + 10000; !exited && Date.now() < end;) {
+      try {
+        await http('GET', `${url}/status`);
+        return { url, child };
+      } catch {
+        await new Promise((ok) => setTimeout(ok, 50));
+      }
+    }
+    child.kill();
+    if (attempt === 3) throw new Error(`WebKitWebDriver did not start (port ${port}): ${err}`);
+  }
+}
+
+// Classic WebDriver has no events: the page's uncaught errors and console calls are kept in the
+// page from each navigation on (what comes before the navigation ends is not seen) and collected
+// with every command and every 100 ms. Playwright's names: 'warning' for console.warn.
+const EVENTS = '__echoDriverEvents';
+const COLLECT = `if (!window.${EVENTS}) {
+  const events = window.${EVENTS} = [];
+  addEventListener('error', (e) => events.push(['pageerror', { message: String(e.message) }]));
+  addEventListener('unhandledrejection', (e) => events.push(['pageerror', { message: String(e.reason?.message ?? e.reason) }]));
+  for (const type of ['log', 'info', 'warn', 'error', 'debug']) {
+    const original = console[type];
+    console[type] = function (...args) {
+      events.push(['console', { type: type === 'warn' ? 'warning' : type, text: args.map(String).join(' ') }]);
+      return original.apply(this, args);
+    };
+  }
+}`;
+const TAKE_EVENTS = `(window.${EVENTS} ?? []).splice(0)`;
+const ELEMENT = 'element-6066-11e4-a52e-4f735466cecf';
+
+/**
+ * WebKitGTK's MiniBrowser on an Xvfb display, one browser process per page, over classic WebDriver;
+ * a fresh profile (XDG folders, deleted on close) whose GTK style sheet lets MiniBrowser's toolbar
+ * shrink, which otherwise keeps the window at least 447 px wide (the tests set 375).
+ */
+async function launchWebKit() {
+  const profile = mkdtempSync(join(tmpdir(), 'echo-webkit-'));
+  mkdirSync(join(profile, 'config/gtk-3.0'), { recursive: true });
+  writeFileSync(join(profile, 'config/gtk-3.0/gtk.css'), 'toolbar, toolbar *, entry, button { min-width: 0; padding: 0; margin: 0; }\n');
+  let xvfb;
+  try {
+    xvfb = await startXvfb();
+  } catch (e) {
+    rmSync(profile, { recursive: true, force: true });
+    throw e;
+  }
+  const env = { DISPLAY: xvfb.display, XDG_CONFIG_HOME: join(profile, 'config'), XDG_DATA_HOME: join(profile, 'data'), XDG_CACHE_HOME: join(profile, 'cache') };
+  const pages = new Set();
+  return {
+    async newPage() {
+      const driver = await startWebKitDriver(env);
+      let at;
+      try {
+        const session = await http('POST', `${driver.url}/session`, {
+          capabilities: { alwaysMatch: { 'webkitgtk:browserOptions': { binary: MINIBROWSER, args: ['--automation'] } } },
+        });
+        at = `${driver.url}/session/${session.sessionId}`;
+        // A scenario may run for minutes: no script timeout (the tests' own timeouts apply).
+        await http('POST', `${at}/timeouts`, { script: null });
+      } catch (e) {
+        driver.child.kill();
+        throw e;
+      }
+      // One command at a time, in order (a WebDriver session's commands are sequential).
+      let queue = Promise.resolve();
+      let busy = 0;
+      const command = (method, path, body) => {
+        busy++;
+        const result = queue.then(() => http(method, `${at}${path}`, body));
+        queue = result.then(() => {}, () => {}).finally(() => busy--);
+        return result;
+      };
+      const script = (body, ...args) => command('POST', '/execute/sync', { script: body, args });
+
+      const listeners = [];
+      const deliver = (events) => {
+        for (const [event, data] of events ?? []) for (const [e, listener] of listeners) if (e === event) listener(data);
+      };
+      let closed = false;
+      const collect = async () => {
+        if (closed) return;
+        if (busy === 0 && listeners.length > 0) {
+          try {
+            deliver(await script(`return ${TAKE_EVENTS};`));
+          } catch { /* mid-navigation: next time */ }
+        }
+        setTimeout(collect, 100);
+      };
+      collect();
+
+      const evaluate = async (fn, arg) => {
+        const r = await command('POST', '/execute/async', {
+          script: `const done = arguments[arguments.length - 1];
+            ${ENCODE}
+            const json = arguments[0];
+            (async () => JSON.stringify(encode(await (${fn})(json === '' ? undefined : JSON.parse(json)))))()
+              .then((value) => done({ value, events: ${TAKE_EVENTS} }), (e) => done({ error: String(e), events: ${TAKE_EVENTS} }));`,
+          args: [arg === undefined ? '' : JSON.stringify(arg)],
+        });
+        deliver(r.events);
+        if ('error' in r) throw new Error(`in WebKit: ${r.error}`);
+        return decode(JSON.parse(r.value));
+      };
+      const waitForFunction = pollWith(evaluate);
+      /** The element `selector` finds, once actionable, as a WebDriver element id. */
+      const visible = async (selector) => {
+        await waitForFunction(ACTIONABLE, selector);
+        const found = await command('POST', '/element', { using: 'css selector', value: selector });
+        return found[ELEMENT];
+      };
+      const keys = async (actions) => {
+        await command('POST', '/actions', { actions: [{ type: 'key', id: 'keyboard', actions }] });
+        await command('DELETE', '/actions');
+      };
+      const navigated = async () => {
+        await script(COLLECT);
+      };
+      // Classic WebDriver sizes the window: grow it by what MiniBrowser's own bars take, then wait
+      // until the page has the size and has painted at it (a shot taken sooner is partly black).
+      const setViewportSize = async ({ width, height }) => {
+        await command('POST', '/window/rect', { width, height });
+        const [w, h] = await script('return [innerWidth, innerHeight];');
+        await command('POST', '/window/rect', { width: 2 * width - w, height: 2 * height - h });
+        await waitForFunction(async ([w, h]) => {
+          if (innerWidth !== w || innerHeight !== h) return false;
+          await new Promise(requestAnimationFrame);
+          await new Promise(requestAnimationFrame);
+          return true;
+        }, [width, height], { timeout: 5000 });
+      };
+      const page = {
+        async goto(url) {
+          await command('POST', '/url', { url });
+          await navigated();
+        },
+        async reload() {
+          await command('POST', '/refresh', {});
+          await navigated();
+        },
+        evaluate,
+        waitForFunction,
+        on(event, listener) {
+          if (event !== 'pageerror' && event !== 'console') throw new Error(`unknown page event ${event}`);
+          listeners.push([event, listener]);
+        },
+        async click(selector) {
+          await command('POST', `/element/${await visible(selector)}/click`, {});
+        },
+        // As Playwright's fill: the value replaced at once, with one input event.
+        async fill(selector, text) {
+          await script('const e = arguments[0]; e.focus(); e.value = arguments[1]; e.dispatchEvent(new Event("input", { bubbles: true }));',
+            { [ELEMENT]: await visible(selector) }, text);
+        },
+        async press(selector, key) {
+          await script('arguments[0].focus();', { [ELEMENT]: await visible(selector) });
+          await keys(keyPress(key));
+        },
+        async type(selector, text) {
+          await script('arguments[0].focus();', { [ELEMENT]: await visible(selector) });
+          await keys(keyText(text));
+        },
+        async setInputFiles(selector, path) {
+          const found = await command('POST', '/element', { using: 'css selector', value: selector });
+          await command('POST', `/element/${found[ELEMENT]}/value`, { text: path });
+        },
+        setViewportSize,
+        // Full page: the viewport made as tall as the document for the shot.
+        async screenshot(path) {
+          const [width, height, full] = await script('return [innerWidth, innerHeight, document.documentElement.scrollHeight];');
+          await setViewportSize({ width, height: Math.max(height, full) });
+          const data = await command('GET', '/screenshot');
+          await setViewportSize({ width, height });
+          writeFileSync(path, Buffer.from(data, 'base64'));
+        },
+        async close() {
+          if (closed) return;
+          closed = true;
+          pages.delete(page);
+          try {
+            await command('DELETE', '');
+          } finally {
+            driver.child.kill();
+          }
+        },
+      };
+      pages.add(page);
+      return page;
+    },
+    async close() {
+      try {
+        await Promise.allSettled([...pages].map((p) => p.close()));
+      } finally {
+        xvfb.child.kill();
+        rmSync(profile, { recursive: true, force: true });
       }
     },
   };

@@ -154,10 +154,12 @@ async function loadsWithStatus(browser, server, isolated) {
     assert.match(status, isolated ? /^cross-origin isolated/ : /^not cross-origin isolated: single-threaded/);
     await page.waitForFunction(() => document.getElementById('memory-figures').textContent.includes('used'));
     await page.waitForFunction(() => document.getElementById('status-threads').textContent !== '…');
-    const cores = await page.evaluate(() => navigator.hardwareConcurrency);
-    // The default: half the cores, 1 to 4, where threads can run (isolated), else 1.
-    const threads = isolated ? Math.min(4, Math.max(1, Math.floor(cores / 2))) : 1;
-    assert.match(await textOf(page, '#status-threads'), new RegExp(`^${threads} of ${cores} cores \\(${isolated ? 'half the cores' : 'the single-threaded build'}`));
+    const [cores, shared] = await page.evaluate(() => [navigator.hardwareConcurrency, typeof SharedArrayBuffer === 'function']);
+    // The default: half the cores, 1 to 4, where threads can run (isolated, with shared memory:
+    // WebKitGTK has none), else 1.
+    const threads = isolated && shared ? Math.min(4, Math.max(1, Math.floor(cores / 2))) : 1;
+    assert.match(await textOf(page, '#status-threads'), new RegExp(`^${threads} of ${cores} cores \\(${isolated && shared ? 'half the cores' : 'the single-threaded build'}`));
+    if (isolated && !shared) assert.match(status, /no SharedArrayBuffer/);
     assert.deepEqual(errors, []);
   } finally {
     await page.close();
@@ -190,8 +192,9 @@ async function loadDemoAndChat(page) {
   await page.waitForFunction(() => /^1 request;/.test(document.getElementById('speed-summary').textContent));
 }
 
-for (const { name, missing: skip, launch } of BROWSERS) {
+for (const { name, missing: skip, launch, lacks } of BROWSERS) {
   const id = name.toLowerCase();
+  const opfs = !lacks.includes('OPFS');
   // One browser for both servers, each describe opening its own tabs. Skipped test by test (not the
   // whole suite) so that the skips are counted and listed.
   describe(name, () => {
@@ -341,10 +344,18 @@ for (const { name, missing: skip, launch } of BROWSERS) {
         assert.deepEqual(errors, []);
       });
 
-      test(`${name}: a kept model loads from the browser cache with no byte from the server`, { skip }, async () => {
+      test(`${name}: ${opfs ? 'a kept model loads from the browser cache with no byte from the server' : 'with no OPFS the page says models are not kept, and a load downloads again'}`, { skip }, async () => {
         const sent = server.sentBytes(DEMO);
         assert.ok(sent >= DEMO_BYTES);
         await reload(page);
+        if (!opfs) {
+          assert.match(await textOf(page, '#cache-empty'), /no Origin Private File System, so models are not kept/);
+          assert.equal(await count(page, '#cache-list li'), 0);
+          assert.match(await load(page, () => page.click('#load-demo')), /^Loaded kjv-3m-Q8_0\.bin/);
+          assert.equal(server.sentBytes(DEMO), sent + DEMO_BYTES);
+          assert.deepEqual(errors, []);
+          return;
+        }
         const item = '#cache-list li[data-name="kjv-3m-Q8_0.bin"]';
         await waitFor(page, item);
         assert.match(await textOf(page, item), /kjv-3m-Q8_0\.bin3\.8 MiB/);
@@ -409,16 +420,18 @@ for (const { name, missing: skip, launch } of BROWSERS) {
 
       // Here, where no memory is stored yet: loading a model re-embeds the stored memories, and the
       // engine cannot with a 64-token vocabulary (the checkpoint fixtures'), so the load would fail.
-      test(`${name}: a picked checkpoint is converted, kept and loaded; a dropped .bin loads as it is`, { skip }, async () => {
+      test(`${name}: a picked checkpoint is converted, ${opfs ? 'kept ' : ''}and loaded; a dropped .bin loads as it is`, { skip }, async () => {
         const message = await load(page, () => page.setInputFiles('#model-file', join(CHECKPOINTS, 'v7.pth')));
         assert.match(message, /^Loaded v7-FP16\.bin: v7 FP16/);
-        // The converter's file is rwkv.cpp's, byte for byte: the same size is kept.
-        const kept = await page.evaluate(async () => {
-          const models = await (await navigator.storage.getDirectory()).getDirectoryHandle('models');
-          return (await (await models.getFileHandle('v7-FP16.bin')).getFile()).size;
-        });
-        assert.equal(kept, statSync(join(CHECKPOINTS, 'v7-FP16.bin')).size);
-        assert.equal(await count(page, '#cache-list li[data-name="v7-FP16.bin"]'), 1);
+        if (opfs) {
+          // The converter's file is rwkv.cpp's, byte for byte: the same size is kept.
+          const kept = await page.evaluate(async () => {
+            const models = await (await navigator.storage.getDirectory()).getDirectoryHandle('models');
+            return (await (await models.getFileHandle('v7-FP16.bin')).getFile()).size;
+          });
+          assert.equal(kept, statSync(join(CHECKPOINTS, 'v7-FP16.bin')).size);
+        }
+        assert.equal(await count(page, '#cache-list li[data-name="v7-FP16.bin"]'), opfs ? 1 : 0);
 
         // A drop as the browser dispatches it (no driver drags a file from outside the page).
         const dropped = await load(page, () => page.evaluate(async () => {
@@ -431,8 +444,10 @@ for (const { name, missing: skip, launch } of BROWSERS) {
         assert.match(await textOf(page, '#status-model'), /^v6, /);
 
         // Delete removes a kept model.
-        await page.click('#cache-list button[aria-label="Delete v7-FP16.bin"]');
-        await page.waitForFunction(() => !document.querySelector('#cache-list li[data-name="v7-FP16.bin"]'));
+        if (opfs) {
+          await page.click('#cache-list button[aria-label="Delete v7-FP16.bin"]');
+          await page.waitForFunction(() => !document.querySelector('#cache-list li[data-name="v7-FP16.bin"]'));
+        }
         assert.deepEqual(errors, []);
       });
 

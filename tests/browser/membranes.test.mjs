@@ -1,4 +1,4 @@
-// Memory stores and process() in headless Chromium and Firefox on the demo model (kjv-3m): memories in
+// Memory stores and process() in headless Chromium, Firefox and WebKit on the demo model (kjv-3m): memories in
 // IndexedDB outlive a page reload and the engine; a full quota and a missing IndexedDB each give
 // storage_failed once and memories kept in memory; process() end to end and processStream aborted.
 // The page is e2e.html; each scenario is sent with page.evaluate and returns plain data.

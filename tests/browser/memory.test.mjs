@@ -1,4 +1,4 @@
-// The memory cap at evaluation time in headless Chromium and Firefox (the same checks as
+// The memory cap at evaluation time in headless Chromium, Firefox and WebKit (the same checks as
 // tests/node/memory.test.mjs, by URL): long generations under the tightest limit the load check
 // admits never run out of memory; a model the header check admits but whose evaluation does not
 // fit gets out_of_memory, and the engine goes on working. The page is e2e.html; the scenario

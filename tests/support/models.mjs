@@ -21,7 +21,7 @@ export function synth(out, args) {
 }
 
 /** A temporary folder with the models (all in it, so one server mount serves them); `remove()` deletes it. */
-export function makeModels({ big100 = false, big250 = false } = {}) {
+export function makeModels({ big250 = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'echo-models-'));
   const tiny = join(dir, 'tiny.bin');
   if (!FIXTURES_MISSING) copyFileSync(fixture, tiny);
@@ -39,8 +39,7 @@ export function makeModels({ big100 = false, big250 = false } = {}) {
     notModel: join(dir, 'not-a-model.bin'),
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
-  // ~116 MB and ~253 MB (a 169M-parameter-class v4 at Q8_0).
-  if (big100) models.big100 = synth(join(dir, 'big100.bin'), ['--arch', 'v4', '--n-embed', '512', '--n-layer', '8', '--n-vocab', '30000', '--type', 'FP16']);
+  // ~253 MB (a 169M-parameter-class v4 at Q8_0).
   if (big250) models.big250 = synth(join(dir, 'big250.bin'), ['--arch', 'v4', '--n-embed', '768', '--n-layer', '12', '--n-vocab', '50277', '--type', 'Q8_0']);
   return models;
 }

@@ -64,6 +64,10 @@ export function initModels({ engine, onSettled }) {
   }
 
   async function refreshCache() {
+    if (!cacheAvailable) {
+      byId('cache-empty').textContent = 'This browser has no Origin Private File System, so models are not kept: each load downloads again.';
+      return;
+    }
     const list = byId('cache-list');
     const items = await listCached().catch(() => []);
     byId('cache-empty').hidden = items.length > 0;

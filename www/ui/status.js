@@ -10,9 +10,13 @@ export function initStatus({ engine }) {
   const speeds = [];
   let polling = false;
 
-  byId('status-isolation').textContent = crossOriginIsolated
+  // WebKitGTK, for one, is isolated but has no SharedArrayBuffer: the engine then runs one thread.
+  const shared = crossOriginIsolated && typeof SharedArrayBuffer === 'function';
+  byId('status-isolation').textContent = shared
     ? 'cross-origin isolated (COOP/COEP): threads can share memory'
-    : 'not cross-origin isolated: single-threaded; everything works';
+    : crossOriginIsolated
+      ? 'cross-origin isolated (COOP/COEP), but this browser has no SharedArrayBuffer: single-threaded; everything works'
+      : 'not cross-origin isolated: single-threaded; everything works';
 
   // The worker answers in order: a poll waits behind a generation, so never send a second one.
   async function pollMemory() {
@@ -37,7 +41,7 @@ export function initStatus({ engine }) {
     try {
       const h = await engine.health();
       byId('status-backend').textContent = h.backend ? `${h.backend}${h.ok ? '' : ' (not healthy)'}` : 'ggml (no model loaded)';
-      const why = h.threadsWhy ?? (crossOriginIsolated ? 'half the cores, 1 to 4, leaving the rest to the page' : 'the single-threaded build');
+      const why = h.threadsWhy ?? (shared ? 'half the cores, 1 to 4, leaving the rest to the page' : 'the single-threaded build');
       byId('status-threads').textContent = `${h.threads} of ${navigator.hardwareConcurrency} cores (${why})`;
     } catch {
       byId('status-backend').textContent = 'unknown';
