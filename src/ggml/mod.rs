@@ -125,6 +125,8 @@ pub struct GgmlContext {
     graph: Context,
     galloc: *mut ggml_gallocr,
     work: Vec<u8>,
+    /// Whether the compute buffers were sized for a full chunk (see `reserve`).
+    reserved: bool,
     threads: usize,
     /// With more than one thread: ggml's threadpool, started once here, so no token pays for
     /// starting and joining threads (which ggml does per graph when given none).
@@ -161,12 +163,12 @@ impl GgmlContext {
         }
         // SAFETY: 1 < threads <= MAX_THREADS, within ggml's limit; ggml aborts if a thread cannot start.
         let pool = if threads > 1 { unsafe { sys::echo_ggml_threadpool_new(threads as i32) } } else { std::ptr::null_mut() };
-        Ok(GgmlContext { model, graph, galloc, work: Vec::new(), threads, pool })
+        Ok(GgmlContext { model, graph, galloc, work: Vec::new(), threads, pool, reserved: false })
     }
 
-    /// What evaluating has really allocated besides the weights, at its largest so far (the
-    /// graph's part without ggml-alloc's bookkeeping, which ggml does not report); each part is
-    /// bounded by [`compute_memory`]'s.
+    /// What evaluating has really allocated besides the weights, at its largest so far: a full
+    /// chunk's from the first evaluation with logits on (the graph's part without ggml-alloc's
+    /// bookkeeping, which ggml does not report); each part is bounded by [`compute_memory`]'s.
     pub fn allocated(&self) -> ComputeMemory {
         let nodes = graph_nodes(&self.model.model.hparams);
         ComputeMemory {
@@ -182,6 +184,14 @@ impl GgmlContext {
     /// logits when asked. Same contract and errors as [`crate::reference::eval`].
     pub fn eval(&mut self, tokens: &[u32], state: &mut [f32], mut logits: Option<&mut [f32]>) -> Result<()> {
         self.model.model.check_eval(tokens, state, logits.as_deref())?;
+        if !self.reserved {
+            if let Some(logits) = logits.as_deref_mut() {
+                self.reserved = true;
+                // Out of memory is all that can fail it: then the buffers grow as inputs come, and
+                // what fits still evaluates (a header may understate what a full chunk needs).
+                let _ = self.reserve(state, logits);
+            }
+        }
         let chunks = tokens.len().div_ceil(SEQ_CHUNK);
         for (i, chunk) in tokens.chunks(SEQ_CHUNK).enumerate() {
             let out = if i + 1 == chunks { logits.take().map(Output::Logits) } else { None };
@@ -202,41 +212,77 @@ impl GgmlContext {
     }
 
     fn eval_chunk(&mut self, tokens: &[u32], state: &mut [f32], output: Option<Output>) -> Result<()> {
-        let nodes = graph_nodes(&self.model.model.hparams);
-        self.graph.reset();
-        let c = self.graph.as_ptr();
-        // SAFETY: every tensor below lives in `self.graph`, not reset until the next chunk. The
-        // input tensors point at the caller's slices, valid and exclusively ours for this call.
+        // SAFETY: the graph's input tensors point at the caller's slices, valid and exclusively
+        // ours for this call; its other tensors live in `self.graph` until the next chunk.
         unsafe {
-            let graph = sys::ggml_new_graph_custom(c, nodes, false);
-            let tok = sys::ggml_new_tensor_1d(c, sys::GGML_TYPE_I32, tokens.len() as i64);
-            (*tok).data = tokens.as_ptr() as *mut _; // token ids < n_vocab fit in i32
-            let st = sys::ggml_new_tensor_1d(c, sys::GGML_TYPE_F32, state.len() as i64);
-            (*st).data = state.as_mut_ptr().cast();
-            let over = |buf: &mut [f32]| {
-                let t = sys::ggml_new_tensor_1d(c, sys::GGML_TYPE_F32, buf.len() as i64);
-                (*t).data = buf.as_mut_ptr().cast();
-                t
-            };
-            let out = output.map(|o| match o {
-                Output::Logits(l) => graph::Out::Logits(over(l)),
-                Output::Hidden(h) => graph::Out::Hidden(over(h)),
-            });
-            graph::build(&self.model, c, graph, tok, st, out);
-
+            let graph = self.build(tokens, state, output);
             if !sys::ggml_gallocr_alloc_graph(self.galloc, graph) {
                 return Err(Error::out_of_memory("ggml compute buffers", 0));
             }
-            let mut plan: sys::ggml_cplan = std::mem::zeroed();
-            sys::echo_ggml_graph_plan(graph, self.threads as i32, self.pool, &mut plan);
-            if self.work.len() < plan.work_size {
-                let extra = plan.work_size - self.work.len();
-                self.work.try_reserve_exact(extra).map_err(|_| Error::out_of_memory("the ggml work buffer", plan.work_size))?;
-                self.work.resize(plan.work_size, 0);
-            }
-            plan.work_data = self.work.as_mut_ptr();
+            let mut plan = self.plan(graph)?;
             compute_status(sys::ggml_graph_compute(graph, &mut plan))
         }
+    }
+
+    /// Sizes the compute buffers for the largest graph, a full chunk with logits, before the first
+    /// evaluation with logits (with its state and logits buffers, so it allocates nothing else),
+    /// so that later graphs fit. Grown as larger inputs came, each buffer would leave its smaller
+    /// self behind as a hole in the heap, and wasm memory never shrinks.
+    fn reserve(&mut self, state: &mut [f32], logits: &mut [f32]) -> Result<()> {
+        let tokens = [0u32; SEQ_CHUNK];
+        // SAFETY: as in `eval_chunk`; nothing is computed, nothing read or written.
+        unsafe {
+            let graph = self.build(&tokens, state, Some(Output::Logits(logits)));
+            if !sys::ggml_gallocr_reserve(self.galloc, graph) {
+                return Err(Error::out_of_memory("ggml compute buffers", 0));
+            }
+            self.plan(graph)?;
+        }
+        Ok(())
+    }
+
+    /// The graph for `tokens` from `state`, with `output`, built in the reset graph pool.
+    ///
+    /// # Safety
+    /// The graph points at the slices: they must outlive its use, unmoved, and nothing else may
+    /// touch them meanwhile; it lives until the next `build`.
+    unsafe fn build(&mut self, tokens: &[u32], state: &mut [f32], output: Option<Output>) -> *mut sys::ggml_cgraph {
+        let nodes = graph_nodes(&self.model.model.hparams);
+        self.graph.reset();
+        let c = self.graph.as_ptr();
+        let graph = sys::ggml_new_graph_custom(c, nodes, false);
+        let tok = sys::ggml_new_tensor_1d(c, sys::GGML_TYPE_I32, tokens.len() as i64);
+        (*tok).data = tokens.as_ptr() as *mut _; // token ids < n_vocab fit in i32
+        let st = sys::ggml_new_tensor_1d(c, sys::GGML_TYPE_F32, state.len() as i64);
+        (*st).data = state.as_mut_ptr().cast();
+        let over = |buf: &mut [f32]| {
+            let t = sys::ggml_new_tensor_1d(c, sys::GGML_TYPE_F32, buf.len() as i64);
+            (*t).data = buf.as_mut_ptr().cast();
+            t
+        };
+        let out = output.map(|o| match o {
+            Output::Logits(l) => graph::Out::Logits(over(l)),
+            Output::Hidden(h) => graph::Out::Hidden(over(h)),
+        });
+        graph::build(&self.model, c, graph, tok, st, out);
+        graph
+    }
+
+    /// ggml's plan for computing `graph` on this context's threads, with the work buffer grown
+    /// to what it needs.
+    ///
+    /// # Safety
+    /// `graph` comes from `build`, and is still alive.
+    unsafe fn plan(&mut self, graph: *mut sys::ggml_cgraph) -> Result<sys::ggml_cplan> {
+        let mut plan: sys::ggml_cplan = std::mem::zeroed();
+        sys::echo_ggml_graph_plan(graph, self.threads as i32, self.pool, &mut plan);
+        if self.work.len() < plan.work_size {
+            let extra = plan.work_size - self.work.len();
+            self.work.try_reserve_exact(extra).map_err(|_| Error::out_of_memory("the ggml work buffer", plan.work_size))?;
+            self.work.resize(plan.work_size, 0);
+        }
+        plan.work_data = self.work.as_mut_ptr();
+        Ok(plan)
     }
 }
 

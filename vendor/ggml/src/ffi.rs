@@ -285,6 +285,9 @@ extern "C" {
     pub fn ggml_backend_cpu_buffer_type() -> *mut ggml_backend_buffer_type;
     pub fn ggml_gallocr_new(buft: *mut ggml_backend_buffer_type) -> *mut ggml_gallocr;
     pub fn ggml_gallocr_free(galloc: *mut ggml_gallocr);
+    /// Sizes the allocator's buffer for `graph` (no tensor is placed); a later graph that needs no
+    /// more is placed without reallocating. False when out of memory.
+    pub fn ggml_gallocr_reserve(galloc: *mut ggml_gallocr, graph: *mut ggml_cgraph) -> bool;
     /// Allocates every tensor of `graph` that has no data yet; false when out of memory.
     pub fn ggml_gallocr_alloc_graph(galloc: *mut ggml_gallocr, graph: *mut ggml_cgraph) -> bool;
     pub fn ggml_gallocr_get_buffer_size(galloc: *mut ggml_gallocr, buffer_id: c_int) -> usize;
