@@ -43,7 +43,11 @@ impl Metrics {
         let c = match self.backends.iter().position(|(b, _)| *b == backend) {
             Some(i) => &mut self.backends[i].1,
             None => {
-                self.backends.push((backend, Counters::default()));
+                // The window at its full size at once: grown as requests came, it would move from
+                // hole to hole of the heap, and a hole left inside a loaded model's memory keeps
+                // the next model from that space (a reload after one generation grew wasm memory
+                // by the 74 MiB of a 169M model's head).
+                self.backends.push((backend, Counters { latencies_ms: VecDeque::with_capacity(WINDOW), ..Counters::default() }));
                 &mut self.backends.last_mut().expect("just pushed").1
             }
         };
