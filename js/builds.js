@@ -3,6 +3,17 @@
 // workers (thread.js) parked on the module's memory.
 const isNode = typeof process === 'object' && Boolean(process.versions?.node);
 
+/**
+ * Why the threaded build cannot run here, or null: its memory is shared with its workers, which
+ * browsers allow only on cross-origin isolated pages, and some (WebKitGTK) not even there.
+ */
+export function noSharedMemory() {
+  if (isNode) return null;
+  if (!globalThis.crossOriginIsolated) return 'the page is not cross-origin isolated (COOP/COEP), so it has no shared memory';
+  if (typeof SharedArrayBuffer !== 'function') return 'this browser has no SharedArrayBuffer, so no shared memory, although the page is cross-origin isolated';
+  return null;
+}
+
 /** Imports and instantiates the build in `dir` (relative to this file): its exports, its compiled module and its glue's URL. */
 export async function instantiate(dir) {
   const url = new URL(dir, import.meta.url);

@@ -3,6 +3,8 @@
 // by transfer, not by copy; if the worker dies, every pending and later call rejects with
 // `worker_crashed` and a new engine can be created.
 
+import { noSharedMemory } from './builds.js';
+
 const isNode = typeof window === 'undefined' && typeof process !== 'undefined' && !!process.versions?.node;
 
 export class EchoError extends Error {
@@ -24,7 +26,7 @@ export class EchoError extends Error {
  * so they must not crowd out the page and the rest of the machine (one spare core each).
  */
 async function defaultThreads() {
-  if (!isNode && !(globalThis.crossOriginIsolated && typeof SharedArrayBuffer === 'function')) return 1;
+  if (noSharedMemory()) return 1;
   const cores = isNode ? (await import('node:os')).availableParallelism() : navigator.hardwareConcurrency || 1;
   return Math.min(4, Math.max(1, Math.floor(cores / 2)));
 }

@@ -2,7 +2,7 @@
 // the wasm instance and answers `EchoEngine`'s requests one at a time, in order. Only `abort`
 // messages skip the queue, so a load or a generation in progress can be stopped: both run as
 // loops that return to the event loop between chunks and between tokens.
-import { instantiate, startPool } from './builds.js';
+import { instantiate, noSharedMemory, startPool } from './builds.js';
 import { openPersistence } from './persistence.js';
 import { echoError, openRandomAccess, openSource, readAll } from './sources.js';
 
@@ -157,11 +157,9 @@ async function run(id, op, args, signal) {
 async function create({ memoryLimitMb, backend, memoryPath, persistMemories, memoryDatabase, threads: wanted, crashChannel }) {
   if (engine) throw echoError('invalid_options', 'the engine is already created');
   persistence = openPersistence({ memoryPath, persistMemories, memoryDatabase }, isNode);
-  if (wanted > 1 && !(isNode || self.crossOriginIsolated)) {
-    threads = { threads: 1, threadsWhy: 'the page is not cross-origin isolated (COOP/COEP), so it has no shared memory' };
-  } else if (wanted > 1 && typeof SharedArrayBuffer !== 'function') {
-    // WebKitGTK, for one, is isolated but gives no shared memory.
-    threads = { threads: 1, threadsWhy: 'this browser has no SharedArrayBuffer, so no shared memory, although the page is cross-origin isolated' };
+  const unshared = wanted > 1 && noSharedMemory();
+  if (unshared) {
+    threads = { threads: 1, threadsWhy: unshared };
   } else if (wanted > 1) {
     try {
       glue = await instantiate('../pkg-threads/');
