@@ -37,8 +37,9 @@ struct Collect {
     allocated: u64,
     /// The tensor being read: its info as stored, its memory and the bytes written there.
     current: Option<(TensorInfo, AlignedBuf, usize)>,
-    /// The head's rows being quantized on the way in (`LoadOptions::head`).
-    converting: Option<Recoder>,
+    /// The head's rows being quantized on the way in (`LoadOptions::head`), and the buffer their
+    /// encodings go through (reused from chunk to chunk).
+    converting: Option<(Recoder, Vec<u8>)>,
 }
 
 impl ModelLoader {
@@ -140,7 +141,7 @@ impl Sink for Collect {
         let info = match head_target(self.opts.head, info)? {
             Some(to) => {
                 let (recoder, info) = Recoder::new(info, to);
-                self.converting = Some(recoder);
+                self.converting = Some((recoder, Vec::new()));
                 info
             }
             None => info.clone(),
@@ -155,10 +156,10 @@ impl Sink for Collect {
 
     fn tensor_data(&mut self, bytes: &[u8]) -> Result<()> {
         let (_, buf, filled) = self.current.as_mut().expect("data follows a tensor header");
-        let mut recoded = Vec::new();
         let bytes = match &mut self.converting {
-            Some(r) => {
-                r.push(bytes, &mut recoded);
+            Some((r, recoded)) => {
+                recoded.clear();
+                r.push(bytes, recoded);
                 &recoded[..]
             }
             None => bytes,

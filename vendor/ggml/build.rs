@@ -66,9 +66,9 @@ static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
 
 /// Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 weights in wasm go in ggml's 2x2 tiles
 /// (`shim/echo_vec_dot_q.c`), so a prompt's chunk unpacks and widens each block once per two
-/// columns; results keep the bits of ggml's own wasm kernels. v4 169M Q5_1, prompt tokens/s on 1 thread, alternating runs: Chromium
-/// 41.5-44.3 -> 65.2-71.6; Node 48.9-57.6 -> 45.9-72.0 (noisy); Q8_0 in Chromium 43.0-46.0 ->
-/// 55.5-59.0. Decode unchanged or faster.
+/// columns; results keep the bits of ggml's own wasm kernels. v4 169M Q5_1, prompt tokens/s on
+/// 1 thread, alternating runs: Chromium 41.5-44.3 -> 65.2-71.6; Node 48.9-57.6 -> 45.9-72.0
+/// (noisy); Q8_0 in Chromium 43.0-46.0 -> 55.5-59.0. Decode unchanged or faster.
 const WASM_QUANT_TILE_PATCHES: &[(&str, &str, usize)] = &[
     (
         "static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
