@@ -550,18 +550,15 @@ async function launchWebKit() {
         return decode(JSON.parse(r.value));
       };
       const waitForFunction = pollWith(evaluate);
-      /** The element `selector` finds, once actionable, as a WebDriver element id. */
+      /** The first element matching `selector`, as a WebDriver element reference. */
+      const locate = (selector) => command('POST', '/element', { using: 'css selector', value: selector });
       const visible = async (selector) => {
         await waitForFunction(ACTIONABLE, selector);
-        const found = await command('POST', '/element', { using: 'css selector', value: selector });
-        return found[ELEMENT];
+        return locate(selector);
       };
       const keys = async (actions) => {
         await command('POST', '/actions', { actions: [{ type: 'key', id: 'keyboard', actions }] });
         await command('DELETE', '/actions');
-      };
-      const navigated = async () => {
-        await script(COLLECT);
       };
       // Classic WebDriver sizes the window: grow it by what MiniBrowser's own bars take, then wait
       // until the page has the size and has painted at it (a shot taken sooner is partly black).
@@ -579,11 +576,11 @@ async function launchWebKit() {
       const page = {
         async goto(url) {
           await command('POST', '/url', { url });
-          await navigated();
+          await script(COLLECT);
         },
         async reload() {
           await command('POST', '/refresh', {});
-          await navigated();
+          await script(COLLECT);
         },
         evaluate,
         waitForFunction,
@@ -592,24 +589,23 @@ async function launchWebKit() {
           listeners.push([event, listener]);
         },
         async click(selector) {
-          await command('POST', `/element/${await visible(selector)}/click`, {});
+          await command('POST', `/element/${(await visible(selector))[ELEMENT]}/click`, {});
         },
         // As Playwright's fill: the value replaced at once, with one input event.
         async fill(selector, text) {
           await script('const e = arguments[0]; e.focus(); e.value = arguments[1]; e.dispatchEvent(new Event("input", { bubbles: true }));',
-            { [ELEMENT]: await visible(selector) }, text);
+            await visible(selector), text);
         },
         async press(selector, key) {
-          await script('arguments[0].focus();', { [ELEMENT]: await visible(selector) });
+          await script('arguments[0].focus();', await visible(selector));
           await keys(keyPress(key));
         },
         async type(selector, text) {
-          await script('arguments[0].focus();', { [ELEMENT]: await visible(selector) });
+          await script('arguments[0].focus();', await visible(selector));
           await keys(keyText(text));
         },
         async setInputFiles(selector, path) {
-          const found = await command('POST', '/element', { using: 'css selector', value: selector });
-          await command('POST', `/element/${found[ELEMENT]}/value`, { text: path });
+          await command('POST', `/element/${(await locate(selector))[ELEMENT]}/value`, { text: path });
         },
         setViewportSize,
         // Full page: the viewport made as tall as the document for the shot.
