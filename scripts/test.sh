@@ -55,6 +55,6 @@ if [ -n "$skips" ]; then
 fi
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 if [ -n "$skips" ] && [ "${CI:-}" = true ]; then
-  echo "CI=true: every test must run here (../shared/fixtures, pkg/, chromium, firefox-esr); the skips above fail the run" >&2
+  echo "CI=true: every test must run here (../shared/fixtures, pkg/, chromium, firefox-esr, geckodriver, webkit2gtk-driver, xvfb); the skips above fail the run" >&2
   exit 1
 fi
