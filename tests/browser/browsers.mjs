@@ -562,16 +562,32 @@ async function launchWebKit() {
       };
       // Classic WebDriver sizes the window: grow it by what MiniBrowser's own bars take, then wait
       // until the page has the size and has painted at it (a shot taken sooner is partly black).
+      // A resize can land after the command returns (seen on a loaded machine): the page's size
+      // is read once it holds still, and the window corrected again until it is right.
       const setViewportSize = async ({ width, height }) => {
-        await command('POST', '/window/rect', { width, height });
-        const [w, h] = await script('return [innerWidth, innerHeight];');
-        await command('POST', '/window/rect', { width: 2 * width - w, height: 2 * height - h });
+        const size = () => script('return [innerWidth, innerHeight];');
+        const settled = async () => {
+          for (let last = await size(); ; ) {
+            await new Promise((ok) => setTimeout(ok, 50));
+            const now = await size();
+            if (now[0] === last[0] && now[1] === last[1]) return now;
+            last = now;
+          }
+        };
+        const end = Date.now() + 15000;
+        for (let rect = { width, height }; ; ) {
+          await command('POST', '/window/rect', rect);
+          const [w, h] = await settled();
+          if (w === width && h === height) break;
+          if (Date.now() > end) throw new Error(`setViewportSize: the page is ${w}×${h}, not ${width}×${height}`);
+          rect = { width: rect.width + width - w, height: rect.height + height - h };
+        }
         await waitForFunction(async ([w, h]) => {
           if (innerWidth !== w || innerHeight !== h) return false;
           await new Promise(requestAnimationFrame);
           await new Promise(requestAnimationFrame);
           return true;
-        }, [width, height], { timeout: 5000 });
+        }, [width, height], { timeout: 15000 });
       };
       const page = {
         async goto(url) {
