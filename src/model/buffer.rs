@@ -1,11 +1,13 @@
 //! Tensor memory: one fallible, 64-byte aligned allocation per tensor, so a load that does not
-//! fit fails with an error (never an abort), and ggml can use the bytes in place.
+//! fit fails with an error (never an abort), and ggml can use the bytes in place. It comes from
+//! `alloc_tensor` (on wasm32, a space only tensors use, so a model loaded again fits where it was).
 //!
 //! The memory starts uninitialised (zeroing it first cost a fifth of a wasm load): the loader
 //! writes every byte through `write`/`spare` before the buffer becomes a `Tensor`'s data, and only
 //! then is it read (`as_slice`).
 
-use std::alloc::{alloc, dealloc, Layout};
+use echo_ggml_sys::mem::{alloc_tensor, dealloc_tensor};
+use std::alloc::Layout;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
@@ -28,7 +30,7 @@ impl AlignedBuf {
         }
         let layout = Layout::from_size_align(len, ALIGN).ok()?;
         // SAFETY: layout has a non-zero size.
-        let ptr = NonNull::new(unsafe { alloc(layout) })?;
+        let ptr = NonNull::new(unsafe { alloc_tensor(layout) })?;
         Some(AlignedBuf { ptr, len })
     }
 
@@ -69,7 +71,7 @@ impl Drop for AlignedBuf {
     fn drop(&mut self) {
         if self.len > 0 {
             // SAFETY: allocated in try_new with this exact layout.
-            unsafe { dealloc(self.ptr.as_ptr(), Layout::from_size_align_unchecked(self.len, ALIGN)) }
+            unsafe { dealloc_tensor(self.ptr.as_ptr(), Layout::from_size_align_unchecked(self.len, ALIGN)) }
         }
     }
 }

@@ -10,6 +10,9 @@
 //! reports an error, C `malloc` returns NULL, and an infallible Rust allocation aborts via
 //! `handle_alloc_error`. So large allocations must be fallible and checked.
 //!
+//! A model's tensors have an allocation of their own ([`alloc_tensor`]): on wasm32 they live
+//! apart from everything else, so a model loaded again finds the space it left.
+//!
 //! This crate installs the `#[global_allocator]`; the final program must not define another.
 
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -95,6 +98,176 @@ unsafe impl GlobalAlloc for CountingAlloc {
                 release(old - new_size);
             }
             p
+        }
+    }
+}
+
+/// Memory for a model's tensor (null when refused), counted and capped like any allocation.
+/// On wasm32 it comes from a space only tensors use (`tensor_space` below), elsewhere from
+/// the global allocator. Free it with [`dealloc_tensor`] and the same layout.
+///
+/// # Safety
+/// `layout` has a non-zero size.
+pub unsafe fn alloc_tensor(layout: Layout) -> *mut u8 {
+    #[cfg(target_arch = "wasm32")]
+    if layout.align() <= tensor_space::ALIGN {
+        if !reserve(layout.size()) {
+            return core::ptr::null_mut();
+        }
+        let p = tensor_space::alloc(layout.size());
+        if p.is_null() {
+            release(layout.size());
+        }
+        return p;
+    }
+    std::alloc::alloc(layout)
+}
+
+/// Frees a block of [`alloc_tensor`].
+///
+/// # Safety
+/// `ptr` came from `alloc_tensor(layout)` and is not used after.
+pub unsafe fn dealloc_tensor(ptr: *mut u8, layout: Layout) {
+    #[cfg(target_arch = "wasm32")]
+    if layout.align() <= tensor_space::ALIGN {
+        tensor_space::dealloc(ptr, layout.size());
+        release(layout.size());
+        return;
+    }
+    std::alloc::dealloc(ptr, layout)
+}
+
+/// Tensors on wasm32, in ranges of linear memory nothing else enters. Wasm memory never
+/// shrinks, and Rust's wasm allocator (dlmalloc) serves a small request from any free chunk when
+/// its bins are empty: the space an unloaded model left was cut up by the next load's small
+/// allocations (its tokenizer, made first), and the model's largest tensor no longer fit — memory
+/// grew by that tensor on reload (73.7 MiB for a 169M model's head). Here only tensors come and
+/// go: a model loaded again puts the same sizes in the same order into the holes it left (best
+/// fit; freed neighbours merge).
+#[cfg(target_arch = "wasm32")]
+mod tensor_space {
+    use core::arch::wasm32::{memory_grow, memory_size};
+    use core::cell::UnsafeCell;
+    use core::ptr::null_mut;
+    use core::sync::atomic::{AtomicBool, Ordering::{Acquire, Relaxed, Release}};
+
+    /// Sizes are rounded to it and blocks start on it (wasm pages, 64 KiB, are multiples).
+    pub const ALIGN: usize = 64;
+    const PAGE: usize = 65536;
+
+    /// A free range, written at its own start. The list is sorted by address.
+    struct Free {
+        len: usize,
+        next: *mut Free,
+    }
+
+    struct List(UnsafeCell<*mut Free>);
+    // SAFETY: only touched under LOCK.
+    unsafe impl Sync for List {}
+    static HEAD: List = List(UnsafeCell::new(null_mut()));
+    /// A spin lock (pool threads could allocate too), held for a walk of a short list.
+    static LOCK: AtomicBool = AtomicBool::new(false);
+
+    struct Locked;
+    fn lock() -> Locked {
+        while LOCK.compare_exchange_weak(false, true, Acquire, Relaxed).is_err() {
+            core::hint::spin_loop();
+        }
+        Locked
+    }
+    impl Drop for Locked {
+        fn drop(&mut self) {
+            LOCK.store(false, Release);
+        }
+    }
+
+    fn round(n: usize) -> usize {
+        // n ≤ isize::MAX (a Layout's size): no overflow
+        (n + ALIGN - 1) & !(ALIGN - 1)
+    }
+
+    pub unsafe fn alloc(size: usize) -> *mut u8 {
+        let n = round(size);
+        let _locked = lock();
+        // At most two growths: if another grow came between, the second is big enough alone.
+        for _ in 0..3 {
+            if let Some(p) = take_best_fit(n) {
+                return p;
+            }
+            // Grow memory, counting the free range at its end when there is one.
+            let end = memory_size(0).wrapping_mul(PAGE); // 0 at 4 GiB: then nothing counts
+            let tail = last_free().filter(|&(start, len)| start + len == end).map_or(0, |(_, len)| len);
+            let pages = (n - tail).div_ceil(PAGE);
+            let prev = memory_grow(0, pages);
+            if prev == usize::MAX {
+                return null_mut();
+            }
+            insert(prev * PAGE, pages * PAGE);
+        }
+        null_mut()
+    }
+
+    pub unsafe fn dealloc(p: *mut u8, size: usize) {
+        let _locked = lock();
+        insert(p as usize, round(size));
+    }
+
+    /// The smallest free range of at least `n` bytes gives its last `n` bytes.
+    unsafe fn take_best_fit(n: usize) -> Option<*mut u8> {
+        let mut best: *mut *mut Free = null_mut();
+        let mut link: *mut *mut Free = HEAD.0.get();
+        while !(*link).is_null() {
+            let f = *link;
+            if (*f).len >= n && (best.is_null() || (*f).len < (**best).len) {
+                best = link;
+            }
+            link = &mut (*f).next;
+        }
+        if best.is_null() {
+            return None;
+        }
+        let f = *best;
+        (*f).len -= n;
+        if (*f).len == 0 {
+            *best = (*f).next;
+        }
+        Some((f as *mut u8).add((*f).len))
+    }
+
+    unsafe fn last_free() -> Option<(usize, usize)> {
+        let mut f = *HEAD.0.get();
+        let mut last = None;
+        while !f.is_null() {
+            last = Some((f as usize, (*f).len));
+            f = (*f).next;
+        }
+        last
+    }
+
+    /// Adds `[start, start + len)` to the list, merged with the free ranges it touches.
+    unsafe fn insert(start: usize, len: usize) {
+        let mut prev: *mut Free = null_mut();
+        let mut next = *HEAD.0.get();
+        while !next.is_null() && (next as usize) < start {
+            prev = next;
+            next = (*next).next;
+        }
+        let node = if !prev.is_null() && prev as usize + (*prev).len == start {
+            (*prev).len += len;
+            prev
+        } else {
+            let node = start as *mut Free;
+            node.write(Free { len, next });
+            if prev.is_null() {
+                *HEAD.0.get() = node;
+            } else {
+                (*prev).next = node;
+            }
+            node
+        };
+        if !next.is_null() && node as usize + (*node).len == next as usize {
+            (*node).len += (*next).len;
+            (*node).next = (*next).next;
         }
     }
 }

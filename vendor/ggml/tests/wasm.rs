@@ -107,3 +107,46 @@ fn memory_limit_and_c_malloc() {
     }
     assert!(echo_ggml_sys::mem::wasm_memory_bytes() > 0);
 }
+
+/// A tensor freed among live small blocks is there again after many small allocations (from
+/// dlmalloc's heap, they would be cut out of it and the next tensor would grow memory); tensor
+/// blocks are counted and capped like any other.
+#[wasm_bindgen_test]
+fn tensor_space_is_kept_for_tensors() {
+    use echo_ggml_sys::mem::{alloc_tensor, dealloc_tensor, set_limit, used_bytes, wasm_memory_bytes};
+    use std::alloc::Layout;
+    let layout = Layout::from_size_align(48 << 20, 64).unwrap();
+    // More small blocks than all the free memory there is besides the tensor holds.
+    let n = (wasm_memory_bytes() - used_bytes()) / 96 + 50_000;
+    unsafe {
+        let before = used_bytes();
+        let t = alloc_tensor(layout);
+        assert!(!t.is_null() && t as usize % 64 == 0);
+        assert_eq!(used_bytes(), before + (48 << 20));
+        t.write_bytes(1, 48 << 20);
+        let pins: Vec<Box<[u8; 64]>> = (0..64).map(|_| Box::new([0; 64])).collect();
+        let pinned = used_bytes();
+        dealloc_tensor(t, layout);
+        assert_eq!(used_bytes(), pinned - (48 << 20));
+        let small: Vec<Box<[u8; 96]>> = (0..n).map(|i| Box::new([i as u8; 96])).collect();
+        let grown = wasm_memory_bytes();
+        let again = alloc_tensor(layout);
+        assert_eq!(wasm_memory_bytes(), grown, "the freed tensor space was reused");
+        again.write_bytes(2, 48 << 20);
+        assert!(small.iter().enumerate().all(|(i, s)| s.iter().all(|&b| b == i as u8)));
+        // Two halves of the freed block, then the whole again (the halves merged when freed).
+        dealloc_tensor(again, layout);
+        let half = Layout::from_size_align(24 << 20, 64).unwrap();
+        let (a, b) = (alloc_tensor(half), alloc_tensor(half));
+        assert_eq!(wasm_memory_bytes(), grown);
+        dealloc_tensor(a, half);
+        dealloc_tensor(b, half);
+        let whole = alloc_tensor(layout);
+        assert_eq!(wasm_memory_bytes(), grown);
+        dealloc_tensor(whole, layout);
+        set_limit(Some(used_bytes() + (1 << 20)));
+        assert!(alloc_tensor(layout).is_null(), "over the limit");
+        set_limit(None);
+        drop(pins);
+    }
+}
