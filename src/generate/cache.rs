@@ -42,24 +42,37 @@ impl<K: PartialEq, V> Lru<K, V> {
         if bytes > self.max_bytes {
             return false;
         }
-        if let Some(i) = self.slots.iter().position(|s| s.key == key) {
-            self.remove(i);
+        self.make_room(&key, bytes, drop);
+        self.push(key, value, bytes);
+        true
+    }
+
+    /// Removes the entry under `key` and the least recently used ones until `bytes` more fit,
+    /// handing each removed value to `removed`. `bytes` is at most the bound.
+    fn make_room(&mut self, key: &K, bytes: usize, mut removed: impl FnMut(V)) {
+        if let Some(i) = self.slots.iter().position(|s| s.key == *key) {
+            removed(self.remove(i));
         }
         while self.used_bytes + bytes > self.max_bytes {
             let oldest = (0..self.slots.len()).min_by_key(|&i| self.slots[i].last_used);
             match oldest {
-                Some(i) => self.remove(i),
+                Some(i) => removed(self.remove(i)),
                 None => break,
             }
         }
+    }
+
+    /// Adds an entry that `make_room` made room for.
+    fn push(&mut self, key: K, value: V, bytes: usize) {
         self.clock += 1;
         self.used_bytes += bytes;
         self.slots.push(Slot { key, value, bytes, last_used: self.clock });
-        true
     }
 
-    fn remove(&mut self, i: usize) {
-        self.used_bytes -= self.slots.swap_remove(i).bytes;
+    fn remove(&mut self, i: usize) -> V {
+        let slot = self.slots.swap_remove(i);
+        self.used_bytes -= slot.bytes;
+        slot.value
     }
 
 }
@@ -69,6 +82,12 @@ impl<K: PartialEq, V> Lru<K, V> {
 pub struct Snapshot {
     pub state: Vec<f32>,
     pub logits: Option<Vec<f32>>,
+}
+
+/// `buf` becomes a copy of `from`, in its own allocation when that is big enough.
+fn refill(buf: &mut Vec<f32>, from: &[f32]) {
+    buf.clear();
+    buf.extend_from_slice(from);
 }
 
 /// RNN states keyed by the tokens that led to them (from the model's initial state). Each entry
@@ -107,8 +126,20 @@ impl PrefixCache {
         if bytes > self.0.max_bytes {
             return false;
         }
-        let snapshot = Snapshot { state: state.to_vec(), logits: logits.map(<[f32]>::to_vec) };
-        self.0.insert(tokens.to_vec(), snapshot, bytes)
+        // A full cache turns over without allocating: the new entry takes the buffers of one it
+        // evicts (same sizes for one model) instead of freeing them and asking for as much again.
+        let key = tokens.to_vec();
+        let mut spare = None;
+        self.0.make_room(&key, bytes, |evicted| spare = Some(evicted));
+        let Snapshot { state: mut state_buf, logits: logits_buf } = spare.unwrap_or(Snapshot { state: Vec::new(), logits: None });
+        refill(&mut state_buf, state);
+        let logits = logits.map(|l| {
+            let mut buf = logits_buf.unwrap_or_default();
+            refill(&mut buf, l);
+            buf
+        });
+        self.0.push(key, Snapshot { state: state_buf, logits }, bytes);
+        true
     }
 
     /// The longest cached prefix of `tokens`: its length and snapshot. A snapshot for all of
@@ -193,5 +224,22 @@ mod tests {
         // Too large for the bound: refused, and nothing is evicted for it.
         assert!(!c.insert(&[4], &[0.0; 12], None));
         assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn a_full_cache_turns_over_in_the_buffers_it_evicts() {
+        // Each entry: 1 key token + 4 state floats + 4 logits = 36 bytes; room for 2.
+        let mut c = PrefixCache::new(72);
+        c.insert(&[0], &[0.0; 4], Some(&[0.0; 4]));
+        c.insert(&[1], &[1.0; 4], Some(&[1.0; 4]));
+        let (_, oldest) = c.longest_prefix(&[0, 9]).unwrap();
+        let (state, logits) = (oldest.state.as_ptr(), oldest.logits.as_ref().unwrap().as_ptr());
+        c.longest_prefix(&[1, 9]); // [0] is now the least recently used
+        c.insert(&[2], &[2.0; 4], Some(&[5.0; 4]));
+        assert!(c.longest_prefix(&[0, 9]).is_none());
+        let (_, new) = c.longest_prefix(&[2, 9]).unwrap();
+        assert_eq!((new.state.as_slice(), new.logits.as_deref()), (&[2.0; 4][..], Some(&[5.0; 4][..])));
+        assert_eq!((new.state.as_ptr(), new.logits.as_ref().unwrap().as_ptr()), (state, logits));
+        assert_eq!(c.bytes(), 72);
     }
 }
