@@ -51,7 +51,7 @@ const USAGE: &str = "usage: echo-engine <info|logits|quantize|convert|bench|synt
   logits     --model F --tokens 34,105,110 [--mode serial|sequence] [--backend ggml|reference] [--threads 1]
   quantize   --in F --out G --type Q4_0|Q4_1|Q5_0|Q5_1|Q8_0 [--head Q8_0]
   convert    --in CKPT.pth|CKPT.safetensors --out G [--type FP16|FP32|Q4_0|Q4_1|Q5_0|Q5_1|Q8_0]
-  bench      --model F [--decode 64] [--prompt 128] [--backend ggml|reference] [--sample] [--threads 1]
+  bench      --model F [--decode 64] [--prompt 128] [--backend ggml|reference] [--sample] [--threads 1] [--head Q8_0]
   bench      --sample --n-vocab 65536 [--logit-std 1] [--decode 64]
   bench      --json-schema F | --regex RE | --lark F | --gbnf F  --vocab V [--tokenizer world] [--model F] [--decode 256]
   bench      --memories 50000 [--n-embed 768] [--k 10]
@@ -61,7 +61,7 @@ const USAGE: &str = "usage: echo-engine <info|logits|quantize|convert|bench|synt
              [--max-tokens 256] [--temperature 1] [--top-p 0.85] [--top-k 0] [--min-p 0]
              [--presence-penalty 0.2] [--frequency-penalty 0.2] [--penalty-decay 0.996] [--seed 42]
              [--stop S | --stop '[\"S1\",\"S2\"]' …] [--stop-tokens 0,1] [--cache-mb 64] [--backend ggml] [--json]
-             [--memory-limit-mb N] [--threads 1] [--json-schema FILE | --regex RE | --lark FILE | --gbnf FILE]
+             [--memory-limit-mb N] [--threads 1] [--head Q8_0] [--json-schema FILE | --regex RE | --lark FILE | --gbnf FILE]
   perplexity --model F --file TEXT [--window 128] [--tokenizer auto|world|neox|byte] [--vocab FILE] [--backend ggml]
   tokenize   --tokenizer world|neox|byte [--vocab FILE] --text TEXT
   detokenize --tokenizer world|neox|byte [--vocab FILE] --ids 1,2,3 [--json]
@@ -170,10 +170,21 @@ fn run_command(args: &[String], io: &mut dyn Io) -> Result<()> {
 
 /// Streams a model file into memory; returns the model and the seconds it took.
 fn load(path: &str, io: &mut dyn Io) -> Result<(Arc<Model>, f64)> {
+    load_with_head(path, None, io)
+}
+
+/// `--head Q8_0` (bench, generate): a float head quantized as the model loads, as the engine's
+/// `loadModel({ head })` does.
+fn head_option(args: &Args) -> Result<Option<DType>> {
+    args.optional("head").map(crate::quantize::head_type).transpose()
+}
+
+/// Like `load`, with the head quantized to `head` on the way in.
+fn load_with_head(path: &str, head: Option<DType>, io: &mut dyn Io) -> Result<(Arc<Model>, f64)> {
     let now = io.clock();
     let start = now();
     let file_bytes = io.open(path)?;
-    let mut loader = ModelLoader::new(LoadOptions { file_bytes: Some(file_bytes), ..LoadOptions::default() });
+    let mut loader = ModelLoader::new(LoadOptions { file_bytes: Some(file_bytes), head, ..LoadOptions::default() });
     for_each_chunk(io, path, |_, chunk| loader.push(chunk))?;
     let model = loader.finish()?;
     Ok((Arc::new(model), (now() - start) / 1000.0))
@@ -197,10 +208,10 @@ fn memory_limit(args: &Args) -> Result<Option<u64>> {
 /// Like `load`, within `limit_bytes`: from then on allocations past the limit fail, and a model
 /// whose weights, evaluation context and `extra_bytes` would not fit is refused from its header,
 /// before any tensor memory is allocated.
-fn load_within(path: &str, limit_bytes: u64, extra_bytes: u64, io: &mut dyn Io) -> Result<Arc<Model>> {
+fn load_within(path: &str, limit_bytes: u64, extra_bytes: u64, head: Option<DType>, io: &mut dyn Io) -> Result<Arc<Model>> {
     echo_ggml_sys::mem::set_limit(Some(usize::try_from(limit_bytes).unwrap_or(usize::MAX)));
     let file_bytes = io.open(path)?;
-    let mut load = StreamingLoad::new(limit_bytes, Some(file_bytes));
+    let mut load = StreamingLoad::new(limit_bytes, Some(file_bytes)).with_head(head);
     for_each_chunk(io, path, |_, chunk| {
         load.push(chunk, |h| Ok(echo_ggml_sys::mem::used_bytes() as u64 + backend::eval_bytes_bound(h) + extra_bytes))
     })?;

@@ -5,7 +5,7 @@
 //! tokenizer as `generate` takes it), the cost of constrained decoding: building the token trie,
 //! compiling the grammar, and the mask per token (see `bench_grammar`).
 
-use super::{backend_kind, load, text, threads, Args, Io};
+use super::{backend_kind, head_option, load, load_with_head, text, threads, Args, Io};
 use crate::backend;
 use crate::error::{Error, ErrorCode, Result};
 use crate::grammar::{Grammar, Grammars};
@@ -15,7 +15,7 @@ use crate::tokenizer::TokenizerKind;
 
 pub(super) const OPTIONS: &[&str] = &[
     "model", "decode", "prompt", "backend", "sample", "n-vocab", "logit-std", "json-schema", "regex", "lark", "gbnf", "tokenizer",
-    "vocab", "memories", "n-embed", "k", "threads",
+    "vocab", "memories", "n-embed", "k", "threads", "head",
 ];
 
 /// Timed calls are preceded by this many untimed ones: the first calls pay for one-time work (a
@@ -44,7 +44,7 @@ pub(super) fn bench(args: &Args, io: &mut dyn Io) -> Result<()> {
     let n_prompt = args.number("prompt", 128)?.max(1) as usize;
     let kind = backend_kind(args)?;
     let threads = threads(args)?;
-    let (model, load_s) = load(path, io)?;
+    let (model, load_s) = load_with_head(path, head_option(args)?, io)?;
     let mut backend = backend::create_with_threads(kind, model.clone(), threads)?;
     let n_vocab = model.hparams.n_vocab;
     let token = |i: usize| (i as u32 * 7919 + 13) % n_vocab as u32;

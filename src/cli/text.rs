@@ -1,7 +1,7 @@
 //! The text commands: `generate` (streamed, or one JSON object per prompt with `--json`),
 //! `perplexity`, `tokenize` and `detokenize`.
 
-use super::{backend_kind, load, load_within, memory_limit, parse_tokens, read_all, threads, Args, Io};
+use super::{backend_kind, head_option, load, load_with_head, load_within, memory_limit, parse_tokens, read_all, threads, Args, Io};
 use crate::backend;
 use crate::error::{json_string, Error, Result};
 use crate::generate::{Completion, GenerateOptions, Session};
@@ -12,6 +12,7 @@ use crate::tokenizer::{kind_for_vocab, Tokenizer, TokenizerKind};
 
 pub(super) const GENERATE_OPTIONS: &[&str] = &[
     "model",
+    "head",
     "threads",
     "prompt",
     "tokenizer",
@@ -54,9 +55,10 @@ pub(super) fn generate(args: &Args, io: &mut dyn Io) -> Result<()> {
     let default_cache_mb = limit.map_or(64, |l| (l >> 20) / 16).min(64);
     let cache_bytes = args.number("cache-mb", default_cache_mb)?.saturating_mul(1 << 20);
     let path = args.required("model")?;
+    let head = head_option(args)?;
     let model = match limit {
-        Some(limit) => load_within(path, limit, cache_bytes + TOKENIZER_BYTES, io)?,
-        None => load(path, io)?.0,
+        Some(limit) => load_within(path, limit, cache_bytes + TOKENIZER_BYTES, head, io)?,
+        None => load_with_head(path, head, io)?.0,
     };
     let tokenizer = tokenizer(args, io, Some(model.hparams.n_vocab))?;
     let backend = backend::create_with_threads(kind, model.clone(), threads(args)?)?;

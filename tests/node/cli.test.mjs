@@ -169,6 +169,32 @@ test('synth and bench work for every architecture, in Node and natively, and agr
   }
 });
 
+test('--head Q8_0 on bench and generate quantizes the head as the model loads, as quantize --head does to a file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'echo-head-'));
+  try {
+    const [fp16, plain, withHead] = ['fp16.bin', 'q5_1.bin', 'q5_1-head.bin'].map((f) => join(dir, f));
+    json('native', ['synth', '--arch', 'v5.2', '--n-embed', '64', '--n-layer', '2', '--n-vocab', '300', '--type', 'FP16', '--out', fp16]);
+    json('native', ['quantize', '--in', fp16, '--out', plain, '--type', 'Q5_1']);
+    json('native', ['quantize', '--in', fp16, '--out', withHead, '--type', 'Q5_1', '--head', 'Q8_0']);
+    const generate = (cli, model, ...extra) => {
+      const r = run(cli, ['generate', '--model', model, '--tokenizer', 'byte', '--prompt', 'In the', '--max-tokens', '16', '--seed', '3', '--json', ...extra]);
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout).tokens;
+    };
+    for (const cli of ['node', 'native']) {
+      const want = generate(cli, withHead);
+      assert.deepEqual(generate(cli, plain, '--head', 'Q8_0'), want, cli);
+      assert.deepEqual(generate(cli, plain, '--head', 'Q8_0', '--memory-limit-mb', '64'), want, `${cli}, under a limit`);
+      assert.notDeepEqual(generate(cli, plain), want, `${cli}: the FP16 head gives other tokens`);
+      assert.equal(json(cli, ['bench', '--model', plain, '--decode', '2', '--prompt', '4', '--head', 'Q8_0']).decode_tokens, 2);
+      const bad = run(cli, ['bench', '--model', plain, '--head', 'FP16']);
+      assert.equal(JSON.parse(bad.stderr.trim()).code, 'invalid_options', cli);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('bad input gives one JSON error line and a non-zero exit', () => {
   const dir = mkdtempSync(join(tmpdir(), 'echo-e-'));
   try {
