@@ -36,12 +36,20 @@ export async function startPool(build, n, crashChannel) {
   const memory = build.threadMemory();
   const url = new URL('./thread.js', import.meta.url);
   const { Worker } = isNode ? await import('node:worker_threads') : globalThis;
-  await Promise.all(Array.from({ length: n }, () => new Promise((resolve, reject) => {
-    const w = isNode ? new Worker(url) : new Worker(url, { type: 'module' });
-    if (isNode) w.unref(); // parked for good: it must not keep Node running
-    const on = (type, f) => (isNode ? w.once(type, f) : w.addEventListener(type, f, { once: true }));
-    on('message', resolve);
-    on('error', (e) => reject(new Error(e?.message ?? 'a pool thread failed to start')));
-    w.postMessage({ glue: build.glueUrl, module: build.module, memory, crashChannel });
-  })));
+  const workers = [];
+  try {
+    await Promise.all(Array.from({ length: n }, () => new Promise((resolve, reject) => {
+      const w = isNode ? new Worker(url) : new Worker(url, { type: 'module' });
+      workers.push(w);
+      if (isNode) w.unref(); // parked for good: it must not keep Node running
+      const on = (type, f) => (isNode ? w.once(type, f) : w.addEventListener(type, f, { once: true }));
+      on('message', resolve);
+      on('error', (e) => reject(new Error(e?.message ?? 'a pool thread failed to start')));
+      w.postMessage({ glue: build.glueUrl, module: build.module, memory, crashChannel });
+    })));
+  } catch (e) {
+    // The engine goes on with one thread: the threads that did start would stay parked for good.
+    for (const w of workers) w.terminate();
+    throw e;
+  }
 }
