@@ -34,6 +34,11 @@ fn arch_code(arch: Arch) -> u32 {
     }
 }
 
+/// The little-endian u32 words of `b` (its length a multiple of 4).
+fn words(b: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    b.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 impl Conversation {
     pub fn new(model: &Model) -> Conversation {
         Conversation { tokens: Vec::new(), fed: 0, state: model.initial_state(), logits: None }
@@ -74,10 +79,14 @@ impl Conversation {
         if body.len() % 4 != 0 {
             return Err(bad("wrong length"));
         }
-        let words: Vec<u32> = body.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        let Some(&[version, arch, n_vocab, n_embed, n_layer, state_len, n_tokens, fed, has_logits]) = words.get(..HEADER_WORDS) else {
+        // Read in place: a copy of the whole state as words was a transient block as big as the
+        // state, which wasm memory had to find room for at every load.
+        let mut header = [0u32; HEADER_WORDS];
+        if body.len() < 4 * HEADER_WORDS {
             return Err(bad("truncated"));
-        };
+        }
+        header.iter_mut().zip(words(&body[..4 * HEADER_WORDS])).for_each(|(h, w)| *h = w);
+        let [version, arch, n_vocab, n_embed, n_layer, state_len, n_tokens, fed, has_logits] = header;
         let h = &model.hparams;
         if version != VERSION {
             return Err(bad(&format!("format version {version}, this engine reads {VERSION}")));
@@ -95,15 +104,17 @@ impl Conversation {
             return Err(bad("logits missing or unexpected"));
         }
         let n_logits = if has_logits { h.n_vocab } else { 0 };
-        let rest = &words[HEADER_WORDS..];
+        let rest = &body[4 * HEADER_WORDS..];
         // In u64: crafted counts must not overflow a 32-bit usize.
-        if rest.len() as u64 != state_len as u64 + n_tokens as u64 + n_logits as u64 {
+        if (rest.len() / 4) as u64 != state_len as u64 + n_tokens as u64 + n_logits as u64 {
             return Err(bad("wrong length"));
         }
-        let floats = |w: &[u32]| w.iter().map(|&b| f32::from_bits(b)).collect::<Vec<f32>>();
-        let state = floats(&rest[..state_len]);
-        let tokens = rest[state_len..state_len + n_tokens].to_vec();
-        let logits = has_logits.then(|| floats(&rest[state_len + n_tokens..]));
+        let (state, rest) = rest.split_at(4 * state_len);
+        let (tokens, logits) = rest.split_at(4 * n_tokens);
+        let floats = |b: &[u8]| words(b).map(f32::from_bits).collect::<Vec<f32>>();
+        let state = floats(state);
+        let tokens: Vec<u32> = words(tokens).collect();
+        let logits = has_logits.then(|| floats(logits));
         if state.iter().chain(logits.iter().flatten()).any(|f| !f.is_finite()) {
             return Err(bad("non-finite numbers"));
         }
