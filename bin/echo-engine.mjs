@@ -20,7 +20,7 @@ if (!existsSync(wasmPath)) {
   process.exit(1);
 }
 const build = await instantiate(dir);
-if (threads > 1 && threads <= 64) await startPool(build, threads - 1);
+if (threads > 1 && threads <= 64) await startPool(build, threads - 1, { exitProcess: true });
 
 const readers = new Map();
 const writers = new Map();

@@ -29,10 +29,12 @@ export async function instantiate(dir) {
 /**
  * Starts `n` ggml pool threads on the threaded build `build` and waits until each is parked:
  * ggml cannot start a thread once it computes (its caller blocks the event loop a worker needs
- * to start). A thread that traps says so on the BroadcastChannel `crashChannel`, if any: the
- * thread waiting for it in ggml cannot hear it.
+ * to start). The thread waiting in ggml for one that traps cannot hear it, so the thread says
+ * so itself: on the BroadcastChannel `crashChannel` (EchoEngine), or with `exitProcess` (the
+ * Node CLI) as an error line on stderr before it ends the process.
+ * @param {{ crashChannel?: string, exitProcess?: boolean }} [onTrap]
  */
-export async function startPool(build, n, crashChannel) {
+export async function startPool(build, n, { crashChannel, exitProcess } = {}) {
   const memory = build.threadMemory();
   const url = new URL('./thread.js', import.meta.url);
   const { Worker } = isNode ? await import('node:worker_threads') : globalThis;
@@ -45,7 +47,7 @@ export async function startPool(build, n, crashChannel) {
       const on = (type, f) => (isNode ? w.once(type, f) : w.addEventListener(type, f, { once: true }));
       on('message', resolve);
       on('error', (e) => reject(new Error(e?.message ?? 'a pool thread failed to start')));
-      w.postMessage({ glue: build.glueUrl, module: build.module, memory, crashChannel });
+      w.postMessage({ glue: build.glueUrl, module: build.module, memory, crashChannel, exitProcess });
     })));
   } catch (e) {
     // The engine goes on with one thread: the threads that did start would stay parked for good.

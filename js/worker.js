@@ -163,7 +163,7 @@ async function create({ memoryLimitMb, backend, memoryPath, persistMemories, mem
   } else if (wanted > 1) {
     try {
       glue = await instantiate('../pkg-threads/');
-      await startPool(glue, wanted - 1, crashChannel);
+      await startPool(glue, wanted - 1, { crashChannel });
       threads = { threads: wanted, threadsWhy: null };
     } catch (e) {
       glue = undefined;

@@ -63,3 +63,16 @@ test('a pool thread that hangs ggml, then traps, is worker_crashed, not a silent
   await next.loadModel(model);
   assert.equal((await next.info()).threads, 2);
 });
+
+test('in the Node CLI, a pool thread that hangs ggml, then traps, ends the process with worker_crashed', { skip: FIXTURES_MISSING || THREADS_MISSING, timeout: 60_000 }, () => {
+  const preload = new URL('./workers/trapping-threads.mjs', import.meta.url).href;
+  const model = join(fixtures, 'tiny-rwkv-7v0-834K-Q5_1.bin');
+  const r = spawnSync(process.execPath, ['--import', preload, join(root, 'bin/echo-engine.mjs'), 'bench', '--model', model, '--threads', '2'],
+    { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.error, undefined, 'the CLI hung'); // ETIMEDOUT
+  assert.notEqual(r.status, 0);
+  const error = JSON.parse(r.stderr.trim().split('\n').at(-1));
+  assert.equal(error.code, 'worker_crashed');
+  assert.match(error.message, /pool thread trapped/);
+  assert.equal(r.stdout, '');
+});
