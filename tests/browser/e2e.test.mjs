@@ -131,7 +131,8 @@ for (const { name, missing: skip, launch, lacks } of BROWSERS) {
         });
 
         // What a browser reads ahead before the cancel reaches its network layer is megabytes, not a
-        // share of the file (WebKit: 17–36 MB on loopback): a ~253 MB model, so that most is far.
+        // share of the file (WebKit: 17–65 MB on loopback, the most on a busy machine): a ~253 MB
+        // model, so that most is far, and the bound is what the title says: less than half.
         test(`${name}: memoryLimitMb 64: a ~253 MB model is refused before most of it is sent; a tiny one then works`, { skip }, async () => {
           const r = await run('tooLarge', `${server.url}/refused/${basename(models.big250)}`, url(models.tiny));
           const size = statSync(models.big250).size;
@@ -141,7 +142,7 @@ for (const { name, missing: skip, launch, lacks } of BROWSERS) {
           assert.ok(r.big.error.neededBytes > size, `${r.big.error.neededBytes} needed`);
           await new Promise((ok) => setTimeout(ok, 200));
           const sent = server.sentBytes(`/refused/${basename(models.big250)}`);
-          assert.ok(sent < size / 4, `the server sent ${sent} of ${size} bytes`);
+          assert.ok(sent < size / 2, `the server sent ${sent} of ${size} bytes`);
           assert.ok(r.memoryAfterRefusal.usedBytes < 8 * MIB, `${r.memoryAfterRefusal.usedBytes} bytes still used`);
           assert.equal(r.tiny.ok, true);
           assert.equal(r.text.ok, true);
