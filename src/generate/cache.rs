@@ -84,12 +84,6 @@ pub struct Snapshot {
     pub logits: Option<Vec<f32>>,
 }
 
-/// `buf` becomes a copy of `from`, in its own allocation when that is big enough.
-fn refill(buf: &mut Vec<f32>, from: &[f32]) {
-    buf.clear();
-    buf.extend_from_slice(from);
-}
-
 /// RNN states keyed by the tokens that led to them (from the model's initial state). Each entry
 /// costs the bytes of its key, state and logits.
 #[derive(Debug)]
@@ -132,10 +126,10 @@ impl PrefixCache {
         let mut spare = None;
         self.0.make_room(&key, bytes, |evicted| spare = Some(evicted));
         let Snapshot { state: mut state_buf, logits: logits_buf } = spare.unwrap_or(Snapshot { state: Vec::new(), logits: None });
-        refill(&mut state_buf, state);
+        state.clone_into(&mut state_buf);
         let logits = logits.map(|l| {
             let mut buf = logits_buf.unwrap_or_default();
-            refill(&mut buf, l);
+            l.clone_into(&mut buf);
             buf
         });
         self.0.push(key, Snapshot { state: state_buf, logits }, bytes);
