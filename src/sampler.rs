@@ -85,11 +85,29 @@ pub struct Sampler {
     search: RankSearch,
 }
 
+impl Default for Sampler {
+    /// The default options (valid for any vocabulary).
+    fn default() -> Sampler {
+        let opts = SamplerOptions::default();
+        Sampler { rng: SplitMix(opts.seed), opts, occurrences: HashMap::new(), adjusted: Vec::new(), probs: Vec::new(), search: RankSearch::default() }
+    }
+}
+
 impl Sampler {
     pub fn new(opts: SamplerOptions, n_vocab: usize) -> Result<Sampler> {
+        let mut sampler = Sampler::default();
+        sampler.restart(opts, n_vocab)?;
+        Ok(sampler)
+    }
+
+    /// Starts over with `opts` (nothing generated yet), keeping the buffers: a session samples
+    /// every request with one sampler, so a request allocates no vocabulary-sized block.
+    pub fn restart(&mut self, opts: SamplerOptions, n_vocab: usize) -> Result<()> {
         opts.validate(n_vocab)?;
-        let rng = SplitMix(opts.seed);
-        Ok(Sampler { opts, rng, occurrences: HashMap::new(), adjusted: Vec::new(), probs: Vec::new(), search: RankSearch::default() })
+        self.rng = SplitMix(opts.seed);
+        self.opts = opts;
+        self.occurrences.clear();
+        Ok(())
     }
 
     /// Applies penalties, bias and bans to `logits` in place (what the distribution is sampled from).

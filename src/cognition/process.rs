@@ -245,7 +245,7 @@ impl Process {
         self.phase = Phase::Done;
         let now = session.now();
         let confidence = confidence(&c.logprobs);
-        let backend = session.parts().1.kind().name();
+        let backend = session.backend_kind().name();
         Ok(Event::Done(json!({
             "sessionId": self.ctx.session_id,
             "integratedResponse": c.text.trim(),
@@ -331,7 +331,7 @@ fn confidence(logprobs: &[f32]) -> f64 {
 /// the tokens that wrote it.
 fn steps(c: &Completion, session: &mut Session) -> Vec<(String, f64)> {
     // Where each token's bytes end in the text (the text is the tokens' bytes, up to a stop).
-    let (_, _, tokenizer) = session.parts();
+    let tokenizer = session.tokenizer();
     let mut ends = Vec::with_capacity(c.tokens.len());
     let mut end = 0;
     for &t in &c.tokens {

@@ -12,7 +12,11 @@ const MAGIC: &[u8; 8] = b"ECHOSTAT";
 const VERSION: u32 = 1;
 const HEADER_WORDS: usize = 9;
 
-#[derive(Debug, Clone, PartialEq)]
+/// Bytes the load and save copy through at a time: a saved state is read from and written to JS
+/// memory a piece at a time, so neither needs a block as big as the state in wasm memory.
+const PIECE: usize = 4096;
+
+#[derive(Debug)]
 pub(crate) struct Conversation {
     /// Every token so far: prompts and replies.
     pub tokens: Vec<u32>,
@@ -20,8 +24,10 @@ pub(crate) struct Conversation {
     /// (a reply's last token is fed lazily: the conversation may never continue).
     pub fed: usize,
     pub state: Vec<f32>,
-    /// The logits after `tokens[..fed]`, when computed. Always known when every token is fed.
-    pub logits: Option<Vec<f32>>,
+    /// The logits after `tokens[..fed]` (n_vocab floats), valid when `has_logits`. Always known
+    /// when every token is fed.
+    pub logits: Vec<f32>,
+    pub has_logits: bool,
 }
 
 fn arch_code(arch: Arch) -> u32 {
@@ -39,9 +45,40 @@ fn words(b: &[u8]) -> impl Iterator<Item = u32> + '_ {
     b.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
+/// Reads `n` words from `read` at byte `at`, a piece at a time, passing each piece to `each`
+/// with the index of its first word.
+fn read_words(read: &mut dyn FnMut(usize, &mut [u8]), at: usize, n: usize, each: &mut dyn FnMut(usize, &[u8])) {
+    let mut piece = [0u8; PIECE];
+    for first in (0..n).step_by(PIECE / 4) {
+        let bytes = &mut piece[..4 * (n - first).min(PIECE / 4)];
+        read(at + 4 * first, bytes);
+        each(first, bytes);
+    }
+}
+
+/// Passes `values` to `put` as little-endian bytes, a piece at a time.
+fn write_words<T: Copy>(values: &[T], to_le: fn(T) -> [u8; 4], put: &mut dyn FnMut(&[u8])) {
+    let mut piece = [0u8; PIECE];
+    for chunk in values.chunks(PIECE / 4) {
+        for (b, &v) in piece.chunks_exact_mut(4).zip(chunk) {
+            b.copy_from_slice(&to_le(v));
+        }
+        put(&piece[..4 * chunk.len()]);
+    }
+}
+
 impl Conversation {
     pub fn new(model: &Model) -> Conversation {
-        Conversation { tokens: Vec::new(), fed: 0, state: model.initial_state(), logits: None }
+        Conversation { tokens: Vec::new(), fed: 0, state: model.initial_state(), logits: vec![0.0; model.hparams.n_vocab], has_logits: false }
+    }
+
+    /// Back to the model's initial state with no tokens, in the buffers it has (a new conversation
+    /// per request would ask wasm memory for a state- and a logits-sized block each time).
+    pub fn clear(&mut self, model: &Model) {
+        self.tokens.clear();
+        self.fed = 0;
+        model.initial_state_into(&mut self.state);
+        self.has_logits = false;
     }
 
     /// Tokens still to be evaluated.
@@ -49,11 +86,34 @@ impl Conversation {
         &self.tokens[self.fed..]
     }
 
+    /// The logits after the fed tokens, when known.
+    pub fn logits(&self) -> Option<&[f32]> {
+        self.has_logits.then_some(&self.logits[..])
+    }
+
+    /// Sets the logits (`None`: not known).
+    pub fn set_logits(&mut self, logits: Option<&[f32]>) {
+        if let Some(l) = logits {
+            self.logits.copy_from_slice(l);
+        }
+        self.has_logits = logits.is_some();
+    }
+
+    /// The length of what `save_to` writes.
+    pub fn saved_len(&self) -> usize {
+        MAGIC.len() + 4 * (HEADER_WORDS + self.state.len() + self.tokens.len() + self.logits().map_or(0, <[f32]>::len))
+    }
+
     pub fn save(&self, model: &Model) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.saved_len());
+        self.save_to(model, &mut |b| out.extend_from_slice(b));
+        out
+    }
+
+    /// Writes the saved form to `put`, in pieces.
+    pub fn save_to(&self, model: &Model, put: &mut dyn FnMut(&[u8])) {
         let h = &model.hparams;
-        let logits = self.logits.as_deref().unwrap_or(&[]);
-        let mut out = Vec::with_capacity(8 + 4 * (HEADER_WORDS + self.state.len() + self.tokens.len() + logits.len()));
-        out.extend_from_slice(MAGIC);
+        put(MAGIC);
         let header = [
             VERSION,
             arch_code(model.arch),
@@ -63,29 +123,37 @@ impl Conversation {
             self.state.len() as u32,
             self.tokens.len() as u32,
             self.fed as u32,
-            self.logits.is_some() as u32,
+            self.has_logits as u32,
         ];
-        header.iter().for_each(|w| out.extend_from_slice(&w.to_le_bytes()));
-        self.state.iter().for_each(|f| out.extend_from_slice(&f.to_le_bytes()));
-        self.tokens.iter().for_each(|t| out.extend_from_slice(&t.to_le_bytes()));
-        logits.iter().for_each(|f| out.extend_from_slice(&f.to_le_bytes()));
-        out
+        write_words(&header, u32::to_le_bytes, put);
+        write_words(&self.state, f32::to_le_bytes, put);
+        write_words(&self.tokens, u32::to_le_bytes, put);
+        write_words(self.logits().unwrap_or(&[]), f32::to_le_bytes, put);
     }
 
-    /// Reads what `save` wrote for this model; anything else is `InvalidOptions`.
-    pub fn load(model: &Model, bytes: &[u8]) -> Result<Conversation> {
+    /// Reads what `save` wrote for this model; anything else is `InvalidOptions` and leaves the
+    /// conversation as it was.
+    pub fn load(&mut self, model: &Model, bytes: &[u8]) -> Result<()> {
+        self.load_from(model, bytes.len(), &mut |at, out| out.copy_from_slice(&bytes[at..at + out.len()]))
+    }
+
+    /// Like `load`, from `len` bytes that `read(at, out)` copies out piece by piece: the header
+    /// is checked against `len` before anything else is read, and the body is read twice (checked,
+    /// then copied into this conversation's own buffers), so a load allocates nothing new.
+    pub fn load_from(&mut self, model: &Model, len: usize, read: &mut dyn FnMut(usize, &mut [u8])) -> Result<()> {
         let bad = |why: &str| Error::invalid_options(format!("not a saved state for this model: {why}"));
-        let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or_else(|| bad("wrong magic"))?;
-        if body.len() % 4 != 0 {
+        const HEAD: usize = MAGIC.len() + 4 * HEADER_WORDS;
+        let mut bytes = [0u8; HEAD];
+        read(0, &mut bytes[..len.min(HEAD)]);
+        let body = bytes[..len.min(HEAD)].strip_prefix(MAGIC.as_slice()).ok_or_else(|| bad("wrong magic"))?;
+        if (len - MAGIC.len()) % 4 != 0 {
             return Err(bad("wrong length"));
         }
-        // Read in place: a copy of the whole state as words was a transient block as big as the
-        // state, which wasm memory had to find room for at every load.
-        let mut header = [0u32; HEADER_WORDS];
-        if body.len() < 4 * HEADER_WORDS {
+        if len < HEAD {
             return Err(bad("truncated"));
         }
-        header.iter_mut().zip(words(&body[..4 * HEADER_WORDS])).for_each(|(h, w)| *h = w);
+        let mut header = [0u32; HEADER_WORDS];
+        header.iter_mut().zip(words(body)).for_each(|(h, w)| *h = w);
         let [version, arch, n_vocab, n_embed, n_layer, state_len, n_tokens, fed, has_logits] = header;
         let h = &model.hparams;
         if version != VERSION {
@@ -104,23 +172,30 @@ impl Conversation {
             return Err(bad("logits missing or unexpected"));
         }
         let n_logits = if has_logits { h.n_vocab } else { 0 };
-        let rest = &body[4 * HEADER_WORDS..];
         // In u64: crafted counts must not overflow a 32-bit usize.
-        if (rest.len() / 4) as u64 != state_len as u64 + n_tokens as u64 + n_logits as u64 {
+        if ((len - HEAD) / 4) as u64 != state_len as u64 + n_tokens as u64 + n_logits as u64 {
             return Err(bad("wrong length"));
         }
-        let (state, rest) = rest.split_at(4 * state_len);
-        let (tokens, logits) = rest.split_at(4 * n_tokens);
-        let floats = |b: &[u8]| words(b).map(f32::from_bits).collect::<Vec<f32>>();
-        let state = floats(state);
-        let tokens: Vec<u32> = words(tokens).collect();
-        let logits = has_logits.then(|| floats(logits));
-        if state.iter().chain(logits.iter().flatten()).any(|f| !f.is_finite()) {
+        let (tokens_at, logits_at) = (HEAD + 4 * state_len, HEAD + 4 * (state_len + n_tokens));
+        let mut finite = true;
+        let mut check_floats = |_: usize, b: &[u8]| finite &= words(b).all(|w| f32::from_bits(w).is_finite());
+        read_words(read, HEAD, state_len, &mut check_floats);
+        read_words(read, logits_at, n_logits, &mut check_floats);
+        if !finite {
             return Err(bad("non-finite numbers"));
         }
-        if tokens.iter().any(|&t| t as usize >= h.n_vocab) {
+        let mut in_vocab = true;
+        read_words(read, tokens_at, n_tokens, &mut |_, b| in_vocab &= words(b).all(|t| (t as usize) < h.n_vocab));
+        if !in_vocab {
             return Err(bad("a token is out of the model's vocabulary"));
         }
-        Ok(Conversation { tokens, fed, state, logits })
+        let Conversation { tokens, state, logits, .. } = self;
+        read_words(read, HEAD, state_len, &mut |first, b| state[first..].iter_mut().zip(words(b)).for_each(|(f, w)| *f = f32::from_bits(w)));
+        read_words(read, logits_at, n_logits, &mut |first, b| logits[first..].iter_mut().zip(words(b)).for_each(|(f, w)| *f = f32::from_bits(w)));
+        tokens.resize(n_tokens, 0);
+        read_words(read, tokens_at, n_tokens, &mut |first, b| tokens[first..].iter_mut().zip(words(b)).for_each(|(t, w)| *t = w));
+        self.fed = fed;
+        self.has_logits = has_logits;
+        Ok(())
     }
 }

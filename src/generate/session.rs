@@ -39,8 +39,12 @@ pub struct Session {
     prefixes: PrefixCache,
     responses: ResponseCache,
     active: Option<Generation>,
+    /// The active generation's sampler, kept with its vocabulary-sized buffers between requests.
+    sampler: Sampler,
     /// The grammar engine, built at the first request with a grammar.
     grammars: Option<Grammars>,
+    /// A state and hidden rows for work beside the conversation (embeddings), kept between uses.
+    scratch: (Vec<f32>, Vec<f32>),
 }
 
 /// The generation in progress.
@@ -49,7 +53,6 @@ struct Generation {
     stop_tokens: Vec<u32>,
     /// Each generated token's log probability, when asked for.
     logprobs: Option<Vec<f32>>,
-    sampler: Sampler,
     constraint: Option<Constraint>,
     utf8: Utf8Stream,
     stop: StopMatcher,
@@ -92,7 +95,9 @@ impl Session {
             prefixes: PrefixCache::new(cache_bytes),
             responses: ResponseCache::new(cache_bytes.min(RESPONSE_CACHE_BYTES)),
             active: None,
+            sampler: Sampler::default(),
             grammars: None,
+            scratch: (Vec::new(), Vec::new()),
         }
     }
 
@@ -126,9 +131,27 @@ impl Session {
         (self.clock)()
     }
 
-    /// The model, its backend and the tokenizer, for work beside the conversation (embeddings).
-    pub fn parts(&mut self) -> (&Model, &mut dyn Backend, &Tokenizer) {
-        (&self.model, &mut *self.backend, &self.tokenizer)
+    /// The backend's kind.
+    pub fn backend_kind(&self) -> crate::backend::BackendKind {
+        self.backend.kind()
+    }
+
+    /// Runs `tokens` from the model's initial state, beside the conversation (which it leaves
+    /// as it is), passing the final hidden states to `rows` a chunk at a time (`n_embed` floats a
+    /// token). The state and rows are the session's scratch, so this allocates nothing after its
+    /// first use.
+    pub fn eval_hidden(&mut self, tokens: &[u32], rows: &mut dyn FnMut(&[f32])) -> Result<()> {
+        let (state, hidden) = &mut self.scratch;
+        let e = self.model.hparams.n_embed;
+        state.resize(self.model.state_len(), 0.0);
+        hidden.resize(SEQ_CHUNK * e, 0.0);
+        self.model.initial_state_into(state);
+        for chunk in tokens.chunks(SEQ_CHUNK) {
+            let out = &mut hidden[..chunk.len() * e];
+            self.backend.eval_hidden(chunk, state, out)?;
+            rows(out);
+        }
+        Ok(())
     }
 
     /// Every token of the conversation so far.
@@ -166,7 +189,7 @@ impl Session {
         self.check_idle()?;
         let n_vocab = self.model.hparams.n_vocab;
         opts.validate(n_vocab)?;
-        let sampler = Sampler::new(opts.sampler.clone(), n_vocab)?;
+        self.sampler.restart(opts.sampler.clone(), n_vocab)?;
         let prompt_tokens = self.tokenizer.encode(prompt);
         self.check_tokens(&prompt_tokens)?;
         if prompt_tokens.is_empty() && self.conv.tokens.is_empty() {
@@ -178,7 +201,6 @@ impl Session {
             max_tokens: opts.max_tokens,
             stop_tokens: opts.stop_tokens.clone(),
             logprobs: opts.logprobs.then(Vec::new),
-            sampler,
             constraint,
             utf8: Utf8Stream::new(),
             stop: StopMatcher::new(&opts.stop),
@@ -210,7 +232,7 @@ impl Session {
                 Ok(step)
             }
             Err(e) => {
-                self.conv = Conversation::new(&self.model);
+                self.conv.clear(&self.model);
                 Err(e)
             }
         }
@@ -255,18 +277,18 @@ impl Session {
         let mut scratch = Stats::default();
         while !self.conv.unfed().is_empty() {
             if let Err(e) = self.ingest_chunk(&mut scratch) {
-                self.conv = Conversation::new(&self.model);
+                self.conv.clear(&self.model);
                 return Err(e);
             }
         }
-        self.conv.logits.clone().ok_or_else(|| Error::invalid_options("no logits: the conversation is empty"))
+        self.conv.logits().map(<[f32]>::to_vec).ok_or_else(|| Error::invalid_options("no logits: the conversation is empty"))
     }
 
     /// Back to the model's initial state with an empty conversation (ends any generation; the
     /// caches stay).
     pub fn reset(&mut self) {
         self.active = None;
-        self.conv = Conversation::new(&self.model);
+        self.conv.clear(&self.model);
     }
 
     /// The conversation (tokens, state, logits) as bytes; see `conversation.rs` for the format.
@@ -274,11 +296,27 @@ impl Session {
         self.conv.save(&self.model)
     }
 
-    /// Restores what `save_state` wrote for this model (`InvalidOptions` otherwise).
+    /// `save_state`'s bytes, passed to `put` in pieces; `saved_state_len` of them.
+    pub fn save_state_to(&self, put: &mut dyn FnMut(&[u8])) {
+        self.conv.save_to(&self.model, put)
+    }
+
+    pub fn saved_state_len(&self) -> usize {
+        self.conv.saved_len()
+    }
+
+    /// Restores what `save_state` wrote for this model (`InvalidOptions` otherwise, and the
+    /// conversation stays as it was).
     pub fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
         self.check_idle()?;
-        self.conv = Conversation::load(&self.model, bytes)?;
-        Ok(())
+        self.conv.load(&self.model, bytes)
+    }
+
+    /// `load_state` from `len` bytes that `read(at, out)` copies out piece by piece (bytes outside
+    /// wasm memory, read without a copy of them all inside it).
+    pub fn load_state_from(&mut self, len: usize, read: &mut dyn FnMut(usize, &mut [u8])) -> Result<()> {
+        self.check_idle()?;
+        self.conv.load_from(&self.model, len, read)
     }
 
     fn check_idle(&self) -> Result<()> {
@@ -305,7 +343,7 @@ impl Session {
         match self.prefixes.longest_prefix(&conv.tokens) {
             Some((n, snapshot)) if n > conv.fed => {
                 conv.state.clone_from(&snapshot.state);
-                conv.logits.clone_from(&snapshot.logits);
+                conv.set_logits(snapshot.logits.as_deref());
                 let skipped = n - conv.fed;
                 conv.fed = n;
                 skipped
@@ -327,7 +365,7 @@ impl Session {
             return false;
         }
         self.conv.state.clone_from(&snapshot.state);
-        self.conv.logits.clone_from(&snapshot.logits);
+        self.conv.set_logits(snapshot.logits.as_deref());
         g.stats.cached_tokens = g.key.0.len() - self.conv.fed;
         self.conv.fed = fed;
         self.conv.tokens = tokens;
@@ -365,16 +403,13 @@ impl Session {
         let len = conv.tokens.len();
         let end = len.min((conv.fed / SEQ_CHUNK + 1) * SEQ_CHUNK);
         let last = end == len;
-        let mut logits = if last { conv.logits.take().unwrap_or_else(|| vec![0.0; self.model.hparams.n_vocab]) } else { Vec::new() };
-        conv.logits = None;
-        self.backend.eval(&conv.tokens[conv.fed..end], &mut conv.state, last.then_some(&mut logits[..]))?;
+        conv.has_logits = false;
+        self.backend.eval(&conv.tokens[conv.fed..end], &mut conv.state, last.then_some(&mut conv.logits[..]))?;
         stats.evaluated_prompt_tokens += end - conv.fed;
         conv.fed = end;
-        if last {
-            conv.logits = Some(logits);
-        }
+        conv.has_logits = last;
         if last || end % SEQ_CHUNK == 0 {
-            self.prefixes.insert(&conv.tokens[..end], &conv.state, conv.logits.as_deref());
+            self.prefixes.insert(&conv.tokens[..end], &conv.state, conv.logits());
         }
         stats.prompt_ms += (self.clock)() - start;
         Ok(())
@@ -384,14 +419,13 @@ impl Session {
     fn decode_one(&mut self, g: &mut Generation) -> Result<String> {
         let start = (self.clock)();
         let conv = &mut self.conv;
-        let mut logits = conv.logits.take().ok_or_else(|| Error::invalid_options("no logits to sample from"))?;
+        let logits = conv.logits().ok_or_else(|| Error::invalid_options("no logits to sample from"))?;
         let token = match g.constraint.as_mut() {
-            None => g.sampler.sample(&logits),
-            Some(c) => match c.sample(&mut g.sampler, &logits)? {
+            None => self.sampler.sample(logits),
+            Some(c) => match c.sample(&mut self.sampler, logits)? {
                 Some(token) => token,
                 // Only tokens past the model's outputs are allowed (a byte model's end of text).
                 None if c.is_accepting() => {
-                    conv.logits = Some(logits);
                     g.step_done((self.clock)() - start);
                     return Ok(self.finish(g, StopReason::Grammar, true));
                 }
@@ -399,7 +433,7 @@ impl Session {
             },
         };
         if let Some(logprobs) = g.logprobs.as_mut() {
-            logprobs.push(crate::sampler::log_prob(&logits, token));
+            logprobs.push(crate::sampler::log_prob(logits, token));
         }
         conv.tokens.push(token);
         g.tokens.push(token);
@@ -430,14 +464,15 @@ impl Session {
         match ended {
             // The last token is left unfed, with the logits it was sampled from.
             Some((reason, flush)) => {
-                conv.logits = Some(logits);
                 g.step_done((self.clock)() - start);
                 text.push_str(&self.finish(g, reason, flush));
             }
             None => {
-                self.backend.eval(&[token], &mut conv.state, Some(&mut logits))?;
+                let conv = &mut self.conv;
+                conv.has_logits = false;
+                self.backend.eval(&[token], &mut conv.state, Some(&mut conv.logits))?;
                 conv.fed += 1;
-                conv.logits = Some(logits);
+                conv.has_logits = true;
                 g.step_done((self.clock)() - start);
             }
         }
@@ -460,7 +495,7 @@ impl Session {
         g.stats.finish(&mut g.step_ms);
         let conv = &self.conv;
         if conv.fed > 0 {
-            self.prefixes.insert(&conv.tokens[..conv.fed], &conv.state, conv.logits.as_deref());
+            self.prefixes.insert(&conv.tokens[..conv.fed], &conv.state, conv.logits());
         }
         let completion = Completion {
             text: g.text.clone(),

@@ -11,7 +11,6 @@
 use crate::backend::BackendKind;
 use crate::error::{Error, Result};
 use crate::generate::Session;
-use crate::ggml::SEQ_CHUNK;
 use crate::model::Model;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,27 +63,22 @@ impl Embedder {
     /// The L2-normalised embedding of `text` by `session`'s model (the one this embedder was made
     /// for); `InvalidOptions` for a text with no tokens.
     pub fn embed(&self, session: &mut Session, text: &str) -> Result<Vec<f32>> {
-        let (model, backend, tokenizer) = session.parts();
-        let tokens = tokenizer.encode(text);
+        let tokens = session.tokenizer().encode(text);
         if tokens.is_empty() {
             return Err(Error::invalid_options("nothing to embed: the text is empty"));
         }
         let e = self.dim;
-        let mut state = model.initial_state();
-        let mut hidden = vec![0.0f32; SEQ_CHUNK * e];
         let mut sum = vec![0.0f64; e];
-        // A chunk at a time, so a long text needs no more memory than a short one.
-        for chunk in tokens.chunks(SEQ_CHUNK) {
-            let rows = &mut hidden[..chunk.len() * e];
-            backend.eval_hidden(chunk, &mut state, rows)?;
+        let mut last = vec![0.0f32; e];
+        session.eval_hidden(&tokens, &mut |rows| {
             for row in rows.chunks_exact(e) {
                 sum.iter_mut().zip(row).for_each(|(s, &h)| *s += h as f64);
             }
-        }
-        let last = (tokens.len() - 1) % SEQ_CHUNK;
+            last.copy_from_slice(&rows[rows.len() - e..]);
+        })?;
         let mut v: Vec<f32> = match self.pooling {
             Pooling::Mean => sum.iter().map(|&s| (s / tokens.len() as f64) as f32).collect(),
-            Pooling::Last => hidden[last * e..(last + 1) * e].to_vec(),
+            Pooling::Last => last,
         };
         normalize(&mut v);
         Ok(v)

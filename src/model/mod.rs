@@ -96,13 +96,19 @@ impl Model {
     /// The initial state, as rwkv.cpp defines it: zeros, except v4's `att_pp` = -1e30.
     pub fn initial_state(&self) -> Vec<f32> {
         let mut state = vec![0.0; self.state_len()];
+        self.initial_state_into(&mut state);
+        state
+    }
+
+    /// Writes the initial state into `state` (`state_len` floats).
+    pub fn initial_state_into(&self, state: &mut [f32]) {
+        state.fill(0.0);
         if self.arch == Arch::V4 {
             let e = self.hparams.n_embed;
             for layer in state.chunks_exact_mut(5 * e) {
                 layer[4 * e..].fill(-1e30);
             }
         }
-        state
     }
 
     pub fn state_len(&self) -> usize {

@@ -364,15 +364,25 @@ impl Engine {
         }
     }
 
-    /// The conversation (tokens, state, logits) as bytes, for `loadState`.
+    /// The conversation (tokens, state, logits) as bytes, for `loadState`. Written straight into
+    /// the JS array, as `loadState` reads from one: a state-sized block asked of wasm memory per
+    /// call would fragment it.
     #[wasm_bindgen(js_name = saveState)]
-    pub fn save_state(&self) -> JsResult<Vec<u8>> {
-        Ok(self.loaded()?.session.save_state())
+    pub fn save_state(&self) -> JsResult<js_sys::Uint8Array> {
+        let session = &self.loaded()?.session;
+        let out = js_sys::Uint8Array::new_with_length(session.saved_state_len() as u32);
+        let mut at = 0;
+        session.save_state_to(&mut |piece| {
+            out.subarray(at, at + piece.len() as u32).copy_from(piece);
+            at += piece.len() as u32;
+        });
+        Ok(out)
     }
 
     #[wasm_bindgen(js_name = loadState)]
-    pub fn load_state(&mut self, bytes: &[u8]) -> JsResult<()> {
-        Ok(self.loaded_mut()?.session.load_state(bytes)?)
+    pub fn load_state(&mut self, bytes: js_sys::Uint8Array) -> JsResult<()> {
+        let read = &mut |at: usize, out: &mut [u8]| bytes.subarray(at as u32, (at + out.len()) as u32).copy_to(out);
+        Ok(self.loaded_mut()?.session.load_state_from(bytes.length() as usize, read)?)
     }
 
     /// Starts a new, empty conversation (the caches stay).

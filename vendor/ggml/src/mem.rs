@@ -22,6 +22,23 @@ static USED: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 /// usize::MAX means "no limit".
 static LIMIT: AtomicUsize = AtomicUsize::new(usize::MAX);
+static LARGE: AtomicUsize = AtomicUsize::new(0);
+
+/// The size from which [`large_blocks`] counts a block.
+pub const LARGE_BLOCK: usize = 64 << 10;
+
+/// How many blocks of at least [`LARGE_BLOCK`] bytes have been asked for (reallocations growing
+/// to that size included, tensors not). Such blocks, freed and asked for again while small ones
+/// come and go, fragment wasm memory, so a steady path should ask for none: tests count them.
+pub fn large_blocks() -> usize {
+    LARGE.load(Relaxed)
+}
+
+fn note_size(n: usize) {
+    if n >= LARGE_BLOCK {
+        LARGE.fetch_add(1, Relaxed);
+    }
+}
 
 /// `System` plus byte counters and a limit.
 pub struct CountingAlloc;
@@ -54,6 +71,7 @@ fn release(n: usize) {
 
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_size(layout.size());
         if !reserve(layout.size()) {
             return core::ptr::null_mut();
         }
@@ -65,6 +83,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_size(layout.size());
         if !reserve(layout.size()) {
             return core::ptr::null_mut();
         }
@@ -83,6 +102,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let old = layout.size();
         if new_size > old {
+            note_size(new_size);
             // Count the growth first so a failed limit check leaves the block untouched.
             if !reserve(new_size - old) {
                 return core::ptr::null_mut();
