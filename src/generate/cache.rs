@@ -82,70 +82,91 @@ impl<K: PartialEq, V> Lru<K, V> {
 pub struct Snapshot {
     pub state: Vec<f32>,
     pub logits: Option<Vec<f32>>,
+    /// Without logits: the logits buffer of the entry this one replaced, kept for the next
+    /// entry with logits.
+    parked: Option<Vec<f32>>,
 }
 
 /// RNN states keyed by the tokens that led to them (from the model's initial state). Each entry
-/// costs the bytes of its key, state and logits.
+/// costs the bytes of its key, state and logits buffer.
+///
+/// A full cache turns over without allocating: a new entry takes the buffers of those it evicts
+/// (same sizes for one model) instead of freeing them and asking for as much again, which in wasm
+/// fragments memory that never shrinks. So that entries with and without logits can replace each
+/// other, an entry without logits keeps the evicted logits buffer (counted) and makes room for
+/// one: once full, the cache is a fixed set of state-and-logits slots.
 #[derive(Debug)]
-pub struct PrefixCache(Lru<Vec<u32>, Snapshot>);
+pub struct PrefixCache {
+    lru: Lru<Vec<u32>, Snapshot>,
+    /// Bytes of the largest logits stored so far.
+    logits_bytes: usize,
+}
 
 impl PrefixCache {
     pub fn new(max_bytes: usize) -> PrefixCache {
-        PrefixCache(Lru::new(max_bytes))
+        PrefixCache { lru: Lru::new(max_bytes), logits_bytes: 0 }
     }
 
     /// Bytes held (what the bound limits).
     pub fn bytes(&self) -> usize {
-        self.0.used_bytes
+        self.lru.used_bytes
     }
 
     pub fn len(&self) -> usize {
-        self.0.slots.len()
+        self.lru.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.slots.is_empty()
+        self.lru.slots.is_empty()
     }
 
     /// Remembers the state after `tokens`. Storing the same prefix again keeps logits already
     /// known (the states are equal: evaluation is deterministic).
     pub fn insert(&mut self, tokens: &[u32], state: &[f32], logits: Option<&[f32]>) -> bool {
-        if let Some(i) = self.0.slots.iter().position(|s| s.key == tokens) {
-            if logits.is_none() || self.0.slots[i].value.logits.is_some() {
-                self.0.touch(i);
+        if let Some(i) = self.lru.slots.iter().position(|s| s.key == tokens) {
+            if logits.is_none() || self.lru.slots[i].value.logits.is_some() {
+                self.lru.touch(i);
                 return true;
             }
         }
         let bytes = 4 * (tokens.len() + state.len() + logits.map_or(0, <[f32]>::len));
-        if bytes > self.0.max_bytes {
+        if bytes > self.lru.max_bytes {
             return false;
         }
-        // A full cache turns over without allocating: the new entry takes the buffers of one it
-        // evicts (same sizes for one model) instead of freeing them and asking for as much again.
+        self.logits_bytes = self.logits_bytes.max(4 * logits.map_or(0, <[f32]>::len));
         let key = tokens.to_vec();
-        let mut spare = None;
-        self.0.make_room(&key, bytes, |evicted| spare = Some(evicted));
-        let Snapshot { state: mut state_buf, logits: logits_buf } = spare.unwrap_or(Snapshot { state: Vec::new(), logits: None });
-        state.clone_into(&mut state_buf);
-        let logits = logits.map(|l| {
-            let mut buf = logits_buf.unwrap_or_default();
-            l.clone_into(&mut buf);
-            buf
+        let (mut states, mut logits_bufs) = (Vec::new(), Vec::new());
+        let room = if logits.is_some() { bytes } else { bytes + self.logits_bytes };
+        self.lru.make_room(&key, room.min(self.lru.max_bytes), |old| {
+            states.push(old.state);
+            logits_bufs.extend(old.logits.or(old.parked));
         });
-        self.0.push(key, Snapshot { state: state_buf, logits }, bytes);
+        let mut state_buf = states.pop().unwrap_or_default();
+        state.clone_into(&mut state_buf);
+        let logits_buf = logits_bufs.pop();
+        let (logits, parked) = match logits {
+            Some(l) => {
+                let mut buf = logits_buf.unwrap_or_default();
+                l.clone_into(&mut buf);
+                (Some(buf), None)
+            }
+            None => (None, logits_buf.filter(|b| self.lru.used_bytes + bytes + 4 * b.len() <= self.lru.max_bytes)),
+        };
+        let bytes = bytes + parked.as_ref().map_or(0, |b| 4 * b.len());
+        self.lru.push(key, Snapshot { state: state_buf, logits, parked }, bytes);
         true
     }
 
     /// The longest cached prefix of `tokens`: its length and snapshot. A snapshot for all of
     /// `tokens` counts only with logits, since the next token must be sampled from something.
     pub fn longest_prefix(&mut self, tokens: &[u32]) -> Option<(usize, &Snapshot)> {
-        let best = (0..self.0.slots.len())
+        let best = (0..self.lru.slots.len())
             .filter(|&i| {
-                let s = &self.0.slots[i];
+                let s = &self.lru.slots[i];
                 tokens.starts_with(&s.key) && (s.key.len() < tokens.len() || s.value.logits.is_some())
             })
-            .max_by_key(|&i| self.0.slots[i].key.len())?;
-        let slot = self.0.touch(best);
+            .max_by_key(|&i| self.lru.slots[i].key.len())?;
+        let slot = self.lru.touch(best);
         Some((slot.key.len(), &slot.value))
     }
 
@@ -235,5 +256,22 @@ mod tests {
         assert_eq!((new.state.as_slice(), new.logits.as_deref()), (&[2.0; 4][..], Some(&[5.0; 4][..])));
         assert_eq!((new.state.as_ptr(), new.logits.as_ref().unwrap().as_ptr()), (state, logits));
         assert_eq!(c.bytes(), 72);
+        // Entries with and without logits replace each other in the same buffers: one without
+        // logits keeps the logits buffer it evicted, for the next entry with logits.
+        let held = |c: &PrefixCache| {
+            let values = c.lru.slots.iter().map(|s| &s.value);
+            let mut states: Vec<_> = values.clone().map(|v| v.state.as_ptr()).collect();
+            let mut logits: Vec<_> = values.filter_map(|v| v.logits.as_ref().or(v.parked.as_ref()).map(|b| b.as_ptr())).collect();
+            states.sort();
+            logits.sort();
+            (states, logits)
+        };
+        let buffers = held(&c);
+        for (t, with_logits) in [(3, false), (4, true), (5, false), (6, false), (7, true), (8, true)] {
+            assert!(c.insert(&[t], &[t as f32; 4], with_logits.then_some(&[1.0; 4][..])));
+            assert!(c.longest_prefix(&[t, 9]).is_some());
+            assert_eq!(held(&c), buffers, "after entry {t}");
+            assert!(c.bytes() <= 72);
+        }
     }
 }
