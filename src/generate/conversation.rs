@@ -45,14 +45,14 @@ fn words(b: &[u8]) -> impl Iterator<Item = u32> + '_ {
     b.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// Reads `n` words from `read` at byte `at`, a piece at a time, passing each piece to `each`
-/// with the index of its first word.
-fn read_words(read: &mut dyn FnMut(usize, &mut [u8]), at: usize, n: usize, each: &mut dyn FnMut(usize, &[u8])) {
+/// Reads `n` words from `read` at byte `at`, a piece at a time, passing each to `each` with its
+/// index.
+fn read_words(read: &mut dyn FnMut(usize, &mut [u8]), at: usize, n: usize, each: &mut dyn FnMut(usize, u32)) {
     let mut piece = [0u8; PIECE];
     for first in (0..n).step_by(PIECE / 4) {
         let bytes = &mut piece[..4 * (n - first).min(PIECE / 4)];
         read(at + 4 * first, bytes);
-        each(first, bytes);
+        words(bytes).enumerate().for_each(|(i, w)| each(first + i, w));
     }
 }
 
@@ -178,22 +178,22 @@ impl Conversation {
         }
         let (tokens_at, logits_at) = (HEAD + 4 * state_len, HEAD + 4 * (state_len + n_tokens));
         let mut finite = true;
-        let mut check_floats = |_: usize, b: &[u8]| finite &= words(b).all(|w| f32::from_bits(w).is_finite());
+        let mut check_floats = |_, w| finite &= f32::from_bits(w).is_finite();
         read_words(read, HEAD, state_len, &mut check_floats);
         read_words(read, logits_at, n_logits, &mut check_floats);
         if !finite {
             return Err(bad("non-finite numbers"));
         }
         let mut in_vocab = true;
-        read_words(read, tokens_at, n_tokens, &mut |_, b| in_vocab &= words(b).all(|t| (t as usize) < h.n_vocab));
+        read_words(read, tokens_at, n_tokens, &mut |_, t| in_vocab &= (t as usize) < h.n_vocab);
         if !in_vocab {
             return Err(bad("a token is out of the model's vocabulary"));
         }
         let Conversation { tokens, state, logits, .. } = self;
-        read_words(read, HEAD, state_len, &mut |first, b| state[first..].iter_mut().zip(words(b)).for_each(|(f, w)| *f = f32::from_bits(w)));
-        read_words(read, logits_at, n_logits, &mut |first, b| logits[first..].iter_mut().zip(words(b)).for_each(|(f, w)| *f = f32::from_bits(w)));
+        read_words(read, HEAD, state_len, &mut |i, w| state[i] = f32::from_bits(w));
+        read_words(read, logits_at, n_logits, &mut |i, w| logits[i] = f32::from_bits(w));
         tokens.resize(n_tokens, 0);
-        read_words(read, tokens_at, n_tokens, &mut |first, b| tokens[first..].iter_mut().zip(words(b)).for_each(|(t, w)| *t = w));
+        read_words(read, tokens_at, n_tokens, &mut |i, t| tokens[i] = t);
         self.fed = fed;
         self.has_logits = has_logits;
         Ok(())

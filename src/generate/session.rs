@@ -468,7 +468,6 @@ impl Session {
                 text.push_str(&self.finish(g, reason, flush));
             }
             None => {
-                let conv = &mut self.conv;
                 conv.has_logits = false;
                 self.backend.eval(&[token], &mut conv.state, Some(&mut conv.logits))?;
                 conv.fed += 1;
