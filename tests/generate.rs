@@ -457,18 +457,19 @@ fn the_prefix_cache_never_exceeds_its_bound() {
         assert!(s.prefix_cache().bytes() <= bound, "round {round}: {} > {bound}", s.prefix_cache().bytes());
         assert!(!s.prefix_cache().is_empty());
     }
-    // Directly: random entries, some too large to store.
-    let mut c = PrefixCache::new(10_000);
+    // Directly: random keys, some too long to store, and states of another size.
+    let mut c = PrefixCache::new(10_000, 200, 0);
+    let key_room = 10_000 - 4 * 200 * c.capacity();
     for i in 0..500 {
-        let key = vec![i as u32; 1 + rng.next(50)];
-        let state = vec![i as f32; rng.next(3000)];
+        let key = vec![i as u32; 1 + rng.next(700)];
+        let state = vec![i as f32; if rng.next(10) == 0 { 100 } else { 200 }];
         let stored = c.insert(&key, &state, None);
-        assert_eq!(stored, 4 * (key.len() + state.len()) <= 10_000);
+        assert_eq!(stored, 4 * key.len() <= key_room && state.len() == 200);
         assert!(c.bytes() <= 10_000);
         if stored {
             let mut longer = key.clone();
             longer.push(u32::MAX);
-            assert_eq!(c.longest_prefix(&longer).map(|(n, s)| (n, s.state.clone())), Some((key.len(), state)));
+            assert_eq!(c.longest_prefix(&longer).map(|(n, s)| (n, s.state.to_vec())), Some((key.len(), state)));
         }
     }
 }

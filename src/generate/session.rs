@@ -86,13 +86,14 @@ impl Session {
         clock: Box<dyn Fn() -> f64>,
     ) -> Session {
         let conv = Conversation::new(&model);
+        let prefixes = PrefixCache::new(cache_bytes, model.state_len(), model.hparams.n_vocab);
         Session {
             model,
             backend,
             tokenizer,
             clock,
             conv,
-            prefixes: PrefixCache::new(cache_bytes),
+            prefixes,
             responses: ResponseCache::new(cache_bytes.min(RESPONSE_CACHE_BYTES)),
             active: None,
             sampler: Sampler::default(),
@@ -342,8 +343,8 @@ impl Session {
         let conv = &mut self.conv;
         match self.prefixes.longest_prefix(&conv.tokens) {
             Some((n, snapshot)) if n > conv.fed => {
-                conv.state.clone_from(&snapshot.state);
-                conv.set_logits(snapshot.logits.as_deref());
+                conv.state.copy_from_slice(snapshot.state);
+                conv.set_logits(snapshot.logits);
                 let skipped = n - conv.fed;
                 conv.fed = n;
                 skipped
@@ -364,8 +365,8 @@ impl Session {
         if n != fed {
             return false;
         }
-        self.conv.state.clone_from(&snapshot.state);
-        self.conv.set_logits(snapshot.logits.as_deref());
+        self.conv.state.copy_from_slice(snapshot.state);
+        self.conv.set_logits(snapshot.logits);
         g.stats.cached_tokens = g.key.0.len() - self.conv.fed;
         self.conv.fed = fed;
         self.conv.tokens = tokens;

@@ -75,3 +75,52 @@ impl Drop for AlignedBuf {
         }
     }
 }
+
+/// Equal slots of floats in tensor memory: one buffer asked for whole, written a slot at a time
+/// and freed whole (the prefix cache's states and logits). In wasm, smaller blocks cut into the
+/// room such buffers leave in Rust's allocator, and memory (which never shrinks) grew each time
+/// the cache filled again after a model load; tensor memory gives it back in the same place.
+pub struct FloatSlots {
+    buf: AlignedBuf,
+    slot_len: usize,
+}
+
+impl FloatSlots {
+    /// `slots` unwritten slots of `slot_len` floats, or None when the allocator (and its memory
+    /// limit) refuses.
+    pub fn try_new(slots: usize, slot_len: usize) -> Option<FloatSlots> {
+        let bytes = slots.checked_mul(slot_len)?.checked_mul(4)?;
+        Some(FloatSlots { buf: AlignedBuf::try_new(bytes)?, slot_len })
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Byte offset of floats `at..at + len` of slot `slot`, checked to lie in the slot.
+    fn offset(&self, slot: usize, at: usize, len: usize) -> usize {
+        assert!(at + len <= self.slot_len && (slot + 1) * self.slot_len * 4 <= self.buf.len(), "outside the slot");
+        4 * (slot * self.slot_len + at)
+    }
+
+    /// Copies `values` into slot `slot` from its float `at`.
+    pub fn write(&mut self, slot: usize, at: usize, values: &[f32]) {
+        let offset = self.offset(slot, at, values.len());
+        // SAFETY: f32 has no padding; the same memory as its 4 × len bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr().cast(), 4 * values.len()) };
+        self.buf.write(offset, bytes);
+    }
+
+    /// Floats `at..at + len` of slot `slot`, which `write` must have written.
+    pub fn read(&self, slot: usize, at: usize, len: usize) -> &[f32] {
+        let offset = self.offset(slot, at, len);
+        // SAFETY: in bounds (checked), 4-byte aligned (the buffer is 64-byte aligned), written.
+        unsafe { std::slice::from_raw_parts(self.buf.as_ptr().add(offset).cast(), len) }
+    }
+}
+
+impl std::fmt::Debug for FloatSlots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FloatSlots({} × {})", self.buf.len() / (4 * self.slot_len.max(1)), self.slot_len)
+    }
+}

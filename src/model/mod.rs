@@ -8,7 +8,7 @@ pub mod schema;
 
 use std::collections::HashMap;
 
-pub use buffer::AlignedBuf;
+pub use buffer::{AlignedBuf, FloatSlots};
 pub use loader::{load_bytes, LoadOptions, ModelLoader};
 pub use stream::StreamingLoad;
 

@@ -161,9 +161,13 @@ pub unsafe fn dealloc_tensor(ptr: *mut u8, layout: Layout) {
 /// shrinks, and Rust's wasm allocator (dlmalloc) serves a small request from any free chunk when
 /// its bins are empty: the space an unloaded model left was cut up by the next load's small
 /// allocations (its tokenizer, made first), and the model's largest tensor no longer fit — memory
-/// grew by that tensor on reload (73.7 MiB for a 169M model's head). Here only tensors come and
-/// go: a model loaded again puts the same sizes in the same order into the holes it left (best
-/// fit; freed neighbours merge).
+/// grew by that tensor on reload (73.7 MiB for a 169M model's head). Here only tensors (and other
+/// big buffers freed and asked for again whole, like the prefix cache's) come and go.
+///
+/// A block is the start of the lowest free range that holds it (first fit by address). So the same
+/// sizes asked for again in the same order, once all of them were freed (and nothing else of this
+/// space was), land exactly where they were, and memory does not grow: each lower range was too
+/// small then and is the same now. Best fit has no such guarantee (a test shows it moving).
 #[cfg(target_arch = "wasm32")]
 mod tensor_space {
     use core::arch::wasm32::{memory_grow, memory_size};
@@ -211,7 +215,7 @@ mod tensor_space {
         let _locked = lock();
         // At most two growths: if another grow came between, the second is big enough alone.
         for _ in 0..3 {
-            if let Some(p) = take_best_fit(n) {
+            if let Some(p) = take_first_fit(n) {
                 return p;
             }
             // Grow memory, counting the free range at its end when there is one.
@@ -232,26 +236,24 @@ mod tensor_space {
         insert(p as usize, round(size));
     }
 
-    /// The smallest free range of at least `n` bytes gives its last `n` bytes.
-    unsafe fn take_best_fit(n: usize) -> Option<*mut u8> {
-        let mut best: *mut *mut Free = null_mut();
+    /// The lowest free range of at least `n` bytes gives its first `n` bytes.
+    unsafe fn take_first_fit(n: usize) -> Option<*mut u8> {
         let mut link: *mut *mut Free = HEAD.0.get();
-        while !(*link).is_null() {
-            let f = *link;
-            if (*f).len >= n && (best.is_null() || (*f).len < (**best).len) {
-                best = link;
-            }
-            link = &mut (*f).next;
+        while !(*link).is_null() && (**link).len < n {
+            link = &mut (**link).next;
         }
-        if best.is_null() {
+        let f = *link;
+        if f.is_null() {
             return None;
         }
-        let f = *best;
-        (*f).len -= n;
-        if (*f).len == 0 {
-            *best = (*f).next;
+        if (*f).len == n {
+            *link = (*f).next;
+        } else {
+            let rest = (f as *mut u8).add(n) as *mut Free;
+            rest.write(Free { len: (*f).len - n, next: (*f).next });
+            *link = rest;
         }
-        Some((f as *mut u8).add((*f).len))
+        Some(f as *mut u8)
     }
 
     unsafe fn last_free() -> Option<(usize, usize)> {

@@ -150,3 +150,43 @@ fn tensor_space_is_kept_for_tensors() {
         drop(pins);
     }
 }
+
+/// The same sizes asked for again in the same order, after all of them were freed, land where they
+/// were (first fit by address), whatever else was allocated between them the first time: a
+/// reloaded model's tensors and its refilled prefix cache need no new memory. (Best fit fails this.)
+#[wasm_bindgen_test]
+fn tensor_space_repeats_a_sequence_in_place() {
+    use echo_ggml_sys::mem::{alloc_tensor, dealloc_tensor, wasm_memory_bytes};
+    use std::alloc::Layout;
+    let mut seed = 7u32;
+    let mut next = |n: u32| {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        (seed >> 8) % n
+    };
+    let layouts: Vec<Layout> = (0..40).map(|_| Layout::from_size_align(64 + 4096 * next(600) as usize, 64).unwrap()).collect();
+    // The first time, tensor blocks kept until the end come between them.
+    let pin = Layout::from_size_align(4096, 64).unwrap();
+    let mut pins = Vec::new();
+    let mut first = Vec::new();
+    for &layout in &layouts {
+        first.push(unsafe { alloc_tensor(layout) });
+        if next(3) == 0 {
+            pins.push(unsafe { alloc_tensor(pin) });
+        }
+    }
+    let grown = wasm_memory_bytes();
+    for round in 0..3 {
+        for (&p, &layout) in first.iter().zip(&layouts) {
+            unsafe { dealloc_tensor(p, layout) };
+        }
+        let again: Vec<*mut u8> = layouts.iter().map(|&l| unsafe { alloc_tensor(l) }).collect();
+        assert_eq!(again, first, "round {round}");
+        assert_eq!(wasm_memory_bytes(), grown);
+    }
+    for (&p, &layout) in first.iter().zip(&layouts) {
+        unsafe { dealloc_tensor(p, layout) };
+    }
+    for p in pins {
+        unsafe { dealloc_tensor(p, pin) };
+    }
+}
