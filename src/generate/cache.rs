@@ -95,11 +95,12 @@ struct Entry {
 
 /// RNN states keyed by the tokens that led to them (from the model's initial state).
 ///
-/// States and logits live in fixed slots (one per entry, room for both) in a buffer of tensor
-/// memory asked for whole at the first insert: a full cache turns over in place, and after a
-/// model load the refilled cache lands where the last one was. In wasm, where memory never
-/// shrinks, buffers freed and asked for again one by one let smaller blocks cut into their room,
-/// and memory grew. Fifteen sixteenths of the bound go to slots; keys take the rest.
+/// States and logits live in fixed slots (one per entry, room for both) in one buffer of tensor
+/// memory, asked for when the cache is made (right after the model's tensors, so in the same
+/// order at every load; again at an insert if refused then). A full cache turns over in place,
+/// and after a model load the new cache lands where the last one was. In wasm, where memory
+/// never shrinks, buffers freed and asked for again one by one let smaller blocks cut into their
+/// room, and memory grew. Fifteen sixteenths of the bound go to slots; keys take the rest.
 #[derive(Debug)]
 pub struct PrefixCache {
     /// The entries; its bound is the room for keys (what each entry is charged).
@@ -119,10 +120,11 @@ impl PrefixCache {
         let slot_bytes = 4 * (state_len + logits_len);
         let capacity = if slot_bytes == 0 { 0 } else { (max_bytes - max_bytes / 16) / slot_bytes };
         let lru = Lru::new(max_bytes - capacity * slot_bytes);
-        PrefixCache { lru, state_len, logits_len, capacity, slots: None, free: Vec::new(), fresh: 0 }
+        let slots = (capacity > 0).then(|| FloatSlots::try_new(capacity, state_len + logits_len)).flatten();
+        PrefixCache { lru, state_len, logits_len, capacity, slots, free: Vec::new(), fresh: 0 }
     }
 
-    /// Bytes held: the slots (once asked for) and the keys.
+    /// Bytes held: the slots and the keys.
     pub fn bytes(&self) -> usize {
         self.slots.as_ref().map_or(0, FloatSlots::bytes) + self.lru.used_bytes
     }
@@ -248,7 +250,7 @@ mod tests {
         // Slots of 3 state floats (12 bytes): 3 fit in 15/16 of 48 bytes, and 12 bytes are left
         // for keys.
         let mut c = PrefixCache::new(48, 3, 0);
-        assert_eq!((c.capacity(), c.bytes()), (3, 0));
+        assert_eq!((c.capacity(), c.bytes()), (3, 36));
         for t in 0..3 {
             assert!(c.insert(&[t], &[t as f32; 3], None));
         }

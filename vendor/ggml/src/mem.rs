@@ -11,7 +11,8 @@
 //! `handle_alloc_error`. So large allocations must be fallible and checked.
 //!
 //! A model's tensors have an allocation of their own ([`alloc_tensor`]): on wasm32 they live
-//! apart from everything else, so a model loaded again finds the space it left.
+//! apart from everything else, with every other block of [`BIG_BLOCK`] bytes or more, so a model
+//! loaded again finds the space it left.
 //!
 //! This crate installs the `#[global_allocator]`; the final program must not define another.
 
@@ -69,13 +70,66 @@ fn release(n: usize) {
     USED.fetch_sub(n, Relaxed);
 }
 
+/// On wasm32, blocks of this many bytes or more go to the tensor space (`tensor_space` below)
+/// rather than to Rust's allocator: a load's transient buffers (a 2 MiB vector of the tokenizer
+/// file's vocabulary, say) and the grammar engine's tables, freed and asked for again on every
+/// model load, found the room they left there cut up by small blocks, and memory grew.
+pub const BIG_BLOCK: usize = 1 << 20;
+
+/// The alignment the tensor space gives.
+const TENSOR_ALIGN: usize = 64;
+
+/// Whether a block of `layout` lives in the tensor space ([`alloc_tensor`]'s blocks aside).
+fn in_tensor_space(layout: &Layout) -> bool {
+    cfg!(target_arch = "wasm32") && layout.size() >= BIG_BLOCK && layout.align() <= TENSOR_ALIGN
+}
+
+/// The uncounted allocation: the tensor space for big blocks on wasm32, else `System`.
+unsafe fn space_alloc(layout: Layout, zeroed: bool) -> *mut u8 {
+    #[cfg(target_arch = "wasm32")]
+    if in_tensor_space(&layout) {
+        let p = tensor_space::alloc(layout.size());
+        if zeroed && !p.is_null() {
+            p.write_bytes(0, layout.size());
+        }
+        return p;
+    }
+    if zeroed {
+        System.alloc_zeroed(layout)
+    } else {
+        System.alloc(layout)
+    }
+}
+
+unsafe fn space_dealloc(ptr: *mut u8, layout: Layout) {
+    #[cfg(target_arch = "wasm32")]
+    if in_tensor_space(&layout) {
+        return tensor_space::dealloc(ptr, layout.size());
+    }
+    System.dealloc(ptr, layout)
+}
+
+unsafe fn space_realloc(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+    let new = Layout::from_size_align_unchecked(new_size, layout.align());
+    if !in_tensor_space(&layout) && !in_tensor_space(&new) {
+        return System.realloc(ptr, layout, new_size);
+    }
+    // Into, out of or within the tensor space: a move.
+    let p = space_alloc(new, false);
+    if !p.is_null() {
+        core::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
+        space_dealloc(ptr, layout);
+    }
+    p
+}
+
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note_size(layout.size());
         if !reserve(layout.size()) {
             return core::ptr::null_mut();
         }
-        let p = System.alloc(layout);
+        let p = space_alloc(layout, false);
         if p.is_null() {
             release(layout.size());
         }
@@ -87,7 +141,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         if !reserve(layout.size()) {
             return core::ptr::null_mut();
         }
-        let p = System.alloc_zeroed(layout);
+        let p = space_alloc(layout, true);
         if p.is_null() {
             release(layout.size());
         }
@@ -95,7 +149,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
+        space_dealloc(ptr, layout);
         release(layout.size());
     }
 
@@ -107,13 +161,13 @@ unsafe impl GlobalAlloc for CountingAlloc {
             if !reserve(new_size - old) {
                 return core::ptr::null_mut();
             }
-            let p = System.realloc(ptr, layout, new_size);
+            let p = space_realloc(ptr, layout, new_size);
             if p.is_null() {
                 release(new_size - old);
             }
             p
         } else {
-            let p = System.realloc(ptr, layout, new_size);
+            let p = space_realloc(ptr, layout, new_size);
             if !p.is_null() {
                 release(old - new_size);
             }
@@ -130,7 +184,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
 /// `layout` has a non-zero size.
 pub unsafe fn alloc_tensor(layout: Layout) -> *mut u8 {
     #[cfg(target_arch = "wasm32")]
-    if layout.align() <= tensor_space::ALIGN {
+    if layout.align() <= TENSOR_ALIGN {
         if !reserve(layout.size()) {
             return core::ptr::null_mut();
         }
@@ -149,7 +203,7 @@ pub unsafe fn alloc_tensor(layout: Layout) -> *mut u8 {
 /// `ptr` came from `alloc_tensor(layout)` and is not used after.
 pub unsafe fn dealloc_tensor(ptr: *mut u8, layout: Layout) {
     #[cfg(target_arch = "wasm32")]
-    if layout.align() <= tensor_space::ALIGN {
+    if layout.align() <= TENSOR_ALIGN {
         tensor_space::dealloc(ptr, layout.size());
         release(layout.size());
         return;
@@ -161,13 +215,14 @@ pub unsafe fn dealloc_tensor(ptr: *mut u8, layout: Layout) {
 /// shrinks, and Rust's wasm allocator (dlmalloc) serves a small request from any free chunk when
 /// its bins are empty: the space an unloaded model left was cut up by the next load's small
 /// allocations (its tokenizer, made first), and the model's largest tensor no longer fit — memory
-/// grew by that tensor on reload (73.7 MiB for a 169M model's head). Here only tensors (and other
-/// big buffers freed and asked for again whole, like the prefix cache's) come and go.
+/// grew by that tensor on reload (73.7 MiB for a 169M model's head). Here only tensors and blocks
+/// of [`BIG_BLOCK`] bytes or more come and go.
 ///
 /// A block is the start of the lowest free range that holds it (first fit by address). So the same
-/// sizes asked for again in the same order, once all of them were freed (and nothing else of this
-/// space was), land exactly where they were, and memory does not grow: each lower range was too
-/// small then and is the same now. Best fit has no such guarantee (a test shows it moving).
+/// sizes asked for again in the same order, once all of them were freed, land exactly where they
+/// were, and memory does not grow: each lower range was too small then and is the same now (blocks
+/// that came and went in between leave the same free ranges). Best fit has no such guarantee (a
+/// test shows it moving).
 #[cfg(target_arch = "wasm32")]
 mod tensor_space {
     use core::arch::wasm32::{memory_grow, memory_size};
@@ -176,7 +231,7 @@ mod tensor_space {
     use core::sync::atomic::{AtomicBool, Ordering::{Acquire, Relaxed, Release}};
 
     /// Sizes are rounded to it and blocks start on it (wasm pages, 64 KiB, are multiples).
-    pub const ALIGN: usize = 64;
+    const ALIGN: usize = super::TENSOR_ALIGN;
     const PAGE: usize = 65536;
 
     /// A free range, written at its own start. The list is sorted by address.

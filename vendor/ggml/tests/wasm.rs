@@ -125,10 +125,12 @@ fn tensor_space_is_kept_for_tensors() {
         assert_eq!(used_bytes(), before + (48 << 20));
         t.write_bytes(1, 48 << 20);
         let pins: Vec<Box<[u8; 64]>> = (0..64).map(|_| Box::new([0; 64])).collect();
+        // The list of small blocks is itself a big block (in the tensor space): asked for first.
+        let mut small: Vec<Box<[u8; 96]>> = Vec::with_capacity(n);
         let pinned = used_bytes();
         dealloc_tensor(t, layout);
         assert_eq!(used_bytes(), pinned - (48 << 20));
-        let small: Vec<Box<[u8; 96]>> = (0..n).map(|i| Box::new([i as u8; 96])).collect();
+        small.extend((0..n).map(|i| Box::new([i as u8; 96])));
         let grown = wasm_memory_bytes();
         let again = alloc_tensor(layout);
         assert_eq!(wasm_memory_bytes(), grown, "the freed tensor space was reused");
@@ -148,6 +150,23 @@ fn tensor_space_is_kept_for_tensors() {
         assert!(alloc_tensor(layout).is_null(), "over the limit");
         set_limit(None);
         drop(pins);
+    }
+}
+
+/// Blocks of `BIG_BLOCK` bytes or more from Rust's allocator live in the tensor space: a
+/// reallocation moves the contents into, within and out of it intact, counted.
+#[wasm_bindgen_test]
+fn big_blocks_move_in_and_out_of_the_tensor_space() {
+    use echo_ggml_sys::mem::{used_bytes, BIG_BLOCK};
+    let pattern = |n: usize| (0..n).map(|i| (i % 251) as u8);
+    let before = used_bytes();
+    let mut v: Vec<u8> = pattern(BIG_BLOCK / 2).collect();
+    for capacity in [2 * BIG_BLOCK, 5 * BIG_BLOCK, BIG_BLOCK / 4] {
+        v.truncate(capacity.min(BIG_BLOCK / 2));
+        v.shrink_to_fit();
+        v.reserve_exact(capacity - v.len());
+        assert!(v.iter().copied().eq(pattern(v.len())), "capacity {capacity}");
+        assert_eq!(used_bytes(), before + v.capacity());
     }
 }
 
