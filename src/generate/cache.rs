@@ -96,11 +96,10 @@ struct Entry {
 /// RNN states keyed by the tokens that led to them (from the model's initial state).
 ///
 /// States and logits live in fixed slots (one per entry, room for both) in one buffer of tensor
-/// memory, asked for when the cache is made (right after the model's tensors, so in the same
-/// order at every load; again at an insert if refused then). A full cache turns over in place,
-/// and after a model load the new cache lands where the last one was. In wasm, where memory
-/// never shrinks, buffers freed and asked for again one by one let smaller blocks cut into their
-/// room, and memory grew. Fifteen sixteenths of the bound go to slots; keys take the rest.
+/// memory, asked for whole at first use (`reserve`). A full cache turns over in place, and after
+/// a model load the new cache lands where the last one was. In wasm, where memory never shrinks,
+/// buffers freed and asked for again one by one let smaller blocks cut into their room, and
+/// memory grew. Fifteen sixteenths of the bound go to slots; keys take the rest.
 #[derive(Debug)]
 pub struct PrefixCache {
     /// The entries; its bound is the room for keys (what each entry is charged).
@@ -109,9 +108,8 @@ pub struct PrefixCache {
     logits_len: usize,
     capacity: usize,
     slots: Option<FloatSlots>,
-    /// Slots entries left; `fresh` slots from the start have been used.
+    /// The slots no entry uses (all of them when `slots` is asked for).
     free: Vec<usize>,
-    fresh: usize,
 }
 
 impl PrefixCache {
@@ -120,11 +118,23 @@ impl PrefixCache {
         let slot_bytes = 4 * (state_len + logits_len);
         let capacity = if slot_bytes == 0 { 0 } else { (max_bytes - max_bytes / 16) / slot_bytes };
         let lru = Lru::new(max_bytes - capacity * slot_bytes);
-        let slots = (capacity > 0).then(|| FloatSlots::try_new(capacity, state_len + logits_len)).flatten();
-        PrefixCache { lru, state_len, logits_len, capacity, slots, free: Vec::new(), fresh: 0 }
+        PrefixCache { lru, state_len, logits_len, capacity, slots: None, free: Vec::new() }
     }
 
-    /// Bytes held: the slots and the keys.
+    /// Asks for the slots' buffer if it is not there yet; false when refused (or no slot fits).
+    /// The session does this as its first generation starts, before the grammar engine, so that
+    /// big blocks come in the same order after every model load (see `mem::BIG_BLOCK`).
+    pub fn reserve(&mut self) -> bool {
+        if self.slots.is_none() && self.capacity > 0 {
+            self.slots = FloatSlots::try_new(self.capacity, self.state_len + self.logits_len);
+            if self.slots.is_some() {
+                self.free = (0..self.capacity).rev().collect();
+            }
+        }
+        self.slots.is_some()
+    }
+
+    /// Bytes held: the slots (once asked for) and the keys.
     pub fn bytes(&self) -> usize {
         self.slots.as_ref().map_or(0, FloatSlots::bytes) + self.lru.used_bytes
     }
@@ -153,22 +163,15 @@ impl PrefixCache {
             }
         }
         let key_bytes = 4 * tokens.len();
-        let fits = self.capacity > 0 && key_bytes <= self.lru.max_bytes && state.len() == self.state_len;
-        if !fits || logits.is_some_and(|l| l.len() != self.logits_len) {
+        let fits = key_bytes <= self.lru.max_bytes && state.len() == self.state_len;
+        if !fits || logits.is_some_and(|l| l.len() != self.logits_len) || !self.reserve() {
             return false;
         }
-        if self.slots.is_none() {
-            self.slots = FloatSlots::try_new(self.capacity, self.state_len + self.logits_len);
-        }
-        let Some(slots) = self.slots.as_mut() else { return false };
         let key = tokens.to_vec();
         let free = &mut self.free;
         self.lru.make_room(&key, key_bytes, self.capacity, |old| free.push(old.slot));
-        // Fewer entries than slots now, so a slot is free or was never used.
-        let slot = self.free.pop().unwrap_or_else(|| {
-            self.fresh += 1;
-            self.fresh - 1
-        });
+        // Fewer entries than slots now, so one is free.
+        let (Some(slot), Some(slots)) = (self.free.pop(), self.slots.as_mut()) else { return false };
         slots.write(slot, 0, state);
         if let Some(l) = logits {
             slots.write(slot, self.state_len, l);
@@ -250,7 +253,7 @@ mod tests {
         // Slots of 3 state floats (12 bytes): 3 fit in 15/16 of 48 bytes, and 12 bytes are left
         // for keys.
         let mut c = PrefixCache::new(48, 3, 0);
-        assert_eq!((c.capacity(), c.bytes()), (3, 36));
+        assert_eq!((c.capacity(), c.bytes()), (3, 0));
         for t in 0..3 {
             assert!(c.insert(&[t], &[t as f32; 3], None));
         }

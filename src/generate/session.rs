@@ -196,6 +196,7 @@ impl Session {
         if prompt_tokens.is_empty() && self.conv.tokens.is_empty() {
             return Err(Error::invalid_options("the prompt is empty: a new conversation needs at least one token"));
         }
+        self.prefixes.reserve();
         let constraint = opts.grammar.as_ref().map(|grammar| self.grammars()?.constraint(grammar)).transpose()?;
         self.conv.tokens.extend_from_slice(&prompt_tokens);
         let mut g = Generation {
