@@ -1,6 +1,6 @@
 //! Tensor memory: one fallible, 64-byte aligned allocation per tensor, so a load that does not
 //! fit fails with an error (never an abort), and ggml can use the bytes in place. It comes from
-//! `alloc_tensor` (on wasm32, a space only tensors use, so a model loaded again fits where it was).
+//! `alloc_tensor` (on wasm32, a space apart from small blocks, so a model loaded again fits where it was).
 //!
 //! The memory starts uninitialised (zeroing it first cost a fifth of a wasm load): the loader
 //! writes every byte through `write`/`spare` before the buffer becomes a `Tensor`'s data, and only

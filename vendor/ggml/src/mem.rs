@@ -123,29 +123,27 @@ unsafe fn space_realloc(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u
     p
 }
 
+/// `alloc()` for `size` bytes, counted: null without calling it when the limit refuses.
+unsafe fn counted(size: usize, alloc: impl FnOnce() -> *mut u8) -> *mut u8 {
+    if !reserve(size) {
+        return core::ptr::null_mut();
+    }
+    let p = alloc();
+    if p.is_null() {
+        release(size);
+    }
+    p
+}
+
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note_size(layout.size());
-        if !reserve(layout.size()) {
-            return core::ptr::null_mut();
-        }
-        let p = space_alloc(layout, false);
-        if p.is_null() {
-            release(layout.size());
-        }
-        p
+        counted(layout.size(), || space_alloc(layout, false))
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         note_size(layout.size());
-        if !reserve(layout.size()) {
-            return core::ptr::null_mut();
-        }
-        let p = space_alloc(layout, true);
-        if p.is_null() {
-            release(layout.size());
-        }
-        p
+        counted(layout.size(), || space_alloc(layout, true))
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -177,22 +175,15 @@ unsafe impl GlobalAlloc for CountingAlloc {
 }
 
 /// Memory for a model's tensor (null when refused), counted and capped like any allocation.
-/// On wasm32 it comes from a space only tensors use (`tensor_space` below), elsewhere from
-/// the global allocator. Free it with [`dealloc_tensor`] and the same layout.
+/// On wasm32 it comes from the tensor space (`tensor_space` below) whatever its size, elsewhere
+/// from the global allocator. Free it with [`dealloc_tensor`] and the same layout.
 ///
 /// # Safety
 /// `layout` has a non-zero size.
 pub unsafe fn alloc_tensor(layout: Layout) -> *mut u8 {
     #[cfg(target_arch = "wasm32")]
     if layout.align() <= TENSOR_ALIGN {
-        if !reserve(layout.size()) {
-            return core::ptr::null_mut();
-        }
-        let p = tensor_space::alloc(layout.size());
-        if p.is_null() {
-            release(layout.size());
-        }
-        return p;
+        return counted(layout.size(), || tensor_space::alloc(layout.size()));
     }
     std::alloc::alloc(layout)
 }
