@@ -40,8 +40,10 @@ const WASM_QUANTS_PATCHES: &[(&str, &str, usize)] = &[
 /// F16 weights multiply F32 activations (`shim/echo_vec_dot_f16.c`): ggml's own path rounds the
 /// activations to F16 first and, in wasm, converts them back for every weight row. FP16 fixture
 /// logits are now within 4e-6 of the F32 reference backend (were 3e-3). v7 0.1B in Node, best of
-/// five decode ms/token: FP16 115 -> 81, Q5_1 (FP16 head) 71.5 -> 59. (A bit-exact SIMD
-/// conversion of both operands measured slower in V8 than ggml's table.) With `nrows` 2, a
+/// five decode ms/token: FP16 115 -> 81, Q5_1 (FP16 head) 71.5 -> 59. In wasm the weights are
+/// converted eight at a time in integer lanes, not through ggml's table: Node v4 169M, 1 thread,
+/// decode ms/token FP16 59.5-68.8 -> 33.3-44.0, Q5_1 (FP16 head) 35.5-49.6 -> 26.1-26.4; FP16
+/// prompt 36-37 -> 54-64 tokens/s (alternating runs). With `nrows` 2, a
 /// prompt's chunk goes in 2x2 tiles, each weight converted once per two columns, with the bits of
 /// single products: FP16 prompt tokens/s, native v7 0.1B 115 -> 134; Node v7 0.1B 23.1-23.5 ->
 /// 26.7-34.1, v4 169M 20.8-25.1 -> 27.7-36.4 (alternating runs); decode unchanged.
