@@ -83,7 +83,7 @@ export interface LoadOptions {
   vocab?: Source;
   /**
    * Quantize a float head to this type as it loads (as `echo-engine quantize --head` does to a
-   * file): in wasm the FP16 head is about half of a decode step. Logits move slightly (Q8_0: under
+   * file): in wasm the FP16 head is about a third of a decode step. Logits move slightly (Q8_0: under
    * 1% of the largest logit on the test models). A float type is `invalid_options`.
    */
   head?: 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'Q8_0';

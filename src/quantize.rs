@@ -2,7 +2,7 @@
 //! goes in as chunks, the output comes out as chunks, and only one row is ever buffered. Which
 //! tensors are quantized follows rwkv.cpp ([`schema::Store`]); the block encoding is ggml's
 //! own, so files are bit-identical to what rwkv.cpp would write. Optionally the head is quantized
-//! too ([`Quantizer::with_head`]), which rwkv.cpp does not do: in wasm the FP16 head is about half
+//! too ([`Quantizer::with_head`]), which rwkv.cpp does not do: in wasm the FP16 head is about a third
 //! of a decode step.
 
 use half::f16;

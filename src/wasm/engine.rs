@@ -114,7 +114,7 @@ impl Engine {
     /// `totalBytes` is the file size when the source knows it: a model that cannot fit is then
     /// refused from its 24-byte header. `tokenizer` is 'auto', 'world', 'neox' or 'byte';
     /// `vocab` the vocabulary file's bytes (World and NeoX); `head` a quantized type to turn a
-    /// float head into as it arrives (in wasm the FP16 head is about half of a decode step).
+    /// float head into as it arrives (in wasm the FP16 head is about a third of a decode step).
     #[wasm_bindgen(js_name = beginLoad)]
     pub fn begin_load(
         &mut self,
