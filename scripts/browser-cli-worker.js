@@ -1,14 +1,15 @@
 // scripts/browser-cli.mjs's command, in a module worker of its page, as the engine runs in a
 // worker (and must: ggml's threads wait with wasm's atomic wait, which a page may not). Takes
-// { args, files, runtime } (files: each file argument → its URL), fetches the files whole (the
-// CLI reads synchronously), runs the CLI and posts { code, stdout, stderr }.
+// { args, files, runtime, crashChannel } (files: each file argument → its URL; crashChannel: where
+// a pool thread that traps says so), fetches the files whole (the CLI reads synchronously), runs
+// the CLI and posts { code, stdout, stderr }.
 import { instantiate, startPool } from '../js/builds.js';
 
-self.onmessage = async ({ data: { args, files, runtime } }) => {
+self.onmessage = async ({ data: { args, files, runtime, crashChannel } }) => {
   const at = args.indexOf('--threads');
   const threads = at >= 0 ? Number(args[at + 1]) : 1;
   const build = await instantiate(threads > 1 ? '../pkg-threads/' : '../pkg/');
-  if (threads > 1 && threads <= 64) await startPool(build, threads - 1);
+  if (threads > 1 && threads <= 64) await startPool(build, threads - 1, { crashChannel });
   const contents = new Map();
   for (const [path, url] of Object.entries(files)) {
     const response = await fetch(url);

@@ -56,9 +56,10 @@ export function runnerOptions(argv) {
  * Runs the CLI with `args` in a page of `browser`; resolves with `{ code, stdout, stderr,
  * isolated }` (`isolated`: the page was cross-origin isolated). When the command succeeds,
  * `followUp({ browser, server, files })` runs next on the same browser and server (`files`: each
- * file argument → its URL there), and the result's `followUp` is its value.
+ * file argument → its URL there), and the result's `followUp` is its value. `worker` is the
+ * script the page runs the command in (a test's wrapper of browser-cli-worker.js).
  */
-export async function runInBrowser({ browser, isolated, args }, followUp) {
+export async function runInBrowser({ browser, isolated, args, worker = '/scripts/browser-cli-worker.js' }, followUp) {
   // Each input file is mounted under its own prefix and named to the page by URL.
   const mounts = {};
   const files = {};
@@ -80,7 +81,7 @@ export async function runInBrowser({ browser, isolated, args }, followUp) {
     session = await browser.launch();
     const page = await session.newPage();
     await page.goto(`${server.url}${PAGE}`);
-    const result = await page.evaluate(runInPage, { args, files, runtime: browser.name.toLowerCase() });
+    const result = await page.evaluate(runInPage, { args, files, runtime: browser.name.toLowerCase(), script: worker });
     await page.close();
     if (followUp && result.code === 0) result.followUp = await followUp({ browser: session, server, files });
     return result;
@@ -90,8 +91,12 @@ export async function runInBrowser({ browser, isolated, args }, followUp) {
   }
 }
 
-/** In the page: runs the CLI in a worker (browser-cli-worker.js), which fetches the files. */
-async function runInPage({ args, files, runtime }) {
+/**
+ * In the page: runs the CLI in a worker (browser-cli-worker.js), which fetches the files. A pool
+ * thread that traps leaves that worker waiting in ggml for good: the thread says so on a
+ * BroadcastChannel, and the command ends with the Node CLI's worker_crashed line.
+ */
+async function runInPage({ args, files, runtime, script }) {
   const isolated = globalThis.crossOriginIsolated;
   const threads = args.indexOf('--threads');
   if (threads >= 0 && Number(args[threads + 1]) > 1 && !isolated) {
@@ -99,15 +104,19 @@ async function runInPage({ args, files, runtime }) {
     const message = `--threads ${args[threads + 1]}: wasm threads need SharedArrayBuffer, which this page lacks (not cross-origin isolated: drop --no-isolation)`;
     return { code: 1, stdout: '', stderr: JSON.stringify({ code: 'invalid_options', message }) + '\n', isolated };
   }
-  const worker = new Worker('/scripts/browser-cli-worker.js', { type: 'module' });
+  const worker = new Worker(script, { type: 'module' });
+  const crashChannel = `echo-cli-crash-${crypto.randomUUID()}`;
+  const crashes = new BroadcastChannel(crashChannel);
   try {
     const result = await new Promise((resolve, reject) => {
       worker.onmessage = (e) => resolve(e.data);
       worker.onerror = (e) => reject(new Error(`the CLI's worker failed: ${e.message}`));
-      worker.postMessage({ args, files, runtime });
+      crashes.onmessage = (e) => resolve({ code: 1, stdout: '', stderr: JSON.stringify({ code: 'worker_crashed', message: e.data }) + '\n' });
+      worker.postMessage({ args, files, runtime, crashChannel });
     });
     return { ...result, isolated };
   } finally {
+    crashes.close();
     worker.terminate();
   }
 }

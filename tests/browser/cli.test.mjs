@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { FIXTURES_MISSING, fixtures } from '../support/fixtures.mjs';
 import { root, synth } from '../support/models.mjs';
 import { BROWSERS } from './browsers.mjs';
+import { runInBrowser } from '../../scripts/browser-cli.mjs';
 
 const MODEL = join(fixtures, 'tiny-rwkv-7v0-834K-FP16.bin');
 // Sampling the fixture's 256 tokens takes about one step of Firefox's clock (20 µs), so its
@@ -24,7 +25,8 @@ function run(where, args) {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-for (const { name, missing } of BROWSERS) {
+for (const browser of BROWSERS) {
+  const { name, missing, lacks } = browser;
   const id = name.toLowerCase();
   const skip = missing || FIXTURES_MISSING;
 
@@ -62,5 +64,15 @@ for (const { name, missing } of BROWSERS) {
     const q = run(id, ['quantize', '--in', join(root, 'package.json'), '--out', join(root, 'x.bin'), '--type', 'Q8_0']);
     assert.equal(q.status, 1);
     assert.match(JSON.parse(q.stderr).message, /only the files named by --model, --vocab, --file/);
+  });
+
+  if (!lacks.includes('SharedArrayBuffer')) test(`${name}: with --threads 2, a pool thread that hangs ggml, then traps, ends the command with worker_crashed`, { skip, timeout: 120_000 }, async () => {
+    const args = ['bench', '--model', MODEL, '--threads', '2'];
+    const r = await runInBrowser({ browser, isolated: true, args, worker: '/tests/browser/pages/cli-pool-thread-traps.js' });
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, '');
+    const error = JSON.parse(r.stderr);
+    assert.equal(error.code, 'worker_crashed');
+    assert.match(error.message, /pool thread trapped/);
   });
 }
