@@ -56,10 +56,10 @@ export function runnerOptions(argv) {
  * Runs the CLI with `args` in a page of `browser`; resolves with `{ code, stdout, stderr,
  * isolated }` (`isolated`: the page was cross-origin isolated). When the command succeeds,
  * `followUp({ browser, server, files })` runs next on the same browser and server (`files`: each
- * file argument → its URL there), and the result's `followUp` is its value. `worker` is the
+ * file argument → its URL there), and the result's `followUp` is its value. `workerUrl` is the
  * script the page runs the command in (a test's wrapper of browser-cli-worker.js).
  */
-export async function runInBrowser({ browser, isolated, args, worker = '/scripts/browser-cli-worker.js' }, followUp) {
+export async function runInBrowser({ browser, isolated, args, workerUrl = '/scripts/browser-cli-worker.js' }, followUp) {
   // Each input file is mounted under its own prefix and named to the page by URL.
   const mounts = {};
   const files = {};
@@ -81,7 +81,7 @@ export async function runInBrowser({ browser, isolated, args, worker = '/scripts
     session = await browser.launch();
     const page = await session.newPage();
     await page.goto(`${server.url}${PAGE}`);
-    const result = await page.evaluate(runInPage, { args, files, runtime: browser.name.toLowerCase(), script: worker });
+    const result = await page.evaluate(runInPage, { args, files, runtime: browser.name.toLowerCase(), workerUrl });
     await page.close();
     if (followUp && result.code === 0) result.followUp = await followUp({ browser: session, server, files });
     return result;
@@ -96,7 +96,7 @@ export async function runInBrowser({ browser, isolated, args, worker = '/scripts
  * thread that traps leaves that worker waiting in ggml for good: the thread says so on a
  * BroadcastChannel, and the command ends with the Node CLI's worker_crashed line.
  */
-async function runInPage({ args, files, runtime, script }) {
+async function runInPage({ args, files, runtime, workerUrl }) {
   const isolated = globalThis.crossOriginIsolated;
   const threads = args.indexOf('--threads');
   if (threads >= 0 && Number(args[threads + 1]) > 1 && !isolated) {
@@ -104,7 +104,7 @@ async function runInPage({ args, files, runtime, script }) {
     const message = `--threads ${args[threads + 1]}: wasm threads need SharedArrayBuffer, which this page lacks (not cross-origin isolated: drop --no-isolation)`;
     return { code: 1, stdout: '', stderr: JSON.stringify({ code: 'invalid_options', message }) + '\n', isolated };
   }
-  const worker = new Worker(script, { type: 'module' });
+  const worker = new Worker(workerUrl, { type: 'module' });
   const crashChannel = `echo-cli-crash-${crypto.randomUUID()}`;
   const crashes = new BroadcastChannel(crashChannel);
   try {

@@ -68,7 +68,7 @@ for (const browser of BROWSERS) {
 
   if (!lacks.includes('SharedArrayBuffer')) test(`${name}: with --threads 2, a pool thread that hangs ggml, then traps, ends the command with worker_crashed`, { skip, timeout: 120_000 }, async () => {
     const args = ['bench', '--model', MODEL, '--threads', '2'];
-    const r = await runInBrowser({ browser, isolated: true, args, worker: '/tests/browser/pages/cli-pool-thread-traps.js' });
+    const r = await runInBrowser({ browser, isolated: true, args, workerUrl: '/tests/browser/pages/pool-thread-traps.js?worker=/scripts/browser-cli-worker.js' });
     assert.equal(r.code, 1);
     assert.equal(r.stdout, '');
     const error = JSON.parse(r.stderr);
