@@ -401,6 +401,19 @@ async function launchFirefox() {
   };
 }
 
+/** Ends `child` (SIGTERM, SIGKILL after 5 s); resolves once it has exited. */
+function stop(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill();
+  });
+}
+
 /** A free TCP port on 127.0.0.1 (WebKitWebDriver cannot be given port 0). */
 function freePort() {
   return new Promise((ok, fail) => {
@@ -639,7 +652,7 @@ async function launchWebKit() {
           try {
             await command('DELETE', '');
           } finally {
-            driver.child.kill();
+            await stop(driver.child);
           }
         },
       };
@@ -650,8 +663,10 @@ async function launchWebKit() {
       try {
         await Promise.allSettled([...pages].map((p) => p.close()));
       } finally {
-        xvfb.child.kill();
-        rmSync(profile, { recursive: true, force: true });
+        await stop(xvfb.child);
+        // WebKit's web and network processes may still be writing its caches for a moment after
+        // the driver has gone: a folder that fills again as it is emptied is retried, not thrown.
+        rmSync(profile, { recursive: true, force: true, maxRetries: 20 });
       }
     },
   };
