@@ -71,6 +71,9 @@ static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
 /// columns; results keep the bits of ggml's own wasm kernels. v4 169M Q5_1, prompt tokens/s on
 /// 1 thread, alternating runs: Chromium 41.5-44.3 -> 65.2-71.6; Node 48.9-57.6 -> 45.9-72.0
 /// (noisy); Q8_0 in Chromium 43.0-46.0 -> 55.5-59.0. Decode unchanged or faster.
+/// A one-column product (decode) goes a chunk of rows per call (`echo_vec_dot_rows`, these types
+/// and F16), two rows at a time, the quantized column widened once for the chunk, not per row:
+/// same bits; v4 169M in Node, 1 thread, decode Q5_1 60-62 -> 41 ms/token, FP16 90 -> 67.
 const WASM_QUANT_TILE_PATCHES: &[(&str, &str, usize)] = &[
     (
         "static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
@@ -82,6 +85,8 @@ void echo_vec_dot_q5_1_q8_1(int n, float * s, size_t bs, const void * x, size_t 
 void echo_vec_dot_q8_0_q8_0(int n, float * s, size_t bs, const void * x, size_t bx, const void * y, size_t by, int nrc);
 #define ECHO_TILE(ggml_kernel, echo_kernel) echo_kernel
 #define ECHO_TILE_ROWS 2
+typedef void (*echo_vec_dot_rows_t)(int n, float * s, const void * x, size_t bx, const void * y, int64_t nr);
+echo_vec_dot_rows_t echo_vec_dot_rows(enum ggml_type type);
 #else
 #define ECHO_TILE(ggml_kernel, echo_kernel) ggml_kernel
 #define ECHO_TILE_ROWS 1
@@ -132,6 +137,29 @@ static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
         "        .vec_dot                  = ECHO_TILE(ggml_vec_dot_q8_0_q8_0, echo_vec_dot_q8_0_q8_0),
         .vec_dot_type             = GGML_TYPE_Q8_0,
 #if defined (__ARM_FEATURE_MATMUL_INT8) || defined(__wasm_simd128__) /* echo */",
+        1,
+    ),
+    (
+        "    ggml_vec_dot_t const vec_dot      = type_traits_cpu[type].vec_dot;
+    enum ggml_type const vec_dot_type = type_traits_cpu[type].vec_dot_type;
+",
+        "    ggml_vec_dot_t const vec_dot      = type_traits_cpu[type].vec_dot;
+    enum ggml_type const vec_dot_type = type_traits_cpu[type].vec_dot_type;
+#if defined(__wasm_simd128__) /* echo: one column's chunk of rows in one call */
+    echo_vec_dot_rows_t const rows_dot = num_rows_per_vec_dot == 1 ? echo_vec_dot_rows(type) : NULL;
+#endif
+",
+        1,
+    ),
+    (
+        "                for (int64_t ir0 = iir0; ir0 < iir0 + blck_0 && ir0 < ir0_end; ir0 += num_rows_per_vec_dot) {
+                    vec_dot(",
+        "#if defined(__wasm_simd128__) /* echo */
+                if (rows_dot) rows_dot(ne00, tmp, src0_row + iir0 * nb01, nb01, src1_col, MIN(iir0 + blck_0, ir0_end) - iir0);
+                else
+#endif
+                for (int64_t ir0 = iir0; ir0 < iir0 + blck_0 && ir0 < ir0_end; ir0 += num_rows_per_vec_dot) {
+                    vec_dot(",
         1,
     ),
 ];

@@ -112,18 +112,15 @@ static inline __attribute__((always_inline)) int dot_simd(int n, int r, int c, c
 }
 #endif
 
-/* nrc 1: s[0] = x . y; nrc 2 (ggml's 2x2 tile, type traits nrows = 2): s[0] = x0 . y0,
- * s[1] = x1 . y0, s[bs] = x0 . y1, s[bs + 1] = x1 . y1, rows bx bytes apart, columns by. A
- * prompt's chunk then converts each weight once per two columns instead of once per column. */
-void echo_vec_dot_f16_f32(int n, float * restrict s, size_t bs, const void * restrict vx, size_t bx,
-                          const void * restrict vy, size_t by, int nrc) {
-    const uint16_t * const x[2] = { vx, (const uint16_t *) ((const char *) vx + bx) };
-    const float * const y[2] = { vy, (const float *) ((const char *) vy + by) };
+/* Rows x[0..r) times columns y[0..c) (r, c <= 2): s[ci * bs + ri] = x[ri] . y[ci], the tail past
+ * the SIMD steps added in double, as ggml's F16 kernel does. Constant tile sizes at each call, so
+ * each is its own loop with its accumulators in registers. */
+static inline __attribute__((always_inline)) void dot_tile(int n, int r, int c, float * s, size_t bs,
+                                                           const uint16_t * const x[2], const float * const y[2]) {
     double sumf[4];
-    /* Constant tile sizes, so each call is its own loop with its accumulators in registers. */
-    const int np = nrc == 2 ? dot_simd(n, 2, 2, x, y, sumf) : dot_simd(n, 1, 1, x, y, sumf);
-    for (int ci = 0; ci < nrc; ci++) {
-        for (int ri = 0; ri < nrc; ri++) {
+    const int np = dot_simd(n, r, c, x, y, sumf);
+    for (int ci = 0; ci < c; ci++) {
+        for (int ri = 0; ri < r; ri++) {
             double d = sumf[ci * 2 + ri];
             for (int i = np; i < n; i++) {
                 d += (double) (ggml_table_f32_f16[x[ri][i]] * y[ci][i]);
@@ -132,3 +129,33 @@ void echo_vec_dot_f16_f32(int n, float * restrict s, size_t bs, const void * res
         }
     }
 }
+
+/* nrc 1: s[0] = x . y; nrc 2 (ggml's 2x2 tile, type traits nrows = 2): s[0] = x0 . y0,
+ * s[1] = x1 . y0, s[bs] = x0 . y1, s[bs + 1] = x1 . y1, rows bx bytes apart, columns by. A
+ * prompt's chunk then converts each weight once per two columns instead of once per column. */
+void echo_vec_dot_f16_f32(int n, float * restrict s, size_t bs, const void * restrict vx, size_t bx,
+                          const void * restrict vy, size_t by, int nrc) {
+    const uint16_t * const x[2] = { vx, (const uint16_t *) ((const char *) vx + bx) };
+    const float * const y[2] = { vy, (const float *) ((const char *) vy + by) };
+    if (nrc == 2) dot_tile(n, 2, 2, s, bs, x, y);
+    else dot_tile(n, 1, 1, s, bs, x, y);
+}
+
+#if defined(__wasm_simd128__)
+/* Rows x[0..nr) (bx bytes apart) times one column: s[ri] = x[ri] . y, a matrix-vector product
+ * (decode; mul_mat's one-column chunks, patched in build.rs). Two rows at a time, one load of the
+ * column for both: a single product's bits, in less time than ggml's call per row. */
+void echo_vec_dot_f16_f32_rows(int n, float * restrict s, const void * restrict vx, size_t bx,
+                               const void * restrict vy, int64_t nr) {
+    const float * const y[2] = { vy, vy };
+    int64_t ri = 0;
+    for (; ri + 2 <= nr; ri += 2) {
+        const uint16_t * const x[2] = { (const uint16_t *) ((const char *) vx + ri * bx), (const uint16_t *) ((const char *) vx + (ri + 1) * bx) };
+        dot_tile(n, 2, 1, s + ri, 0, x, y);
+    }
+    if (ri < nr) {
+        const uint16_t * const x[2] = { (const uint16_t *) ((const char *) vx + ri * bx), NULL };
+        dot_tile(n, 1, 1, s + ri, 0, x, y);
+    }
+}
+#endif

@@ -16,6 +16,10 @@
 
 #define GGML_COMMON_DECL_C
 #include "ggml-common.h"
+#include "ggml.h"
+
+typedef void (*echo_vec_dot_rows_t)(int n, float * s, const void * vx, size_t bx, const void * vy, int64_t nr);
+void echo_vec_dot_f16_f32_rows(int n, float * s, const void * vx, size_t bx, const void * vy, int64_t nr); /* echo_vec_dot_f16.c */
 
 extern float ggml_table_f32_f16[1 << 16]; /* ggml-cpu.c: the value of every half */
 #define HALF(h) ggml_table_f32_f16[(h)]
@@ -110,7 +114,8 @@ static inline __attribute__((always_inline)) void column_block(enum kind k, cons
  * The columns are Q8_1 blocks for the _1 kinds (scale d, sum s = d * sum(qs)), Q8_0 for the _0.
  * ggml's Q4_0 kernel takes blocks in pairs and an odd last block in scalar code: so here. */
 static inline __attribute__((always_inline)) void dot_tile(enum kind k, int n, int r, int c, float * s, size_t bs,
-                                                           const char * vx, size_t bx, const char * vy, size_t by) {
+                                                           const char * vx, size_t bx, const char * vy, size_t by,
+                                                           const v128_t * ywide) {
     const int nb = n / 32;
     const int nv = k == Q4_0 ? nb & ~1 : nb;
     v128_t acc[2][2];
@@ -131,7 +136,11 @@ static inline __attribute__((always_inline)) void dot_tile(enum kind k, int n, i
             float dy, sy;
             column_block(k, vy + ci * by, ib, &yq, &dy, &sy);
             v128_t yw[4];
-            widen(wasm_v128_load(yq), yw), widen(wasm_v128_load(yq + 16), yw + 2);
+            if (ywide) {
+                for (int j = 0; j < 4; j++) yw[j] = ywide[4 * ib + j];
+            } else {
+                widen(wasm_v128_load(yq), yw), widen(wasm_v128_load(yq + 16), yw + 2);
+            }
             for (int ri = 0; ri < r; ri++) {
                 if (k == Q4_1 || k == Q5_1) mins[ci][ri] += mx[ri] * sy;
                 const v128_t d = wasm_f32x4_convert_i32x4(dot_block(xw[ri], yw));
@@ -163,17 +172,60 @@ static inline __attribute__((always_inline)) void dot_tile(enum kind k, int n, i
     }
 }
 
+/* Rows x[0..nr) (bx bytes apart) times one column: s[ri] = x[ri] . y, a matrix-vector product
+ * (decode). ggml calls the 1x1 kernel once per row, which widens the column's blocks again for
+ * every row: here they are widened once, on the stack, for all nr rows, taken two at a time. The
+ * same operations on the same values as the 1x1 kernel, so the same bits. Columns longer than
+ * ROWS_MAX_BLOCKS blocks (16 KiB widened) go a row at a time. */
+#define ROWS_MAX_BLOCKS 256
+static inline __attribute__((always_inline)) void dot_rows(enum kind k, int n, float * s, const char * vx, size_t bx,
+                                                           const char * vy, int64_t nr) {
+    const int nb = n / 32;
+    if (nb > ROWS_MAX_BLOCKS) {
+        for (int64_t ri = 0; ri < nr; ri++) dot_tile(k, n, 1, 1, s + ri, 0, vx + ri * bx, 0, vy, 0, NULL);
+        return;
+    }
+    v128_t yw[nb * 4];
+    for (int ib = 0; ib < nb; ib++) {
+        const int8_t * yq;
+        float dy, sy;
+        column_block(k, vy, ib, &yq, &dy, &sy);
+        widen(wasm_v128_load(yq), yw + 4 * ib), widen(wasm_v128_load(yq + 16), yw + 4 * ib + 2);
+    }
+    int64_t ri = 0;
+    for (; ri + 2 <= nr; ri += 2) dot_tile(k, n, 2, 1, s + ri, 0, vx + ri * bx, bx, vy, 0, yw);
+    if (ri < nr) dot_tile(k, n, 1, 1, s + ri, 0, vx + ri * bx, 0, vy, 0, yw);
+}
+
 /* ggml's vec_dot signature; nrc 2 is a 2x2 tile: rows bx bytes apart, columns by. Constant
  * tile sizes, so each call is its own loop with its accumulators in registers. */
 #define ECHO_VEC_DOT(name, kind)                                                                   \
     void name(int n, float * restrict s, size_t bs, const void * restrict vx, size_t bx,           \
               const void * restrict vy, size_t by, int nrc) {                                      \
-        if (nrc == 2) dot_tile(kind, n, 2, 2, s, bs, vx, bx, vy, by);                              \
-        else dot_tile(kind, n, 1, 1, s, bs, vx, bx, vy, by);                                       \
+        if (nrc == 2) dot_tile(kind, n, 2, 2, s, bs, vx, bx, vy, by, NULL);                        \
+        else dot_tile(kind, n, 1, 1, s, bs, vx, bx, vy, by, NULL);                                 \
+    }                                                                                              \
+    static void name##_rows(int n, float * restrict s, const void * restrict vx, size_t bx,        \
+                            const void * restrict vy, int64_t nr) {                                \
+        dot_rows(kind, n, s, vx, bx, vy, nr);                                                      \
     }
 ECHO_VEC_DOT(echo_vec_dot_q4_0_q8_0, Q4_0)
 ECHO_VEC_DOT(echo_vec_dot_q4_1_q8_1, Q4_1)
 ECHO_VEC_DOT(echo_vec_dot_q5_0_q8_0, Q5_0)
 ECHO_VEC_DOT(echo_vec_dot_q5_1_q8_1, Q5_1)
 ECHO_VEC_DOT(echo_vec_dot_q8_0_q8_0, Q8_0)
+
+/* The matrix-vector kernel of a weight type, or NULL: mul_mat's one-column chunks (patched in
+ * build.rs). */
+echo_vec_dot_rows_t echo_vec_dot_rows(enum ggml_type type) {
+    switch (type) {
+    case GGML_TYPE_Q4_0: return echo_vec_dot_q4_0_q8_0_rows;
+    case GGML_TYPE_Q4_1: return echo_vec_dot_q4_1_q8_1_rows;
+    case GGML_TYPE_Q5_0: return echo_vec_dot_q5_0_q8_0_rows;
+    case GGML_TYPE_Q5_1: return echo_vec_dot_q5_1_q8_1_rows;
+    case GGML_TYPE_Q8_0: return echo_vec_dot_q8_0_q8_0_rows;
+    case GGML_TYPE_F16: return echo_vec_dot_f16_f32_rows;
+    default: return NULL;
+    }
+}
 #endif

@@ -196,7 +196,7 @@ pub fn mul_mat_f16_every_half() {
 
 /// Several columns go through the F16 product two rows by two columns at a time (type traits
 /// `nrows` 2): each result has the bits of the same product taken one column at a time, and is
-/// within rounding of an f64 sum. 100 is not a multiple of the kernels' 16 or 32 (a tail).
+/// within rounding of an f64 sum; one column's products have the bits of one row at a time. 100 is not a multiple of the kernels' 16 or 32 (a tail).
 pub fn mul_mat_f16_tiles() {
     let (rows, cols, n) = (6, 100, 4);
     let halves: Vec<u16> = values(7, rows * cols).iter().map(|v| f16_bits(*v)).collect();
@@ -212,6 +212,19 @@ pub fn mul_mat_f16_tiles() {
             let want: f64 = (0..cols).map(|k| half_value(halves[r * cols + k]) as f64 * column[k] as f64).sum();
             assert!((got as f64 - want).abs() < 1e-4, "row {r} column {c}: {got}, want {want}");
         }
+    }
+    // One column, as decode multiplies (in wasm, each chunk of rows in one call, two rows at a
+    // time): 19 rows (chunks of 16 and 3) give the bits of the kernel called a row at a time.
+    let rows = 19;
+    let halves: Vec<u16> = values(11, rows * cols).iter().map(|v| f16_bits(*v)).collect();
+    let w: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
+    let column = values(12, cols);
+    let got = ggml_mat_vec(GGML_TYPE_F16, &w, rows, cols, &column);
+    let dot = unsafe { (*ggml_get_type_traits_cpu(GGML_TYPE_F16)).vec_dot.unwrap() };
+    for (r, got) in got.iter().enumerate() {
+        let mut want = 0f32;
+        unsafe { dot(cols as c_int, &mut want, 0, w[r * cols * 2..].as_ptr().cast(), 0, column.as_ptr().cast(), 0, 1) };
+        assert_eq!(got.to_bits(), want.to_bits(), "row {r} of {rows}, one column: {got}, a row at a time {want}");
     }
 }
 
@@ -248,8 +261,9 @@ extern "C" {
     fn ggml_vec_dot_q8_0_q8_0(n: c_int, s: *mut f32, bs: usize, x: *const c_void, bx: usize, y: *const c_void, by: usize, nrc: c_int);
 }
 
-/// The dot products mul_mat uses for Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 (in wasm ours, in 2x2 tiles)
-/// give the bits of ggml's own kernels for these types, one row and column at a time.
+/// The dot products mul_mat uses for Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 (in wasm ours, in 2x2 tiles,
+/// and a chunk of rows at a time for one column) give the bits of ggml's own kernels for these
+/// types, one row and column at a time.
 pub fn quant_dot_matches_ggml() {
     let cols = 288;
     let kernels = [
@@ -282,6 +296,21 @@ pub fn quant_dot_matches_ggml() {
             unsafe { dot(cols as c_int, tile.as_mut_ptr(), 2, w.as_ptr().cast(), bx, y.as_ptr().cast(), by, 2) };
             for k in 0..4 {
                 assert_eq!(tile[k].to_bits(), want[k].to_bits(), "type {ty} tile {k}: {}, ggml {}", tile[k], want[k]);
+            }
+        }
+        // One column, as decode multiplies (in wasm, each chunk of rows in one call, the column
+        // widened once for them): 19 rows (chunks of 16 and 3), and 3 rows of 257 blocks, too
+        // long to widen on the stack, which go a row at a time.
+        for (rows, n) in [(19, cols), (3, 257 * 32)] {
+            let w = quantize_weights(ty, &values(40 + seed as u64, rows * n), rows, n);
+            let x = values(41, n);
+            let y = cpu_from_float(traits.vec_dot_type, &x);
+            let got = ggml_mat_vec(ty, &w, rows, n, &x);
+            let bx = w.len() / rows;
+            for (r, got) in got.iter().enumerate() {
+                let mut want = 0f32;
+                unsafe { ggml_dot(n as c_int, &mut want, 0, w[r * bx..].as_ptr().cast(), 0, y.as_ptr().cast(), 0, 1) };
+                assert_eq!(got.to_bits(), want.to_bits(), "type {ty}, {rows} rows of {n}, row {r}: {got}, ggml {want}");
             }
         }
     }
