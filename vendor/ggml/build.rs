@@ -72,8 +72,10 @@ static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
 /// 1 thread, alternating runs: Chromium 41.5-44.3 -> 65.2-71.6; Node 48.9-57.6 -> 45.9-72.0
 /// (noisy); Q8_0 in Chromium 43.0-46.0 -> 55.5-59.0. Decode unchanged or faster.
 /// A one-column product (decode) goes a chunk of rows per call (`echo_vec_dot_rows`, these types
-/// and F16), two rows at a time, the quantized column widened once for the chunk, not per row:
-/// same bits; v4 169M in Node, 1 thread, decode Q5_1 60-62 -> 41 ms/token, FP16 90 -> 67.
+/// and F16), the quantized column widened once for the chunk, not per row, the F16 column scaled
+/// by 2^112 once: same bits; v4 169M in Node, 1 thread, decode Q5_1 60-62 -> 41 ms/token, FP16
+/// 90 -> 67 (a Xeon, two rows at a time). A row at a time, on an EPYC: Q5_1 33 -> 22.6, FP16
+/// 53 -> 32-35 (the weights read as one stream, not two).
 const WASM_QUANT_TILE_PATCHES: &[(&str, &str, usize)] = &[
     (
         "static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",

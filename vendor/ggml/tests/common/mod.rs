@@ -217,8 +217,9 @@ pub fn mul_mat_f16_tiles() {
             assert!((got as f64 - want).abs() < 1e-4, "row {r} column {c}: {got}, want {want}");
         }
     }
-    // One column, as decode multiplies (in wasm, each chunk of rows in one call, two rows at a
-    // time): 19 rows (chunks of 16 and 3) give the bits of the kernel called a row at a time.
+    // One column, as decode multiplies (in wasm, each chunk of rows in one call, the column
+    // scaled by 2^112 once for them): 19 rows (chunks of 16 and 3) give the bits of the kernel
+    // called a row at a time.
     let rows = 19;
     let halves: Vec<u16> = values(11, rows * cols).iter().map(|v| f16_bits(*v)).collect();
     let w: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
