@@ -19,6 +19,7 @@
 #include "ggml.h"
 
 typedef void (*echo_vec_dot_rows_t)(int n, float * s, const void * vx, size_t bx, const void * vy, int64_t nr);
+typedef void (*echo_vec_dot_chunk_t)(int n, float * s, const void * vx, size_t bx, const void * vy, size_t by, int nr, int nc);
 void echo_vec_dot_f16_f32_rows(int n, float * s, const void * vx, size_t bx, const void * vy, int64_t nr); /* echo_vec_dot_f16.c */
 
 extern float ggml_table_f32_f16[1 << 16]; /* ggml-cpu.c: the value of every half */
@@ -110,12 +111,20 @@ static inline __attribute__((always_inline)) void column_block(enum kind k, cons
     }
 }
 
+/* A row's block unpacked and widened once for the many columns of a prompt's chunk. */
+struct wide_block {
+    v128_t q[4];
+    float d, m;
+};
+
 /* Rows x[0..r) times columns y[0..c) (r, c <= 2), result x[ri] . y[ci] at s[ci * bs + ri].
- * The columns are Q8_1 blocks for the _1 kinds (scale d, sum s = d * sum(qs)), Q8_0 for the _0.
- * ggml's Q4_0 kernel takes blocks in pairs and an odd last block in scalar code: so here. */
+ * The columns are Q8_1 blocks for the _1 kinds (scale d, sum s = d * sum(qs)), Q8_0 for the _0;
+ * ywide, if not NULL, is the one column widened (c 1); xwide, if not NULL, the rows' blocks as
+ * wide_blocks. ggml's Q4_0 kernel takes blocks in pairs and an odd last block in scalar code:
+ * so here. */
 static inline __attribute__((always_inline)) void dot_tile(enum kind k, int n, int r, int c, float * s, size_t bs,
                                                            const char * vx, size_t bx, const char * vy, size_t by,
-                                                           const v128_t * ywide) {
+                                                           const v128_t * ywide, const struct wide_block * const * xwide) {
     const int nb = n / 32;
     const int nv = k == Q4_0 ? nb & ~1 : nb;
     v128_t acc[2][2];
@@ -127,9 +136,15 @@ static inline __attribute__((always_inline)) void dot_tile(enum kind k, int n, i
         v128_t xw[2][4];
         float dx[2], mx[2];
         for (int ri = 0; ri < r; ri++) {
-            v128_t lo, hi;
-            unpack(k, vx + ri * bx, ib, &lo, &hi, &dx[ri], &mx[ri]);
-            widen(lo, xw[ri]), widen(hi, xw[ri] + 2);
+            if (xwide) {
+                const struct wide_block * b = xwide[ri] + ib;
+                for (int j = 0; j < 4; j++) xw[ri][j] = b->q[j];
+                dx[ri] = b->d, mx[ri] = b->m;
+            } else {
+                v128_t lo, hi;
+                unpack(k, vx + ri * bx, ib, &lo, &hi, &dx[ri], &mx[ri]);
+                widen(lo, xw[ri]), widen(hi, xw[ri] + 2);
+            }
         }
         for (int ci = 0; ci < c; ci++) {
             const int8_t * yq;
@@ -184,7 +199,7 @@ static inline __attribute__((always_inline)) void dot_rows(enum kind k, int n, f
                                                            const char * vy, int64_t nr) {
     const int nb = n / 32;
     if (nb > ROWS_MAX_BLOCKS) {
-        for (int64_t ri = 0; ri < nr; ri++) dot_tile(k, n, 1, 1, s + ri, 0, vx + ri * bx, 0, vy, 0, NULL);
+        for (int64_t ri = 0; ri < nr; ri++) dot_tile(k, n, 1, 1, s + ri, 0, vx + ri * bx, 0, vy, 0, NULL, NULL);
         return;
     }
     v128_t yw[nb * 4];
@@ -194,7 +209,39 @@ static inline __attribute__((always_inline)) void dot_rows(enum kind k, int n, f
         column_block(k, vy, ib, &yq, &dy, &sy);
         widen(wasm_v128_load(yq), yw + 4 * ib), widen(wasm_v128_load(yq + 16), yw + 4 * ib + 2);
     }
-    for (int64_t ri = 0; ri < nr; ri++) dot_tile(k, n, 1, 1, s + ri, 0, vx + ri * bx, 0, vy, 0, yw);
+    for (int64_t ri = 0; ri < nr; ri++) dot_tile(k, n, 1, 1, s + ri, 0, vx + ri * bx, 0, vy, 0, yw, NULL);
+}
+
+/* Rows x[0..nr) (bx bytes apart) times columns y[0..nc) (by apart), nr, nc <= 16: s[ci * 16 + ri]
+ * = x[ri] . y[ci], a block of a prompt's product (mul_mat's chunks, patched in build.rs). ggml
+ * takes the block column pair by column pair, each in 2x2 tiles down the rows, so every row pair
+ * is unpacked and widened once per column pair; here each row pair is widened once, on the stack,
+ * for all the columns. The tiles are ggml's, so the bits are. Rows longer than ROWS_MAX_BLOCKS
+ * blocks are unpacked for each tile. */
+static inline __attribute__((always_inline)) void dot_chunk(enum kind k, int n, float * s, const char * vx, size_t bx,
+                                                            const char * vy, size_t by, int nr, int nc) {
+    const int nb = n / 32;
+    struct wide_block xw[2][nb <= ROWS_MAX_BLOCKS ? nb : 1];
+    const struct wide_block * const xwide[2] = { xw[0], xw[1] };
+    for (int ri = 0; ri < nr; ri += 2) {
+        const int r = nr - ri < 2 ? 1 : 2;
+        for (int i = 0; i < r && nb <= ROWS_MAX_BLOCKS; i++) {
+            for (int ib = 0; ib < nb; ib++) {
+                v128_t lo, hi;
+                unpack(k, vx + (ri + i) * bx, ib, &lo, &hi, &xw[i][ib].d, &xw[i][ib].m);
+                widen(lo, xw[i][ib].q), widen(hi, xw[i][ib].q + 2);
+            }
+        }
+        const struct wide_block * const * xp = nb <= ROWS_MAX_BLOCKS ? xwide : NULL;
+        for (int ci = 0; ci < nc; ci += 2) {
+            const char * x = vx + ri * bx, * y = vy + ci * by;
+            float * o = s + ci * 16 + ri;
+            if (r == 2 && nc - ci >= 2) dot_tile(k, n, 2, 2, o, 16, x, bx, y, by, NULL, xp);
+            else if (r == 2) dot_tile(k, n, 2, 1, o, 16, x, bx, y, by, NULL, xp);
+            else if (nc - ci >= 2) dot_tile(k, n, 1, 2, o, 16, x, bx, y, by, NULL, xp);
+            else dot_tile(k, n, 1, 1, o, 16, x, bx, y, by, NULL, xp);
+        }
+    }
 }
 
 /* ggml's vec_dot signature; nrc 2 is a 2x2 tile: rows bx bytes apart, columns by. Constant
@@ -202,18 +249,35 @@ static inline __attribute__((always_inline)) void dot_rows(enum kind k, int n, f
 #define ECHO_VEC_DOT(name, kind)                                                                   \
     void name(int n, float * restrict s, size_t bs, const void * restrict vx, size_t bx,           \
               const void * restrict vy, size_t by, int nrc) {                                      \
-        if (nrc == 2) dot_tile(kind, n, 2, 2, s, bs, vx, bx, vy, by, NULL);                        \
-        else dot_tile(kind, n, 1, 1, s, bs, vx, bx, vy, by, NULL);                                 \
+        if (nrc == 2) dot_tile(kind, n, 2, 2, s, bs, vx, bx, vy, by, NULL, NULL);                  \
+        else dot_tile(kind, n, 1, 1, s, bs, vx, bx, vy, by, NULL, NULL);                           \
     }                                                                                              \
     static void name##_rows(int n, float * restrict s, const void * restrict vx, size_t bx,        \
                             const void * restrict vy, int64_t nr) {                                \
         dot_rows(kind, n, s, vx, bx, vy, nr);                                                      \
+    }                                                                                              \
+    static void name##_chunk(int n, float * restrict s, const void * restrict vx, size_t bx,       \
+                             const void * restrict vy, size_t by, int nr, int nc) {                \
+        dot_chunk(kind, n, s, vx, bx, vy, by, nr, nc);                                             \
     }
 ECHO_VEC_DOT(echo_vec_dot_q4_0_q8_0, Q4_0)
 ECHO_VEC_DOT(echo_vec_dot_q4_1_q8_1, Q4_1)
 ECHO_VEC_DOT(echo_vec_dot_q5_0_q8_0, Q5_0)
 ECHO_VEC_DOT(echo_vec_dot_q5_1_q8_1, Q5_1)
 ECHO_VEC_DOT(echo_vec_dot_q8_0_q8_0, Q8_0)
+
+/* The block kernel of a quantized weight type, or NULL: mul_mat's chunks of many columns
+ * (patched in build.rs). */
+echo_vec_dot_chunk_t echo_vec_dot_chunk(enum ggml_type type) {
+    switch (type) {
+    case GGML_TYPE_Q4_0: return echo_vec_dot_q4_0_q8_0_chunk;
+    case GGML_TYPE_Q4_1: return echo_vec_dot_q4_1_q8_1_chunk;
+    case GGML_TYPE_Q5_0: return echo_vec_dot_q5_0_q8_0_chunk;
+    case GGML_TYPE_Q5_1: return echo_vec_dot_q5_1_q8_1_chunk;
+    case GGML_TYPE_Q8_0: return echo_vec_dot_q8_0_q8_0_chunk;
+    default: return NULL;
+    }
+}
 
 /* The matrix-vector kernel of a weight type, or NULL: mul_mat's one-column chunks (patched in
  * build.rs). */

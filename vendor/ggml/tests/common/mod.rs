@@ -234,26 +234,30 @@ pub fn mul_mat_f16_tiles() {
 }
 
 /// Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 weights go through the product two rows by two columns at a time (in
-/// wasm, `shim/echo_vec_dot_q.c`): each result has the bits of the same product taken one column
-/// at a time, and is within quantization error of the dequantized weights times the columns.
+/// wasm, `shim/echo_vec_dot_q.c`, each block of up to 16 rows by 16 columns in one call, each row
+/// pair widened once): each result has the bits of the same product taken one column at a time,
+/// and is within quantization error of the dequantized weights times the columns. 9 blocks a row
+/// give Q4_0's odd last block; 34 rows by 18 columns, blocks of 12 by 9 (odd counts); 257 blocks a
+/// row, too long to widen on the stack.
 pub fn mul_mat_quant_tiles() {
-    let (rows, cols, n) = (6, 288, 4); // 9 blocks a row: Q4_0's odd last block too
-    let w = values(9, rows * cols);
-    let x = values(10, cols * n);
-    for ty in [GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0] {
-        let q = quantize_weights(ty, &w, rows, cols);
-        let deq = dequantize(ty, &q);
-        let tiled = ggml_mat_vec(ty, &q, rows, cols, &x);
-        for c in 0..n {
-            let column = &x[c * cols..(c + 1) * cols];
-            let single = ggml_mat_vec(ty, &q, rows, cols, column);
-            let want: Vec<f64> =
-                (0..rows).map(|r| (0..cols).map(|k| deq[r * cols + k] as f64 * column[k] as f64).sum()).collect();
-            for r in 0..rows {
-                let got = tiled[c * rows + r];
-                assert_eq!(got.to_bits(), single[r].to_bits(), "type {ty} row {r} column {c}: {got} tiled, {} alone", single[r]);
+    for (rows, cols, n) in [(6, 288, 4), (34, 288, 18), (4, 257 * 32, 2)] {
+        let w = values(9, rows * cols);
+        let x = values(10, cols * n);
+        for ty in [GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0] {
+            let q = quantize_weights(ty, &w, rows, cols);
+            let deq = dequantize(ty, &q);
+            let tiled = ggml_mat_vec(ty, &q, rows, cols, &x);
+            for c in 0..n {
+                let column = &x[c * cols..(c + 1) * cols];
+                let single = ggml_mat_vec(ty, &q, rows, cols, column);
+                let want: Vec<f64> =
+                    (0..rows).map(|r| (0..cols).map(|k| deq[r * cols + k] as f64 * column[k] as f64).sum()).collect();
+                for r in 0..rows {
+                    let got = tiled[c * rows + r];
+                    assert_eq!(got.to_bits(), single[r].to_bits(), "type {ty} {rows}x{cols}x{n} row {r} column {c}: {got} tiled, {} alone", single[r]);
+                }
+                assert_close(&tiled[c * rows..(c + 1) * rows], &want, 2e-2, &format!("type {ty} {rows}x{cols}x{n} column {c} vs dequantized"));
             }
-            assert_close(&tiled[c * rows..(c + 1) * rows], &want, 2e-2, &format!("type {ty} column {c} vs dequantized"));
         }
     }
 }
