@@ -54,13 +54,24 @@ export function initChat({ engine, membranes, onStats, onRequestDone, onMemories
     return msg;
   }
 
-  function appendChunk(msg, text) {
-    msg.querySelector('.text').append(text);
-    msg.dataset.chunks = String(Number(msg.dataset.chunks) + 1);
+  // Chunks may come a thousand a second, and each scroll to the end lays the page out: their text
+  // goes to the page once a frame, so the page (and Stop) keeps up. Text not shown yet, by message:
+  const unshown = new Map();
+  function showChunks() {
+    if (unshown.size === 0) return;
+    for (const [msg, text] of unshown) msg.querySelector('.text').append(text);
+    unshown.clear();
     transcript.scrollTop = transcript.scrollHeight;
   }
 
+  function appendChunk(msg, text) {
+    if (unshown.size === 0) requestAnimationFrame(showChunks);
+    unshown.set(msg, (unshown.get(msg) ?? '') + text);
+    msg.dataset.chunks = String(Number(msg.dataset.chunks) + 1);
+  }
+
   function finish(msg, reason, detail) {
+    showChunks();
     msg.dataset.stopReason = reason;
     msg.querySelector('.meta').textContent = [REASONS[reason] ?? reason, detail].filter(Boolean).join(' · ');
   }
@@ -94,6 +105,7 @@ export function initChat({ engine, membranes, onStats, onRequestDone, onMemories
     }
     if (r.stopReason === 'length') problems.push('the token limit came first: raise Max tokens');
     const valid = r.stopReason === 'grammar' && problems.length === 0;
+    showChunks();
     const body = msg.querySelector('.text');
     if (value !== undefined) body.textContent = JSON.stringify(value, null, 2);
     body.classList.add('json');
