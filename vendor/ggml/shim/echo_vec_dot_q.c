@@ -111,20 +111,33 @@ static inline __attribute__((always_inline)) void column_block(enum kind k, cons
     }
 }
 
-/* A row's block unpacked and widened once for the many columns of a prompt's chunk. */
+/* A block unpacked and widened, ready for dot_block: its 32 values as i16, its scale d, and m:
+ * a row's minimum (the _1 kinds), a column's d * sum(quants) (Q8_1). Made once per block for
+ * all the rows a column meets (decode) or all the columns a row pair meets (prompt). */
 struct wide_block {
     v128_t q[4];
     float d, m;
 };
 
+static inline __attribute__((always_inline)) void widen_row_block(enum kind k, const char * row, int ib, struct wide_block * b) {
+    v128_t lo, hi;
+    unpack(k, row, ib, &lo, &hi, &b->d, &b->m);
+    widen(lo, b->q), widen(hi, b->q + 2);
+}
+
+static inline __attribute__((always_inline)) void widen_column_block(enum kind k, const char * col, int ib, struct wide_block * b) {
+    const int8_t * q;
+    column_block(k, col, ib, &q, &b->d, &b->m);
+    widen(wasm_v128_load(q), b->q), widen(wasm_v128_load(q + 16), b->q + 2);
+}
+
 /* Rows x[0..r) times columns y[0..c) (r, c <= 2), result x[ri] . y[ci] at s[ci * bs + ri].
- * The columns are Q8_1 blocks for the _1 kinds (scale d, sum s = d * sum(qs)), Q8_0 for the _0;
- * ywide, if not NULL, is the one column widened (c 1); xwide, if not NULL, the rows' blocks as
- * wide_blocks. ggml's Q4_0 kernel takes blocks in pairs and an odd last block in scalar code:
- * so here. */
+ * The columns are Q8_1 blocks for the _1 kinds (scale d, sum s = d * sum(qs)), Q8_0 for the _0.
+ * xwide, if not NULL, holds the rows' blocks widened, ywide the one column's (c 1). ggml's Q4_0
+ * kernel takes blocks in pairs and an odd last block in scalar code: so here. */
 static inline __attribute__((always_inline)) void dot_tile(enum kind k, int n, int r, int c, float * s, size_t bs,
                                                            const char * vx, size_t bx, const char * vy, size_t by,
-                                                           const v128_t * ywide, const struct wide_block * const * xwide) {
+                                                           const struct wide_block * const * xwide, const struct wide_block * ywide) {
     const int nb = n / 32;
     const int nv = k == Q4_0 ? nb & ~1 : nb;
     v128_t acc[2][2];
@@ -133,33 +146,19 @@ static inline __attribute__((always_inline)) void dot_tile(enum kind k, int n, i
         for (int ri = 0; ri < 2; ri++) acc[ci][ri] = wasm_f32x4_splat(0.0f), mins[ci][ri] = 0.0f;
     }
     for (int ib = 0; ib < nv; ib++) {
-        v128_t xw[2][4];
-        float dx[2], mx[2];
+        struct wide_block x[2];
         for (int ri = 0; ri < r; ri++) {
-            if (xwide) {
-                const struct wide_block * b = xwide[ri] + ib;
-                for (int j = 0; j < 4; j++) xw[ri][j] = b->q[j];
-                dx[ri] = b->d, mx[ri] = b->m;
-            } else {
-                v128_t lo, hi;
-                unpack(k, vx + ri * bx, ib, &lo, &hi, &dx[ri], &mx[ri]);
-                widen(lo, xw[ri]), widen(hi, xw[ri] + 2);
-            }
+            if (xwide) x[ri] = xwide[ri][ib];
+            else widen_row_block(k, vx + ri * bx, ib, &x[ri]);
         }
         for (int ci = 0; ci < c; ci++) {
-            const int8_t * yq;
-            float dy, sy;
-            column_block(k, vy + ci * by, ib, &yq, &dy, &sy);
-            v128_t yw[4];
-            if (ywide) {
-                for (int j = 0; j < 4; j++) yw[j] = ywide[4 * ib + j];
-            } else {
-                widen(wasm_v128_load(yq), yw), widen(wasm_v128_load(yq + 16), yw + 2);
-            }
+            struct wide_block y;
+            if (ywide) y = ywide[ib];
+            else widen_column_block(k, vy + ci * by, ib, &y);
             for (int ri = 0; ri < r; ri++) {
-                if (k == Q4_1 || k == Q5_1) mins[ci][ri] += mx[ri] * sy;
-                const v128_t d = wasm_f32x4_convert_i32x4(dot_block(xw[ri], yw));
-                acc[ci][ri] = wasm_f32x4_add(acc[ci][ri], wasm_f32x4_mul(d, wasm_f32x4_splat(dx[ri] * dy)));
+                if (k == Q4_1 || k == Q5_1) mins[ci][ri] += x[ri].m * y.m;
+                const v128_t d = wasm_f32x4_convert_i32x4(dot_block(x[ri].q, y.q));
+                acc[ci][ri] = wasm_f32x4_add(acc[ci][ri], wasm_f32x4_mul(d, wasm_f32x4_splat(x[ri].d * y.d)));
             }
         }
     }
@@ -170,17 +169,13 @@ static inline __attribute__((always_inline)) void dot_tile(enum kind k, int n, i
                          wasm_f32x4_extract_lane(a, 2) + wasm_f32x4_extract_lane(a, 3);
             if (k == Q4_1 || k == Q5_1) sumf += mins[ci][ri];
             if (nv < nb) {
-                v128_t lo, hi, xw[4], yw[4];
-                float dx, mx, dy, sy;
-                const int8_t * yq;
-                unpack(k, vx + ri * bx, nv, &lo, &hi, &dx, &mx);
-                column_block(k, vy + ci * by, nv, &yq, &dy, &sy);
-                widen(lo, xw), widen(hi, xw + 2);
-                widen(wasm_v128_load(yq), yw), widen(wasm_v128_load(yq + 16), yw + 2);
-                const v128_t d = dot_block(xw, yw);
+                struct wide_block x, y;
+                widen_row_block(k, vx + ri * bx, nv, &x);
+                widen_column_block(k, vy + ci * by, nv, &y);
+                const v128_t d = dot_block(x.q, y.q);
                 const int sumi = wasm_i32x4_extract_lane(d, 0) + wasm_i32x4_extract_lane(d, 1) +
                                  wasm_i32x4_extract_lane(d, 2) + wasm_i32x4_extract_lane(d, 3);
-                sumf += sumi * dx * dy;
+                sumf += sumi * x.d * y.d;
             }
             s[ci * bs + ri] = sumf;
         }
@@ -191,7 +186,7 @@ static inline __attribute__((always_inline)) void dot_tile(enum kind k, int n, i
  * (decode). ggml calls the 1x1 kernel once per row, which widens the column's blocks again for
  * every row: here they are widened once, on the stack, for all nr rows. The same operations on the
  * same values as the 1x1 kernel, so the same bits. Columns longer than ROWS_MAX_BLOCKS blocks
- * (16 KiB widened) are widened for each row. A row at a time: the weights are read as one stream
+ * (20 KiB widened) are widened for each row. A row at a time: the weights are read as one stream
  * (two rows at a time, two streams, took 15% longer, v4 169M Q5_1 in Node on an EPYC; on an
  * earlier Xeon, 15% less). */
 #define ROWS_MAX_BLOCKS 256
@@ -202,14 +197,9 @@ static inline __attribute__((always_inline)) void dot_rows(enum kind k, int n, f
         for (int64_t ri = 0; ri < nr; ri++) dot_tile(k, n, 1, 1, s + ri, 0, vx + ri * bx, 0, vy, 0, NULL, NULL);
         return;
     }
-    v128_t yw[nb * 4];
-    for (int ib = 0; ib < nb; ib++) {
-        const int8_t * yq;
-        float dy, sy;
-        column_block(k, vy, ib, &yq, &dy, &sy);
-        widen(wasm_v128_load(yq), yw + 4 * ib), widen(wasm_v128_load(yq + 16), yw + 4 * ib + 2);
-    }
-    for (int64_t ri = 0; ri < nr; ri++) dot_tile(k, n, 1, 1, s + ri, 0, vx + ri * bx, 0, vy, 0, yw, NULL);
+    struct wide_block y[nb];
+    for (int ib = 0; ib < nb; ib++) widen_column_block(k, vy, ib, &y[ib]);
+    for (int64_t ri = 0; ri < nr; ri++) dot_tile(k, n, 1, 1, s + ri, 0, vx + ri * bx, 0, vy, 0, NULL, y);
 }
 
 /* Rows x[0..nr) (bx bytes apart) times columns y[0..nc) (by apart), nr, nc <= 16: s[ci * 16 + ri]
@@ -221,25 +211,22 @@ static inline __attribute__((always_inline)) void dot_rows(enum kind k, int n, f
 static inline __attribute__((always_inline)) void dot_chunk(enum kind k, int n, float * s, const char * vx, size_t bx,
                                                             const char * vy, size_t by, int nr, int nc) {
     const int nb = n / 32;
-    struct wide_block xw[2][nb <= ROWS_MAX_BLOCKS ? nb : 1];
+    const int wide = nb <= ROWS_MAX_BLOCKS;
+    struct wide_block xw[2][wide ? nb : 1];
     const struct wide_block * const xwide[2] = { xw[0], xw[1] };
     for (int ri = 0; ri < nr; ri += 2) {
         const int r = nr - ri < 2 ? 1 : 2;
-        for (int i = 0; i < r && nb <= ROWS_MAX_BLOCKS; i++) {
-            for (int ib = 0; ib < nb; ib++) {
-                v128_t lo, hi;
-                unpack(k, vx + (ri + i) * bx, ib, &lo, &hi, &xw[i][ib].d, &xw[i][ib].m);
-                widen(lo, xw[i][ib].q), widen(hi, xw[i][ib].q + 2);
-            }
+        for (int i = 0; i < r && wide; i++) {
+            for (int ib = 0; ib < nb; ib++) widen_row_block(k, vx + (ri + i) * bx, ib, &xw[i][ib]);
         }
-        const struct wide_block * const * xp = nb <= ROWS_MAX_BLOCKS ? xwide : NULL;
+        const struct wide_block * const * xp = wide ? xwide : NULL;
         for (int ci = 0; ci < nc; ci += 2) {
             const char * x = vx + ri * bx, * y = vy + ci * by;
             float * o = s + ci * 16 + ri;
-            if (r == 2 && nc - ci >= 2) dot_tile(k, n, 2, 2, o, 16, x, bx, y, by, NULL, xp);
-            else if (r == 2) dot_tile(k, n, 2, 1, o, 16, x, bx, y, by, NULL, xp);
-            else if (nc - ci >= 2) dot_tile(k, n, 1, 2, o, 16, x, bx, y, by, NULL, xp);
-            else dot_tile(k, n, 1, 1, o, 16, x, bx, y, by, NULL, xp);
+            if (r == 2 && nc - ci >= 2) dot_tile(k, n, 2, 2, o, 16, x, bx, y, by, xp, NULL);
+            else if (r == 2) dot_tile(k, n, 2, 1, o, 16, x, bx, y, by, xp, NULL);
+            else if (nc - ci >= 2) dot_tile(k, n, 1, 2, o, 16, x, bx, y, by, xp, NULL);
+            else dot_tile(k, n, 1, 1, o, 16, x, bx, y, by, xp, NULL);
         }
     }
 }
