@@ -80,6 +80,12 @@ static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
 /// (`echo_vec_dot_chunk`), each row pair unpacked and widened once for all the block's columns,
 /// not once per column pair: same tiles, same bits; v4 169M Q5_1 in Node, 1 thread, 128-token
 /// prompt 78-95 -> 105-116 tokens/s, v7 0.1B 76-97 -> 90-110.
+/// A one-column chunk's rows go in one call, not 16 at a time (the column was widened or scaled
+/// again for every 16 rows), into dst directly; and a block with an odd number of columns (a
+/// prompt's last chunk) goes in one call too, where ggml's 2x2 tiles fell back to one row and column
+/// at a time. v4 169M in Node, alternating runs: decode 1 thread Q5_1 23.3-25.1 -> 19.3-21.9
+/// ms/token, FP16 31.7-37.6 -> 23.4-25.3 (with the F16 column scaled four at a time), 2 threads
+/// Q5_1 19.0-24.1 -> 13.1-16.6; a 15-token prompt 66-78 -> 100-116 tokens/s.
 const WASM_QUANT_TILE_PATCHES: &[(&str, &str, usize)] = &[
     (
         "static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
@@ -153,13 +159,24 @@ static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
 ",
         "    ggml_vec_dot_t const vec_dot      = type_traits_cpu[type].vec_dot;
     enum ggml_type const vec_dot_type = type_traits_cpu[type].vec_dot_type;
-#if defined(__wasm_simd128__) /* echo: one column's chunk of rows in one call; a block of a plain 2-D product too */
-    echo_vec_dot_rows_t const rows_dot = num_rows_per_vec_dot == 1 ? echo_vec_dot_rows(type) : NULL;
-    echo_vec_dot_chunk_t const chunk_dot = num_rows_per_vec_dot == 2 && ne02 == 1 && ne03 == 1 && ne12 == 1 && ne13 == 1 &&
+#if defined(__wasm_simd128__) /* echo: a block of a plain 2-D product in one call (odd counts too); else a column's whole chunk of rows */
+    echo_vec_dot_chunk_t const chunk_dot = ir1_end - ir1_start > 1 && ne02 == 1 && ne03 == 1 && ne12 == 1 && ne13 == 1 &&
         (ggml_is_contiguous(src1) || src1->type != vec_dot_type) ? echo_vec_dot_chunk(type) : NULL;
+    echo_vec_dot_rows_t const rows_dot = !chunk_dot && num_rows_per_vec_dot == 1 ? echo_vec_dot_rows(type) : NULL;
     float chunk_tmp[16 * 16];
 #endif
 ",
+        1,
+    ),
+    (
+        "    // block-tiling attempt
+    const int64_t blck_0 = 16;",
+        "    // block-tiling attempt
+#if defined(__wasm_simd128__) /* echo */
+    const int64_t blck_0 = rows_dot ? ir0_end - ir0_start : 16;
+#else
+    const int64_t blck_0 = 16;
+#endif",
         1,
     ),
     (
@@ -183,8 +200,10 @@ static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
         "                for (int64_t ir0 = iir0; ir0 < iir0 + blck_0 && ir0 < ir0_end; ir0 += num_rows_per_vec_dot) {
                     vec_dot(",
         "#if defined(__wasm_simd128__) /* echo */
-                if (rows_dot) rows_dot(ne00, tmp, src0_row + iir0 * nb01, nb01, src1_col, MIN(iir0 + blck_0, ir0_end) - iir0);
-                else
+                if (rows_dot) {
+                    rows_dot(ne00, dst_col + iir0, src0_row + iir0 * nb01, nb01, src1_col, MIN(iir0 + blck_0, ir0_end) - iir0);
+                    continue;
+                }
 #endif
                 for (int64_t ir0 = iir0; ir0 < iir0 + blck_0 && ir0 < ir0_end; ir0 += num_rows_per_vec_dot) {
                     vec_dot(",
