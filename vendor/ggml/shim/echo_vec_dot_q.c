@@ -71,7 +71,7 @@ static inline __attribute__((always_inline)) void unpack(enum kind k, const void
     }
     const v128_t v = wasm_v128_load(qs);
     *lo = wasm_v128_and(v, m4b);
-    *hi = wasm_u8x16_shr(v, 4);
+    *hi = wasm_v128_and(wasm_u16x8_shr(v, 4), m4b); /* V8 makes u8x16.shr's mask again every time */
     if (k == Q4_0) { /* values -8..7 */
         *lo = wasm_i8x16_sub(*lo, wasm_i8x16_splat(8));
         *hi = wasm_i8x16_sub(*hi, wasm_i8x16_splat(8));
