@@ -162,7 +162,7 @@ impl Graph<'_> {
         let k = self.mm(l, "att.key.weight", self.mix(x, prev, self.w(l, "att.time_mix_k")));
         let v = self.mm(l, "att.value.weight", self.mix(x, prev, self.w(l, "att.time_mix_v")));
         let mut args = [k, v, self.w(l, "att.time_first"), self.w(l, "att.time_decay"), aa_bb_pp];
-        let wkv = ggml_custom_4d(c, GGML_TYPE_F32, e, n + 3, 1, 1, args.as_mut_ptr(), args.len() as c_int, Some(wkv4::compute), 1, null_mut());
+        let wkv = ggml_custom_4d(c, GGML_TYPE_F32, e, n + 3, 1, 1, args.as_mut_ptr(), args.len() as c_int, Some(wkv4::compute), wkv4::TASKS, null_mut());
         let row = e as usize * F32_BYTES;
         let y = ggml_view_2d(c, wkv, e, n, row, 0);
         let new_state = ggml_view_1d(c, wkv, 3 * e, n as usize * row);

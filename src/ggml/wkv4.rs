@@ -12,26 +12,30 @@ use echo_ggml_sys::ggml_tensor;
 
 use crate::reference::v4_wkv_channel;
 
+/// ggml's `GGML_N_TASKS_MAX`: the op runs on every thread, each on its own share of the channels,
+/// which are independent (one thread would leave the others waiting at the next barrier).
+pub(super) const TASKS: c_int = -1;
+
 /// # Safety
 /// Called by ggml with a `dst` built by `graph::v4_wkv`: f32 contiguous sources of the shapes above.
-pub(super) unsafe extern "C" fn compute(dst: *mut ggml_tensor, ith: c_int, _nth: c_int, _userdata: *mut c_void) {
-    if ith != 0 {
-        return;
-    }
-    let dst = &mut *dst;
+pub(super) unsafe extern "C" fn compute(dst: *mut ggml_tensor, ith: c_int, nth: c_int, _userdata: *mut c_void) {
+    let dst = &*dst;
     let src = |i: usize| &*dst.src[i];
     let (e, t) = (src(0).ne[0] as usize, src(0).ne[1] as usize);
-    let slice = |i: usize, n: usize| core::slice::from_raw_parts(src(i).data as *const f32, n);
-    let (k, v, first, decay, state_in) = (slice(0, e * t), slice(1, e * t), slice(2, e), slice(3, e), slice(4, 3 * e));
-    let out = core::slice::from_raw_parts_mut(dst.data as *mut f32, e * (t + 3));
-
-    let (y, state) = out.split_at_mut(e * t);
-    state.copy_from_slice(state_in);
-    let (aa, rest) = state.split_at_mut(e);
-    let (bb, pp) = rest.split_at_mut(e);
-    for (tt, y) in y.chunks_exact_mut(e).enumerate() {
-        let (k, v) = (&k[tt * e..(tt + 1) * e], &v[tt * e..(tt + 1) * e]);
-        for i in 0..e {
+    let (ith, nth) = (ith as usize, nth.max(1) as usize);
+    let (c0, c1) = (e * ith / nth, e * (ith + 1) / nth);
+    let n = c1 - c0;
+    // Each thread reads and writes only channels c0..c1 of every row: slices of `n` floats at `at`.
+    let input = |i: usize, at: usize| core::slice::from_raw_parts((src(i).data as *const f32).add(at + c0), n);
+    let out = |at: usize| core::slice::from_raw_parts_mut((dst.data as *mut f32).add(at + c0), n);
+    let (first, decay) = (input(2, 0), input(3, 0));
+    let (aa, bb, pp) = (out(e * t), out(e * t + e), out(e * t + 2 * e));
+    aa.copy_from_slice(input(4, 0));
+    bb.copy_from_slice(input(4, e));
+    pp.copy_from_slice(input(4, 2 * e));
+    for tt in 0..t {
+        let (k, v, y) = (input(0, tt * e), input(1, tt * e), out(tt * e));
+        for i in 0..n {
             y[i] = v4_wkv_channel(first[i], decay[i], k[i], v[i], &mut aa[i], &mut bb[i], &mut pp[i]);
         }
     }
