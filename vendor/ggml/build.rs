@@ -224,6 +224,8 @@ static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
 ///   waits of 4-30 µs and 36 sleeps per token, counted at the barrier). Node, 2 threads,
 ///   alternating runs, decode ms/token: v4 169M Q5_1 12.2-14.6 → 12.0-13.3, v7 0.1B Q5_1
 ///   14.6-15.8 → 12.4-14.7. Each row is one call's, whatever the chunk, so the bits are the same.
+/// - unary operators and sub run on every thread, not on one (`UNARY_THREAD_PATCHES`,
+///   `BINARY_THREAD_PATCHES`).
 const GGML_CPU_THREAD_PATCHES: &[(&str, &str, usize)] = &[
     (
         "        case GGML_OP_FILL:
@@ -312,42 +314,20 @@ const GGML_CPU_THREAD_PATCHES: &[(&str, &str, usize)] = &[
 /// function on each element, so the same bits. Node, 2 threads, alternating runs, decode
 /// ms/token: v7 0.1B Q5_1 13.0-15.1 → 12.1-12.5 (v7 has seven per layer); v4 169M unchanged.
 const UNARY_THREAD_PATCHES: &[(&str, &str, usize)] = &[(
-    "    GGML_ASSERT( nb0 == sizeof(dst_t));
-    GGML_ASSERT(nb00 == sizeof(src0_t));
-
-    const auto [ir0, ir1] = get_thread_range(params, src0);
-
-    for (int64_t ir = ir0; ir < ir1; ++ir) {
-        const int64_t i03 = ir/(ne02*ne01);
-        const int64_t i02 = (ir - i03*ne02*ne01)/ne01;
-        const int64_t i01 = (ir - i03*ne02*ne01 - i02*ne01);
-
-        dst_t        * dst_ptr  = (dst_t  *)       ((char *)       dst->data  + i03*nb3  + i02*nb2  + i01*nb1 );
-        const src0_t * src0_ptr = (const src0_t *) ((const char *) src0->data + i03*nb03 + i02*nb02 + i01*nb01);
-
-        vec_unary_op<op>(ne0, dst_ptr, src0_ptr);",
-    "    GGML_ASSERT( nb0 == sizeof(dst_t));
-    GGML_ASSERT(nb00 == sizeof(src0_t));
-
+    "static void apply_unary_op(const ggml_compute_params * params, ggml_tensor * dst) {
+    const ggml_tensor * src0 = dst->src[0];
+",
+    "static void apply_unary_op(const ggml_compute_params * params, ggml_tensor * dst) {
+    const ggml_tensor * src0 = dst->src[0];
 #ifdef ECHO_WASM_THREADS /* echo: a lone row is split by elements */
-    if (ggml_nrows(src0) == 1 && params->nth > 1) {
-        const int64_t per = (ne0 + params->nth - 1) / params->nth;
-        const int64_t i0 = MIN(ne0, per * params->ith), i1 = MIN(ne0, i0 + per);
+    if (ggml_nrows(src0) == 1 && params->nth > 1 && ggml_is_contiguous(src0) && ggml_is_contiguous(dst)) {
+        const int64_t n = src0->ne[0], per = (n + params->nth - 1) / params->nth;
+        const int64_t i0 = MIN(n, per * params->ith), i1 = MIN(n, i0 + per);
         vec_unary_op<op>(i1 - i0, (dst_t *) dst->data + i0, (const src0_t *) src0->data + i0);
         return;
     }
 #endif
-    const auto [ir0, ir1] = get_thread_range(params, src0);
-
-    for (int64_t ir = ir0; ir < ir1; ++ir) {
-        const int64_t i03 = ir/(ne02*ne01);
-        const int64_t i02 = (ir - i03*ne02*ne01)/ne01;
-        const int64_t i01 = (ir - i03*ne02*ne01 - i02*ne01);
-
-        dst_t        * dst_ptr  = (dst_t  *)       ((char *)       dst->data  + i03*nb3  + i02*nb2  + i01*nb1 );
-        const src0_t * src0_ptr = (const src0_t *) ((const char *) src0->data + i03*nb03 + i02*nb02 + i01*nb01);
-
-        vec_unary_op<op>(ne0, dst_ptr, src0_ptr);",
+",
     1,
 )];
 
