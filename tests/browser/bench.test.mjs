@@ -1,5 +1,5 @@
 // scripts/bench-browser.mjs in each browser of browsers.mjs: the Node CLI's bench JSON, with the
-// browser as `runtime`, whether the page was isolated, and the load speed by URL; `--threads` on
+// browser as `runtime`, whether the page was isolated, and the load speed by URL and from a Blob; `--threads` on
 // a plain page (which cannot run threads) is refused.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -31,16 +31,17 @@ for (const { name, missing } of BROWSERS) {
   const id = name.toLowerCase();
   const skip = missing || FIXTURES_MISSING;
 
-  test(`${name}: bench-browser prints the Node bench fields with runtime "${id}", isolated, load_url_mb_per_s and load_url_ready_ms`, { skip }, () => {
+  test(`${name}: bench-browser prints the Node bench fields with runtime "${id}", isolated, and the load by URL and from a Blob`, { skip }, () => {
     const r = run('scripts/bench-browser.mjs', ['--browser', id, ...ARGS]);
     assert.equal(r.status, 0, r.stderr);
     const b = JSON.parse(r.stdout);
-    assert.deepEqual(Object.keys(b), [...nodeBenchKeys(), 'isolated', 'load_url_mb_per_s', 'load_url_ready_ms']);
+    assert.deepEqual(Object.keys(b), [...nodeBenchKeys(), 'isolated', 'load_url_mb_per_s', 'load_url_ready_ms', 'load_blob_mb_per_s', 'load_blob_ready_ms']);
     assert.equal(b.runtime, id);
     assert.equal(b.isolated, true);
     assert.equal(b.simd, 'wasm-simd128');
     assert.equal(b.decode_tokens, 4);
-    for (const k of ['file_mb', 'load_mb_per_s', 'prompt_tokens_per_s', 'decode_ms_per_token_median', 'peak_memory_bytes', 'load_url_mb_per_s', 'load_url_ready_ms']) {
+    for (const k of ['file_mb', 'load_mb_per_s', 'prompt_tokens_per_s', 'decode_ms_per_token_median', 'peak_memory_bytes', 'load_url_mb_per_s', 'load_url_ready_ms',
+      'load_blob_mb_per_s', 'load_blob_ready_ms']) {
       assert.ok(b[k] > 0, `${k}: ${r.stdout}`);
     }
   });
