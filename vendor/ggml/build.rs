@@ -71,21 +71,19 @@ static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
 /// columns; results keep the bits of ggml's own wasm kernels. v4 169M Q5_1, prompt tokens/s on
 /// 1 thread, alternating runs: Chromium 41.5-44.3 -> 65.2-71.6; Node 48.9-57.6 -> 45.9-72.0
 /// (noisy); Q8_0 in Chromium 43.0-46.0 -> 55.5-59.0. Decode unchanged or faster.
-/// A one-column product (decode) goes a chunk of rows per call (`echo_vec_dot_rows`, these types
-/// and F16), the quantized column widened once for the chunk, not per row, the F16 column scaled
-/// by 2^112 once: same bits; v4 169M in Node, 1 thread, decode Q5_1 60-62 -> 41 ms/token, FP16
-/// 90 -> 67 (a Xeon, two rows at a time). A row at a time, on an EPYC: Q5_1 33 -> 22.6, FP16
-/// 53 -> 32-35 (the weights read as one stream, not two).
-/// A block of a plain 2-D product (a prompt's; up to 16 rows by 16 columns) goes in one call
-/// (`echo_vec_dot_chunk`), each row pair unpacked and widened once for all the block's columns,
-/// not once per column pair: same tiles, same bits; v4 169M Q5_1 in Node, 1 thread, 128-token
-/// prompt 78-95 -> 105-116 tokens/s, v7 0.1B 76-97 -> 90-110.
-/// A one-column chunk's rows go in one call, not 16 at a time (the column was widened or scaled
-/// again for every 16 rows), into dst directly; and a block with an odd number of columns (a
-/// prompt's last chunk) goes in one call too, where ggml's 2x2 tiles fell back to one row and column
-/// at a time. v4 169M in Node, alternating runs: decode 1 thread Q5_1 23.3-25.1 -> 19.3-21.9
-/// ms/token, FP16 31.7-37.6 -> 23.4-25.3 (with the F16 column scaled four at a time), 2 threads
-/// Q5_1 19.0-24.1 -> 13.1-16.6; a 15-token prompt 66-78 -> 100-116 tokens/s.
+/// A one-column product (decode) goes a whole chunk of rows per call (`echo_vec_dot_rows`, these
+/// types and F16), straight into dst: the quantized column widened once for the chunk, the F16
+/// column scaled by 2^112 once (four at a time): same bits. v4 169M in Node, 1 thread, decode
+/// ms/token: Q5_1 60-62 -> 41, FP16 90 -> 67 (a Xeon, two rows at a time); a row at a time, on an
+/// EPYC, Q5_1 33 -> 22.6, FP16 53 -> 32-35 (the weights read as one stream, not two); a chunk per
+/// call, not 16 rows (the column was prepared again for every 16), Q5_1 23.3-25.1 -> 19.3-21.9,
+/// FP16 31.7-37.6 -> 23.4-25.3, and on 2 threads Q5_1 19.0-24.1 -> 13.1-16.6.
+/// A block of a plain 2-D product (a prompt's; up to 16 rows by 16 columns, odd counts too) goes
+/// in one call (`echo_vec_dot_chunk`), each row pair unpacked and widened once for all the block's
+/// columns, not once per column pair: same tiles, same bits; v4 169M Q5_1 in Node, 1 thread,
+/// 128-token prompt 78-95 -> 105-116 tokens/s, v7 0.1B 76-97 -> 90-110. A block with an odd number
+/// of columns (a prompt's last chunk) went one row and column at a time in ggml's loop: a 15-token
+/// prompt 66-78 -> 100-116 tokens/s.
 const WASM_QUANT_TILE_PATCHES: &[(&str, &str, usize)] = &[
     (
         "static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
