@@ -130,7 +130,13 @@ impl Collect {
 impl Sink for Collect {
     fn header(&mut self, header: &FileHeader) -> Result<()> {
         self.header = Some(*header);
-        self.check_budget(self.estimate(header))
+        self.check_budget(self.estimate(header))?;
+        // The tensors take the file's bytes but its headers, so memory grows once for all of them
+        // (a head quantized on the way in takes less: then it grows as they come).
+        if let (Some(n), None) = (self.opts.file_bytes, self.opts.head) {
+            echo_ggml_sys::mem::reserve_tensor_space(usize::try_from(n.saturating_sub(FILE_HEADER_BYTES as u64)).unwrap_or(usize::MAX));
+        }
+        Ok(())
     }
 
     fn begin_tensor(&mut self, info: &TensorInfo) -> Result<()> {

@@ -153,6 +153,31 @@ fn tensor_space_is_kept_for_tensors() {
     }
 }
 
+/// A reservation grows memory once by what the free ranges lack, and not again for what is
+/// free already; the tensors then take the space.
+#[wasm_bindgen_test]
+fn reserving_tensor_space_grows_what_is_missing() {
+    use echo_ggml_sys::mem::{alloc_tensor, dealloc_tensor, free_tensor_space, reserve_tensor_space, wasm_memory_bytes};
+    use std::alloc::Layout;
+    let layout = Layout::from_size_align(free_tensor_space() + (40 << 20) + 64, 64).unwrap();
+    let (before, free) = (wasm_memory_bytes(), free_tensor_space());
+    reserve_tensor_space(layout.size());
+    let grown = wasm_memory_bytes() - before;
+    assert_eq!(grown, (layout.size() - free).div_ceil(65536) * 65536, "one growth, of what was missing");
+    assert!(free_tensor_space() >= layout.size());
+    reserve_tensor_space(layout.size());
+    reserve_tensor_space(1 << 20);
+    assert_eq!(wasm_memory_bytes() - before, grown, "the space is there already");
+    // The growth is one range of at least 40 MiB: a tensor that size fits without another.
+    let tensor = Layout::from_size_align(40 << 20, 64).unwrap();
+    unsafe {
+        let t = alloc_tensor(tensor);
+        assert!(!t.is_null());
+        assert_eq!(wasm_memory_bytes() - before, grown, "the tensor grew memory again");
+        dealloc_tensor(t, tensor);
+    }
+}
+
 /// Blocks of `BIG_BLOCK` bytes or more from Rust's allocator live in the tensor space: a
 /// reallocation moves the contents into, within and out of it intact, counted.
 #[wasm_bindgen_test]
