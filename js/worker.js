@@ -192,10 +192,9 @@ async function loadModel(id, { source, tokenizer, vocab, head }, signal) {
     e.beginLoad(src.total, tokenizer, vocabBytes, head);
     progress('download', 0);
     let loaded = 0;
-    for await (const chunk of src.chunks()) {
+    for await (const n of src.readInto ? readInto(e, src) : feedChunks(e, src)) {
       if (signal.aborted) throw echoError('aborted', 'loading the model was aborted');
-      feed(e, chunk);
-      loaded += chunk.byteLength;
+      loaded += n;
       const now = performance.now();
       if (now - lastProgress >= PROGRESS_MS) {
         progress('download', loaded);
@@ -217,6 +216,32 @@ async function loadModel(id, { source, tokenizer, vocab, head }, signal) {
 
 /** Headers go through `pushChunk` in pieces this small, so tensor data rarely does. */
 const HEADER_PIECE = 4096;
+
+/** Hands the source's chunks to the engine (`feed`); yields each one's length. */
+async function* feedChunks(e, src) {
+  for await (const chunk of src.chunks()) {
+    feed(e, chunk);
+    yield chunk.byteLength;
+  }
+}
+
+/**
+ * Has the source read tensor data straight into the tensor's memory (`loadWindow`), and headers
+ * into a small buffer that is pushed; yields each read's length. The window stays valid while
+ * the reads wait: requests run one at a time, so nothing else calls into the engine (or grows
+ * its memory) meanwhile.
+ */
+async function* readInto(e, src) {
+  const piece = new Uint8Array(HEADER_PIECE);
+  for (;;) {
+    const window = e.loadWindow();
+    const n = await src.readInto(window.byteLength ? window : piece);
+    if (n === 0) return;
+    if (window.byteLength) e.loadAdvance(n);
+    else e.pushChunk(piece.subarray(0, n));
+    yield n;
+  }
+}
 
 /**
  * Hands a chunk of the model file to the engine: tensor data is copied straight into the

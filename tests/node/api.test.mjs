@@ -44,6 +44,9 @@ test('a ~250 MB model loads within file size + 64 MB of wasm memory, and evaluat
   assert.equal(logits.length, 50277);
   assert.ok(logits.every(Number.isFinite));
   assert.equal((await rejection(e.tokenize('hi'))).code, 'invalid_options');
+  // A path is read straight into tensor memory, in pieces at once; a Blob comes as a stream.
+  await e.loadModel(new Blob([readFileSync(models.big250)]));
+  assert.deepEqual(await e.evalTokens([1, 2, 3]), logits, 'the same file from a Blob gives the same logits');
   console.log(`FIGURE node: loaded ${(size / 1e6).toFixed(0)} MB at ${(size / 1e6 / (ms / 1000)).toFixed(0)} MB/s; ` +
     `wasm memory ${(m.wasmMemoryBytes / MIB).toFixed(1)} MiB before evaluating (file ${(size / MIB).toFixed(1)} MiB, ` +
     `instance at start ${(before.wasmMemoryBytes / MIB).toFixed(1)} MiB), peak allocated ${(m.peakBytes / MIB).toFixed(1)} MiB`);
