@@ -77,7 +77,9 @@ static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
 /// ms/token: Q5_1 60-62 -> 41, FP16 90 -> 67 (a Xeon, two rows at a time); a row at a time, on an
 /// EPYC, Q5_1 33 -> 22.6, FP16 53 -> 32-35 (the weights read as one stream, not two); a chunk per
 /// call, not 16 rows (the column was prepared again for every 16), Q5_1 23.3-25.1 -> 19.3-21.9,
-/// FP16 31.7-37.6 -> 23.4-25.3, and on 2 threads Q5_1 19.0-24.1 -> 13.1-16.6.
+/// FP16 31.7-37.6 -> 23.4-25.3, and on 2 threads Q5_1 19.0-24.1 -> 13.1-16.6. The kernel is
+/// chosen by the weight tensor's flags too: F16 weights checked at load for infinities and NaNs
+/// (`ECHO_TENSOR_FLAG_FINITE_HALVES`) skip the check per row, v7 0.1B Q5_1 decode about 3% less.
 /// A block of a plain 2-D product (a prompt's; up to 16 rows by 16 columns, odd counts too) goes
 /// in one call (`echo_vec_dot_chunk`), each row pair unpacked and widened once for all the block's
 /// columns, not once per column pair: same tiles, same bits; v4 169M Q5_1 in Node, 1 thread,
@@ -96,7 +98,7 @@ void echo_vec_dot_q8_0_q8_0(int n, float * s, size_t bs, const void * x, size_t 
 #define ECHO_TILE(ggml_kernel, echo_kernel) echo_kernel
 #define ECHO_TILE_ROWS 2
 typedef void (*echo_vec_dot_rows_t)(int n, float * s, const void * x, size_t bx, const void * y, int64_t nr);
-echo_vec_dot_rows_t echo_vec_dot_rows(enum ggml_type type);
+echo_vec_dot_rows_t echo_vec_dot_rows(enum ggml_type type, int32_t flags);
 typedef void (*echo_vec_dot_chunk_t)(int n, float * s, const void * x, size_t bx, const void * y, size_t by, int nr, int nc);
 echo_vec_dot_chunk_t echo_vec_dot_chunk(enum ggml_type type);
 #else
@@ -160,7 +162,7 @@ static const struct ggml_type_traits_cpu type_traits_cpu[GGML_TYPE_COUNT] = {",
 #if defined(__wasm_simd128__) /* echo: a block of a plain 2-D product in one call (odd counts too); else a column's whole chunk of rows */
     echo_vec_dot_chunk_t const chunk_dot = ir1_end - ir1_start > 1 && ne02 == 1 && ne03 == 1 && ne12 == 1 && ne13 == 1 &&
         (ggml_is_contiguous(src1) || src1->type != vec_dot_type) ? echo_vec_dot_chunk(type) : NULL;
-    echo_vec_dot_rows_t const rows_dot = !chunk_dot && num_rows_per_vec_dot == 1 ? echo_vec_dot_rows(type) : NULL;
+    echo_vec_dot_rows_t const rows_dot = !chunk_dot && num_rows_per_vec_dot == 1 ? echo_vec_dot_rows(type, src0->flags) : NULL;
     float chunk_tmp[16 * 16];
 #endif
 ",
@@ -263,7 +265,7 @@ const GGML_CPU_THREAD_PATCHES: &[(&str, &str, usize)] = &[
     (
         "    // The first chunk comes from our thread_id, the rest will get auto-assigned.",
         "#ifdef ECHO_WASM_THREADS /* echo: decode's rows in shrinking chunks */
-    if (nr1 == 1 && nth > 1 && echo_vec_dot_rows(src0->type)) {
+    if (nr1 == 1 && nth > 1 && echo_vec_dot_rows(src0->type, src0->flags)) {
         /* Rows are handed out from the shared counter (which starts at nth, set above), each
          * time a 1/(2 nth) share of those left and at least 16: big chunks first, small ones
          * last, so the threads finish together. */

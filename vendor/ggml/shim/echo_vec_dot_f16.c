@@ -10,6 +10,10 @@
 
 extern float ggml_table_f32_f16[1 << 16]; /* ggml-cpu.c: the value of every half */
 
+/* How the wasm kernel makes halves floats: exactly; or scaled (see halves_to_floats), with a
+ * check for exponent 31 or, where the weights are known to have none, without. */
+enum conversion { EXACT, SCALED_CHECKED, SCALED };
+
 #if defined(__wasm_simd128__)
 #include <wasm_simd128.h>
 
@@ -20,22 +24,23 @@ extern float ggml_table_f32_f16[1 << 16]; /* ggml-cpu.c: the value of every half
  * by 2^112 rebiases the exponent, which makes subnormals right too. Exponent 31 (infinities and
  * NaNs) gets the float's all-ones exponent first. Exact for every half; a signaling NaN comes out
  * quiet, as F16C's does.
- * Not exact: both steps are left out, for a caller that has scaled the other factor by 2^112
- * instead (each product then has the same bits: both are exact scalings) and checks afterwards
- * that no half had exponent 31: *top holds the largest (half << 1), 0xf800 or more if one had. */
-static inline __attribute__((always_inline)) void halves_to_floats(const uint16_t * h, v128_t f[2], int exact, v128_t * top) {
+ * Scaled: both steps are left out, for a caller that has scaled the other factor by 2^112
+ * instead (each product then has the same bits: both are exact scalings) and, unless the halves
+ * are known to be finite, checks afterwards that none had exponent 31: *top holds the largest
+ * (half << 1), 0xf800 or more if one had. */
+static inline __attribute__((always_inline)) void halves_to_floats(const uint16_t * h, v128_t f[2], enum conversion how, v128_t * top) {
     const v128_t v = wasm_v128_load(h);
     v128_t high = wasm_v128_and(wasm_i16x8_shr(v, 3), wasm_i16x8_splat((int16_t) 0x8fff));
-    if (exact) {
+    if (how == EXACT) {
         const v128_t inf_nan = wasm_i16x8_gt(wasm_v128_and(v, wasm_i16x8_splat(0x7fff)), wasm_i16x8_splat(0x7bff));
         high = wasm_v128_or(high, wasm_v128_and(inf_nan, wasm_i16x8_splat(0x7f80)));
-    } else {
+    } else if (how == SCALED_CHECKED) {
         *top = wasm_u16x8_max(*top, wasm_i16x8_shl(v, 1));
     }
     const v128_t low = wasm_i16x8_shl(v, 13);
     f[0] = wasm_i16x8_shuffle(low, high, 0, 8, 1, 9, 2, 10, 3, 11);
     f[1] = wasm_i16x8_shuffle(low, high, 4, 12, 5, 13, 6, 14, 7, 15);
-    if (exact) {
+    if (how == EXACT) {
         const v128_t scale = wasm_f32x4_splat(0x1p112f);
         f[0] = wasm_f32x4_mul(f[0], scale);
         f[1] = wasm_f32x4_mul(f[1], scale);
@@ -51,9 +56,9 @@ static double reduce(v128_t sum[4]) {
 
 /* Rows x[0..r) times columns y[0..c) (r, c <= 2): each weight converted once for every column,
  * each product summed in the same order whatever r and c, so a 2x2 tile gives a single dot
- * product's bits. sumf[ci * 2 + ri] = x[ri] . y[ci]. Not exact: the columns are y times 2^112,
- * and -1 is returned if a weight was an infinity or NaN (the caller then goes the exact way). */
-static inline __attribute__((always_inline)) int dot_simd(int n, int r, int c, const uint16_t * const x[2], const float * const y[2], double sumf[4], int exact) {
+ * product's bits. sumf[ci * 2 + ri] = x[ri] . y[ci]. Scaled: the columns are y times 2^112; -1
+ * is returned if the check found an infinity or NaN (the caller then goes the exact way). */
+static inline __attribute__((always_inline)) int dot_simd(int n, int r, int c, const uint16_t * const x[2], const float * const y[2], double sumf[4], enum conversion how) {
     v128_t sum[4][4];
     for (int k = 0; k < 4; k++) {
         for (int j = 0; j < 4; j++) sum[k][j] = wasm_f32x4_splat(0.0f);
@@ -63,7 +68,7 @@ static inline __attribute__((always_inline)) int dot_simd(int n, int r, int c, c
     for (int i = 0; i < np; i += 16) {
         for (int h = 0; h < 2; h++) {
             v128_t w[2][2];
-            for (int ri = 0; ri < r; ri++) halves_to_floats(x[ri] + i + 8 * h, w[ri], exact, &top);
+            for (int ri = 0; ri < r; ri++) halves_to_floats(x[ri] + i + 8 * h, w[ri], how, &top);
             for (int ci = 0; ci < c; ci++) {
                 for (int k = 0; k < 2; k++) {
                     const int j = 2 * h + k;
@@ -73,7 +78,7 @@ static inline __attribute__((always_inline)) int dot_simd(int n, int r, int c, c
             }
         }
     }
-    if (!exact && wasm_v128_any_true(wasm_u16x8_ge(top, wasm_i16x8_splat((int16_t) 0xf800)))) return -1;
+    if (how == SCALED_CHECKED && wasm_v128_any_true(wasm_u16x8_ge(top, wasm_i16x8_splat((int16_t) 0xf800)))) return -1;
     for (int ci = 0; ci < c; ci++) {
         for (int ri = 0; ri < r; ri++) sumf[ci * 2 + ri] = reduce(sum[ci * 2 + ri]);
     }
@@ -96,8 +101,8 @@ static double reduce(__m256 sum[4]) {
 
 /* As the wasm kernel; F16C converts eight halves at once; four accumulators of eight lanes, 32
  * per step. */
-static inline __attribute__((always_inline)) int dot_simd(int n, int r, int c, const uint16_t * const x[2], const float * const y[2], double sumf[4], int exact) {
-    (void) exact;
+static inline __attribute__((always_inline)) int dot_simd(int n, int r, int c, const uint16_t * const x[2], const float * const y[2], double sumf[4], enum conversion how) {
+    (void) how;
     __m256 sum[4][4];
     for (int k = 0; k < 4; k++) {
         for (int j = 0; j < 4; j++) sum[k][j] = _mm256_setzero_ps();
@@ -120,8 +125,8 @@ static inline __attribute__((always_inline)) int dot_simd(int n, int r, int c, c
 }
 
 #else
-static inline __attribute__((always_inline)) int dot_simd(int n, int r, int c, const uint16_t * const x[2], const float * const y[2], double sumf[4], int exact) {
-    (void) n; (void) r; (void) c; (void) x; (void) y; (void) exact;
+static inline __attribute__((always_inline)) int dot_simd(int n, int r, int c, const uint16_t * const x[2], const float * const y[2], double sumf[4], enum conversion how) {
+    (void) n; (void) r; (void) c; (void) x; (void) y; (void) how;
     for (int k = 0; k < 4; k++) sumf[k] = 0.0;
     return 0;
 }
@@ -130,15 +135,16 @@ static inline __attribute__((always_inline)) int dot_simd(int n, int r, int c, c
 /* Rows x[0..r) times columns y[0..c) (r, c <= 2): s[ci * bs + ri] = x[ri] . y[ci], the tail past
  * the SIMD steps added in double, as ggml's F16 kernel does. ys, if not NULL, is the one column
  * times 2^112 (c 1), for SIMD steps without the exact conversion's two steps, taken again the
- * exact way if a weight was an infinity or NaN. Constant tile sizes at each call, so each is its
- * own loop with its accumulators in registers. */
+ * exact way if the check (unless `finite`: the weights have no exponent 31) found an infinity or
+ * NaN. Constant tile sizes at each call, so each is its own loop with its accumulators in
+ * registers. */
 static inline __attribute__((always_inline)) void dot_tile(int n, int r, int c, float * s, size_t bs,
                                                            const uint16_t * const x[2], const float * const y[2],
-                                                           const float * ys) {
+                                                           const float * ys, int finite) {
     double sumf[4];
     const float * const yscaled[2] = { ys, ys };
-    int np = ys ? dot_simd(n, r, c, x, yscaled, sumf, 0) : -1;
-    if (np < 0) np = dot_simd(n, r, c, x, y, sumf, 1);
+    int np = ys ? dot_simd(n, r, c, x, yscaled, sumf, finite ? SCALED : SCALED_CHECKED) : -1;
+    if (np < 0) np = dot_simd(n, r, c, x, y, sumf, EXACT);
     for (int ci = 0; ci < c; ci++) {
         for (int ri = 0; ri < r; ri++) {
             double d = sumf[ci * 2 + ri];
@@ -157,8 +163,8 @@ void echo_vec_dot_f16_f32(int n, float * restrict s, size_t bs, const void * res
                           const void * restrict vy, size_t by, int nrc) {
     const uint16_t * const x[2] = { vx, (const uint16_t *) ((const char *) vx + bx) };
     const float * const y[2] = { vy, (const float *) ((const char *) vy + by) };
-    if (nrc == 2) dot_tile(n, 2, 2, s, bs, x, y, NULL);
-    else dot_tile(n, 1, 1, s, bs, x, y, NULL);
+    if (nrc == 2) dot_tile(n, 2, 2, s, bs, x, y, NULL, 0);
+    else dot_tile(n, 1, 1, s, bs, x, y, NULL, 0);
 }
 
 #if defined(__wasm_simd128__)
@@ -168,7 +174,9 @@ void echo_vec_dot_f16_f32(int n, float * restrict s, size_t bs, const void * res
  * then has the same bits), nor a step for infinities and NaNs, which a check per row catches; a
  * column of over ROWS_MAX_SCALED floats, or with a value of 2^16 or more (or NaN), whose scaling
  * would not be exact, takes the exact conversion. A row at a time: the weights are read as one
- * stream (two rows at a time, two streams, took 25% longer, v4 169M in Node on an EPYC). */
+ * stream (two rows at a time, two streams, took 25% longer, v4 169M in Node on an EPYC).
+ * The _finite kernel is for weights known to have no infinity or NaN (the tensor's flag
+ * ECHO_TENSOR_FLAG_FINITE_HALVES, set where the model was checked at load): no check. */
 #define ROWS_MAX_SCALED 8192
 
 /* out = y * 2^112, four at a time; 0 if that is not exact for some value (2^16 or more, NaN). */
@@ -186,14 +194,22 @@ static int scale_column(int n, const float * y, float * out) {
     }
     return wasm_i32x4_all_true(ok);
 }
-void echo_vec_dot_f16_f32_rows(int n, float * restrict s, const void * restrict vx, size_t bx,
-                               const void * restrict vy, int64_t nr) {
+static inline __attribute__((always_inline)) void dot_rows(int n, float * s, const void * vx, size_t bx, const void * vy,
+                                                           int64_t nr, int finite) {
     const float * const y[2] = { vy, NULL };
     float scaled[n <= ROWS_MAX_SCALED ? n : 1];
     const float * ys = n <= ROWS_MAX_SCALED && scale_column(n, y[0], scaled) ? scaled : NULL;
     for (int64_t ri = 0; ri < nr; ri++) {
         const uint16_t * const x[2] = { (const uint16_t *) ((const char *) vx + ri * bx), NULL };
-        dot_tile(n, 1, 1, s + ri, 0, x, y, ys);
+        dot_tile(n, 1, 1, s + ri, 0, x, y, ys, finite);
     }
+}
+void echo_vec_dot_f16_f32_rows(int n, float * restrict s, const void * restrict vx, size_t bx,
+                               const void * restrict vy, int64_t nr) {
+    dot_rows(n, s, vx, bx, vy, nr, 0);
+}
+void echo_vec_dot_f16_f32_rows_finite(int n, float * restrict s, const void * restrict vx, size_t bx,
+                                      const void * restrict vy, int64_t nr) {
+    dot_rows(n, s, vx, bx, vy, nr, 1);
 }
 #endif

@@ -21,6 +21,10 @@
 typedef void (*echo_vec_dot_rows_t)(int n, float * s, const void * vx, size_t bx, const void * vy, int64_t nr);
 typedef void (*echo_vec_dot_chunk_t)(int n, float * s, const void * vx, size_t bx, const void * vy, size_t by, int nr, int nc);
 void echo_vec_dot_f16_f32_rows(int n, float * s, const void * vx, size_t bx, const void * vy, int64_t nr); /* echo_vec_dot_f16.c */
+void echo_vec_dot_f16_f32_rows_finite(int n, float * s, const void * vx, size_t bx, const void * vy, int64_t nr);
+
+/* A weight tensor's flag: an F16 tensor without infinities or NaNs (src/ffi.rs, set at load). */
+#define ECHO_TENSOR_FLAG_FINITE_HALVES (1 << 30)
 
 extern float ggml_table_f32_f16[1 << 16]; /* ggml-cpu.c: the value of every half */
 #define HALF(h) ggml_table_f32_f16[(h)]
@@ -266,16 +270,16 @@ echo_vec_dot_chunk_t echo_vec_dot_chunk(enum ggml_type type) {
     }
 }
 
-/* The matrix-vector kernel of a weight type, or NULL: mul_mat's one-column chunks (patched in
- * build.rs). */
-echo_vec_dot_rows_t echo_vec_dot_rows(enum ggml_type type) {
+/* The matrix-vector kernel of a weight tensor's type (and flags), or NULL: mul_mat's one-column
+ * chunks (patched in build.rs). */
+echo_vec_dot_rows_t echo_vec_dot_rows(enum ggml_type type, int32_t flags) {
     switch (type) {
     case GGML_TYPE_Q4_0: return echo_vec_dot_q4_0_q8_0_rows;
     case GGML_TYPE_Q4_1: return echo_vec_dot_q4_1_q8_1_rows;
     case GGML_TYPE_Q5_0: return echo_vec_dot_q5_0_q8_0_rows;
     case GGML_TYPE_Q5_1: return echo_vec_dot_q5_1_q8_1_rows;
     case GGML_TYPE_Q8_0: return echo_vec_dot_q8_0_q8_0_rows;
-    case GGML_TYPE_F16: return echo_vec_dot_f16_f32_rows;
+    case GGML_TYPE_F16: return flags & ECHO_TENSOR_FLAG_FINITE_HALVES ? echo_vec_dot_f16_f32_rows_finite : echo_vec_dot_f16_f32_rows;
     default: return NULL;
     }
 }

@@ -12,6 +12,9 @@ pub const GGML_MAX_DIMS: usize = 4;
 pub const GGML_MAX_SRC: usize = 10;
 pub const GGML_MAX_OP_PARAMS: usize = 64;
 pub const GGML_MAX_NAME: usize = 64;
+/// Our flag on an F16 weight tensor without infinities or NaNs: the wasm F16 matrix-vector
+/// kernel then skips its check for them (`shim/echo_vec_dot_q.c` defines the same bit).
+pub const ECHO_TENSOR_FLAG_FINITE_HALVES: i32 = 1 << 30;
 
 /// `enum ggml_type` (a C enum is an `int` on every target we build for). Kept as a plain
 /// integer so a value read back from C can never be an invalid Rust enum.

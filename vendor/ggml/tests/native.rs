@@ -24,6 +24,11 @@ fn mul_mat_f16_tiles() {
 }
 
 #[test]
+fn mul_mat_f16_finite_flag() {
+    common::mul_mat_f16_finite_flag();
+}
+
+#[test]
 fn mul_mat_quant_tiles() {
     common::mul_mat_quant_tiles();
 }

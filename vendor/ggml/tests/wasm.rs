@@ -50,6 +50,11 @@ fn mul_mat_f16_tiles() {
 }
 
 #[wasm_bindgen_test]
+fn mul_mat_f16_finite_flag() {
+    common::mul_mat_f16_finite_flag();
+}
+
+#[wasm_bindgen_test]
 fn mul_mat_quant_tiles() {
     common::mul_mat_quant_tiles();
 }

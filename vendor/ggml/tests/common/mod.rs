@@ -81,11 +81,17 @@ unsafe fn read_f32(t: *const ggml_tensor) -> Vec<f32> {
 /// y = W x for W of type `ty` given as raw rows (`rows` x `cols`), computed by ggml; `x` may
 /// hold several columns of `cols` (then y holds as many columns of `rows`).
 pub fn ggml_mat_vec(ty: ggml_type, w: &[u8], rows: usize, cols: usize, x: &[f32]) -> Vec<f32> {
+    ggml_mat_vec_flagged(ty, 0, w, rows, cols, x)
+}
+
+/// `ggml_mat_vec` with `flags` on the weight tensor.
+pub fn ggml_mat_vec_flagged(ty: ggml_type, flags: i32, w: &[u8], rows: usize, cols: usize, x: &[f32]) -> Vec<f32> {
     let n = x.len() / cols;
     let ctx = Context::new(context_size(8, 16, w.len() + 8 * x.len() + 4 * rows * n + (1 << 20)), false).unwrap();
     let c = ctx.as_ptr();
     unsafe {
         let wt = ggml_new_tensor_2d(c, ty, cols as i64, rows as i64);
+        (*wt).flags |= flags;
         fill(wt, w);
         let xt = ggml_new_tensor_2d(c, GGML_TYPE_F32, cols as i64, n as i64);
         fill_f32(xt, x);
@@ -231,6 +237,25 @@ pub fn mul_mat_f16_tiles() {
         unsafe { dot(cols as c_int, &mut want, 0, w[r * cols * 2..].as_ptr().cast(), 0, column.as_ptr().cast(), 0, 1) };
         assert_eq!(got.to_bits(), want.to_bits(), "row {r} of {rows}, one column: {got}, a row at a time {want}");
     }
+}
+
+/// F16 weights flagged finite (`ECHO_TENSOR_FLAG_FINITE_HALVES`, as the engine flags a checked
+/// model's) give the bits of unflagged ones, one column (decode) and several. In wasm the decode
+/// kernel goes by the flag: flagged wrongly, an infinity is taken for a large finite number.
+pub fn mul_mat_f16_finite_flag() {
+    let (rows, cols) = (19, 100);
+    let mut w: Vec<u8> = values(13, rows * cols).iter().flat_map(|v| f16_bits(*v).to_le_bytes()).collect();
+    for x in [values(14, cols), values(15, 3 * cols)] {
+        let plain = ggml_mat_vec(GGML_TYPE_F16, &w, rows, cols, &x);
+        let flagged = ggml_mat_vec_flagged(GGML_TYPE_F16, ECHO_TENSOR_FLAG_FINITE_HALVES, &w, rows, cols, &x);
+        assert_eq!(flagged.iter().map(|f| f.to_bits()).collect::<Vec<_>>(), plain.iter().map(|f| f.to_bits()).collect::<Vec<_>>());
+    }
+    w[(3 * cols + 5) * 2..][..2].copy_from_slice(&0x7c00u16.to_le_bytes());
+    let column = values(14, cols);
+    let plain = ggml_mat_vec(GGML_TYPE_F16, &w, rows, cols, &column);
+    assert!(!plain[3].is_finite(), "an infinity in row 3: {}", plain[3]);
+    let flagged = ggml_mat_vec_flagged(GGML_TYPE_F16, ECHO_TENSOR_FLAG_FINITE_HALVES, &w, rows, cols, &column);
+    assert_eq!(flagged[3].is_finite(), cfg!(target_arch = "wasm32"), "row 3 flagged: {}", flagged[3]);
 }
 
 /// Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 weights go through the product two rows by two columns at a time (in
