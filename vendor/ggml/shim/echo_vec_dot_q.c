@@ -97,6 +97,13 @@ static inline void widen(v128_t v, v128_t w[2]) {
     w[1] = wasm_i16x8_extend_high_i8x16(v);
 }
 
+/* 16 bytes of 0..127 as two i16x8 halves: the same values, but V8 makes the high half with an
+ * interleave and a zeroing it need not execute, not an interleave and a shift. */
+static inline void widen_unsigned(v128_t v, v128_t w[2]) {
+    w[0] = wasm_u16x8_extend_low_u8x16(v);
+    w[1] = wasm_u16x8_extend_high_u8x16(v);
+}
+
 /* The 32 products of a block with a column's block (both widened, elements 0..31 in order),
  * summed in i32 lane k over elements 2k, 2k+1 of each group of eight, as ggml's kernels do. */
 static inline v128_t dot_block(const v128_t x[4], const v128_t y[4]) {
@@ -126,7 +133,8 @@ struct wide_block {
 static inline __attribute__((always_inline)) void widen_row_block(enum kind k, const char * row, int ib, struct wide_block * b) {
     v128_t lo, hi;
     unpack(k, row, ib, &lo, &hi, &b->d, &b->m);
-    widen(lo, b->q), widen(hi, b->q + 2);
+    if (k == Q4_1 || k == Q5_1) widen_unsigned(lo, b->q), widen_unsigned(hi, b->q + 2); /* 0..31 */
+    else widen(lo, b->q), widen(hi, b->q + 2);
 }
 
 static inline __attribute__((always_inline)) void widen_column_block(enum kind k, const char * col, int ib, struct wide_block * b) {
