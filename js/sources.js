@@ -136,22 +136,6 @@ async function openPath(path, signal) {
       await file.close();
     }
   };
-  /** Reads `view.byteLength` bytes at `at`, or fewer where the file ends. */
-  const readAt = async (view, at) => {
-    let n = 0;
-    while (n < view.byteLength) {
-      if (signal.aborted) throw aborted();
-      let bytesRead;
-      try {
-        ({ bytesRead } = await file.read(view, n, view.byteLength - n, at + n));
-      } catch (e) {
-        throw echoError('load_failed', `reading '${path}' failed (${e.code ?? e.message})`);
-      }
-      if (bytesRead === 0) break;
-      n += bytesRead;
-    }
-    return n;
-  };
   let position = 0;
   return {
     total: size,
@@ -167,7 +151,7 @@ async function openPath(path, signal) {
       }
       // Every read settles before this returns or throws: none may write into the memory after
       // the caller has let it go.
-      const reads = await Promise.allSettled(pieces.map((piece, i) => readAt(piece, position + i * READ_PIECE)));
+      const reads = await Promise.allSettled(pieces.map((piece, i) => readAt(file, path, piece, position + i * READ_PIECE, signal)));
       const failed = reads.find((r) => r.status === 'rejected');
       if (failed) throw failed.reason;
       // Bytes count up to the first short piece: the end of the file.
@@ -200,6 +184,26 @@ async function openPath(path, signal) {
       }
     },
   };
+}
+
+/**
+ * Reads a Node file from offset `at` into `view` until it is full or the file ends; returns how
+ * many bytes came.
+ */
+async function readAt(file, path, view, at, signal) {
+  let n = 0;
+  while (n < view.byteLength) {
+    if (signal.aborted) throw aborted();
+    let bytesRead;
+    try {
+      ({ bytesRead } = await file.read(view, n, view.byteLength - n, at + n));
+    } catch (e) {
+      throw echoError('load_failed', `reading '${path}' failed (${e.code ?? e.message})`);
+    }
+    if (bytesRead === 0) break;
+    n += bytesRead;
+  }
+  return n;
 }
 
 /**
@@ -265,13 +269,8 @@ export async function openRandomAccess(spec, signal) {
       size,
       read: async (offset, length) => {
         const buf = new Uint8Array(length);
-        let n = 0;
-        while (n < length) {
-          const { bytesRead } = await file.read(buf, n, length - n, offset + n).catch((e) => {
-            throw failed(`'${spec.path}'`, e);
-          });
-          if (bytesRead === 0) throw echoError('load_failed', `'${spec.path}' ended early (it is shorter than it was)`);
-          n += bytesRead;
+        if ((await readAt(file, spec.path, buf, offset, signal)) < length) {
+          throw echoError('load_failed', `'${spec.path}' ended early (it is shorter than it was)`);
         }
         return buf;
       },

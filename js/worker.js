@@ -192,7 +192,7 @@ async function loadModel(id, { source, tokenizer, vocab, head }, signal) {
     e.beginLoad(src.total, tokenizer, vocabBytes, head);
     progress('download', 0);
     let loaded = 0;
-    for await (const n of src.readInto ? readInto(e, src) : feedChunks(e, src)) {
+    for await (const n of src.readInto ? readIntoEngine(e, src) : feedChunks(e, src)) {
       if (signal.aborted) throw echoError('aborted', 'loading the model was aborted');
       loaded += n;
       const now = performance.now();
@@ -231,7 +231,7 @@ async function* feedChunks(e, src) {
  * the reads wait: requests run one at a time, so nothing else calls into the engine (or grows
  * its memory) meanwhile.
  */
-async function* readInto(e, src) {
+async function* readIntoEngine(e, src) {
   const piece = new Uint8Array(HEADER_PIECE);
   for (;;) {
     const window = e.loadWindow();
